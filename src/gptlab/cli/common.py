@@ -1,0 +1,67 @@
+"""Arguments and helpers shared by several verbs."""
+
+from __future__ import annotations
+
+import argparse
+
+from gptlab.errors import GptlabError
+
+
+def add_model_source_args(parser: argparse.ArgumentParser, presets: bool = True) -> None:
+    """--checkpoint DIR | --hf DIR_OR_NAME | --preset NAME: where the model comes from."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--checkpoint", metavar="DIR", help="a gptlab model folder or training run folder")
+    group.add_argument("--hf", metavar="DIR_OR_NAME", help="Hugging Face GPT-2 weights: a local folder or a hub name")
+    if presets:
+        group.add_argument("--preset", metavar="NAME", help="a freshly initialised model of a preset shape (random weights)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GptlabError(f"unknown device {name!r}: use cpu, cuda, cuda:N, mps or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GptlabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def load_model_from_args(args: argparse.Namespace):
+    """(model, tokenizer) from --checkpoint, --hf or --preset, on the chosen device, in eval mode."""
+    device = resolve_device(args.device)
+    if args.checkpoint:
+        from gptlab.checkpoint import load_model
+
+        model, tokenizer = load_model(args.checkpoint, device=device)
+        if tokenizer is None:
+            raise GptlabError(f"{args.checkpoint} has no tokenizer.json; it cannot turn text into tokens")
+    elif args.hf:
+        from gptlab.model.hf import load_hf_model
+
+        model, tokenizer = load_hf_model(args.hf)
+        model = model.to(device)
+    else:
+        import torch
+
+        from gptlab.config import model_preset
+        from gptlab.model import GPT
+        from gptlab.tokenizers import GPT2Tokenizer
+
+        config = model_preset(args.preset)
+        if config.vocab_size != 50257:
+            raise GptlabError(
+                f"preset {args.preset!r} is a character-level shape whose vocabulary comes from its "
+                "training data; train it first (gptlab train) and use --checkpoint"
+            )
+        torch.manual_seed(getattr(args, "seed", None) or 0)
+        model, tokenizer = GPT(config).to(device), GPT2Tokenizer()
+    return model.eval(), tokenizer

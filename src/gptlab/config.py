@@ -1,0 +1,102 @@
+"""Typed configuration: the model's shape, validated, and named presets.
+
+Everything a model needs to be rebuilt is in ModelConfig, which is saved as JSON next to the
+weights. Validation happens at construction, so a bad value fails with a clear message before any
+tensor is allocated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from gptlab.errors import GptlabError
+
+ATTENTION_IMPLS = ("sdpa", "explicit")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 50257
+    block_size: int = 1024  # the longest context the model sees (learned positions)
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear layers and LayerNorms, as in GPT-2
+    layer_norm_eps: float = 1e-5
+    # Round the embedding/head rows up to a multiple of this (64 helps GPU matmuls). The extra rows
+    # are sliced off the logits, so they are never sampled and never enter the loss.
+    pad_vocab_multiple: int = 1
+    # "sdpa": torch's fused scaled_dot_product_attention (flash kernels on GPU);
+    # "explicit": softmax(QK^T/sqrt(d))V written out, materialising the attention weights.
+    attention: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def positive_int(name: str) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise GptlabError(f"model.{name} must be a positive integer, got {value!r}")
+
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_multiple"):
+            positive_int(name)
+        if self.n_embd % self.n_head != 0:
+            raise GptlabError(
+                f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head}); "
+                f"try n_head={_nearest_divisor(self.n_embd, self.n_head)}"
+            )
+        if not (0.0 <= float(self.dropout) < 1.0):
+            raise GptlabError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
+        if not float(self.layer_norm_eps) > 0:
+            raise GptlabError(f"model.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        if self.attention not in ATTENTION_IMPLS:
+            raise GptlabError(f"model.attention must be one of {', '.join(ATTENTION_IMPLS)}, got {self.attention!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def padded_vocab_size(self) -> int:
+        m = self.pad_vocab_multiple
+        return ((self.vocab_size + m - 1) // m) * m
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise GptlabError(f"unknown model config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def replace(self, **changes) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _nearest_divisor(n: int, target: int) -> int:
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    return min(divisors, key=lambda d: (abs(d - target), d))
+
+
+# Model shapes by name. The GPT-2 family is OpenAI's; "shakespeare-char" is sized for a 2-core
+# CPU; "small-bpe" is the SmallGPT write-up's 6-layer, 6-head, 384-wide, 256-context model.
+MODEL_PRESETS: dict[str, dict] = {
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024, block_size=1024, vocab_size=50257),
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, block_size=1024, vocab_size=50257),
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600, block_size=1024, vocab_size=50257),
+    "shakespeare-char": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65),
+    "small-bpe": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=50257),
+}
+
+
+def model_preset(name: str, **overrides) -> ModelConfig:
+    if name not in MODEL_PRESETS:
+        raise GptlabError(f"unknown preset {name!r}; valid presets: {', '.join(MODEL_PRESETS)}")
+    return ModelConfig(**{**MODEL_PRESETS[name], **overrides})

@@ -1,0 +1,214 @@
+"""GPT-2, readable top to bottom.
+
+    tokens (B, T)
+      -> token embedding + learned position embedding -> dropout       (B, T, C)
+      -> n_layer x Block:
+             x = x + attn(ln_1(x))     causal multi-head self-attention
+             x = x + mlp(ln_2(x))      Linear(C, 4C) -> GELU(tanh) -> Linear(4C, C)
+      -> ln_f -> lm_head (tied to the token embedding)                 (B, T, vocab_size)
+
+Module names follow OpenAI's checkpoint (c_attn, c_proj, c_fc, ln_1, ln_2, ln_f) so that reading
+this file next to the paper or the Hugging Face weights is easy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gptlab.config import ModelConfig
+from gptlab.errors import GptlabError
+from gptlab.model.kv_cache import KVCache
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.head_dim
+        self.dropout = config.dropout
+        self.use_sdpa = config.attention == "sdpa"
+        # One matmul computes queries, keys and values for all heads.
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = True,
+        kv_cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, n_head, T, head_dim): every head attends independently.
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer, k, v)  # (B, n_head, T_past + T, head_dim)
+
+        dropout_p = self.dropout if self.training else 0.0
+        if self.use_sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
+        else:
+            y = self.attention_weights(q, k, attn_mask, is_causal) @ v
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all heads side by side
+        return self.resid_dropout(self.c_proj(y))
+
+    def attention_weights(
+        self, q: torch.Tensor, k: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool
+    ) -> torch.Tensor:
+        """softmax(q k^T / sqrt(head_dim)) with masking: (B, n_head, T_q, T_k), rows sum to 1."""
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
+        if is_causal:
+            T_q, T_k = scores.shape[-2:]
+            attn_mask = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).tril(diagonal=T_k - T_q)
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        weights = F.softmax(scores, dim=-1)
+        return self.attn_dropout(weights)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2 used the tanh approximation
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: normalise, transform, add back to the residual stream."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, attn_mask=None, is_causal=True, kv_cache=None, layer=0):
+        x = x + self.attn(self.ln_1(x), attn_mask, is_causal, kv_cache, layer)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)  # token embedding
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned position embedding
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying: one matrix reads and writes tokens
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2's init: N(0, 0.02) everywhere, residual projections scaled by 1/sqrt(2 n_layer).
+
+        Each block adds two outputs (attention, MLP) to the residual stream; scaling their
+        projections keeps the stream's variance from growing with depth.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.c_proj.weight, mean=0.0, std=residual_std)
+            nn.init.normal_(block.mlp.c_proj.weight, mean=0.0, std=residual_std)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        only_last: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits for every position and, given targets, the mean cross-entropy loss.
+
+        idx: (B, T) token ids. targets: (B, T) ids, -100 where a position should not count.
+        attention_mask: (B, T_past + T), 1 for real tokens and 0 for padding (batched prompts).
+        position_ids: (B, T); by default T_past, T_past + 1, ... (left-padded batches pass their own).
+        kv_cache: holds the keys/values of earlier positions; this call appends to it.
+        only_last: compute logits for the last position only (generation does not need the rest).
+        """
+        B, T = idx.shape
+        past = kv_cache.seq_len if kv_cache is not None else 0
+        if past + T > self.config.block_size:
+            raise GptlabError(
+                f"sequence of {past + T} tokens is longer than the model's block_size "
+                f"({self.config.block_size}); crop it to the last {self.config.block_size} tokens"
+            )
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
+        attn_mask, is_causal = causal_mask(T, past, attention_mask, idx.device)
+
+        x = self.drop(self.wte(idx) + self.wpe(position_ids))  # (B, T, C)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, attn_mask, is_causal, kv_cache, layer)
+        x = self.ln_f(x)
+        if only_last:
+            x = x[:, -1:, :]
+        logits = self.lm_head(x)  # (B, T, padded_vocab_size)
+        if self.config.padded_vocab_size != self.config.vocab_size:
+            logits = logits[..., : self.config.vocab_size]  # padding rows never leave the model
+
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+    def num_parameters(self) -> int:
+        """Distinct parameters (the tied head counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+
+def causal_mask(
+    T: int, past: int, attention_mask: torch.Tensor | None, device: torch.device
+) -> tuple[torch.Tensor | None, bool]:
+    """The attention mask for T new queries after `past` cached positions.
+
+    Returns (mask, is_causal). The common cases need no mask tensor: a full causal pass uses the
+    fused causal kernel, and a single new token may attend to everything before it. Otherwise the
+    boolean mask is (B or 1, 1, T, past + T), True where a query may attend. With padding, a
+    query always keeps its own position, so a padding row never becomes all -inf (NaN); those
+    rows' outputs are ignored.
+    """
+    if attention_mask is None:
+        if past == 0:
+            return None, True
+        if T == 1:
+            return None, False
+    T_k = past + T
+    query_pos = torch.arange(past, T_k, device=device).unsqueeze(1)  # (T, 1)
+    key_pos = torch.arange(T_k, device=device).unsqueeze(0)  # (1, T_k)
+    mask = (key_pos <= query_pos).unsqueeze(0).unsqueeze(0)  # (1, 1, T, T_k)
+    if attention_mask is not None:
+        keep = attention_mask.to(torch.bool)[:, None, None, :]  # (B, 1, 1, T_k)
+        mask = (mask & keep) | (key_pos == query_pos)
+    return mask, False

@@ -1,0 +1,36 @@
+"""Key/value cache for incremental decoding.
+
+During generation each new token only needs its own query; the keys and values of the tokens
+before it do not change, so we keep them instead of recomputing the whole prefix every step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    """A growing per-layer cache of keys and values, each (B, n_head, T_past, head_dim)."""
+
+    def __init__(self, n_layer: int) -> None:
+        self.keys: list[torch.Tensor | None] = [None] * n_layer
+        self.values: list[torch.Tensor | None] = [None] * n_layer
+
+    @property
+    def seq_len(self) -> int:
+        """How many positions are cached (the same for every layer between forward passes)."""
+        k = self.keys[0]
+        return 0 if k is None else k.shape[2]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's k, v for `layer`; return all keys and values so far."""
+        if self.keys[layer] is None:
+            self.keys[layer], self.values[layer] = k, v
+        else:
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
+            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
+        return self.keys[layer], self.values[layer]
+
+    def reset(self) -> None:
+        self.keys = [None] * len(self.keys)
+        self.values = [None] * len(self.values)

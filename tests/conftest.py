@@ -1,0 +1,34 @@
+"""Shared test set-up: offline tokenizer files, an isolated cache, paths to the real data."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_DATA = SHARED / "data"
+
+# tiktoken's GPT-2 files come from the shared folder (no internet here); never from a download.
+if "TIKTOKEN_CACHE_DIR" not in os.environ and (SHARED / "tiktoken_cache").is_dir():
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED / "tiktoken_cache")
+# Every test session gets its own gptlab cache so tests never see a user's downloads.
+os.environ["GPTLAB_HOME"] = tempfile.mkdtemp(prefix="gptlab-test-home-")
+# Hugging Face libraries must never try the network during tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present beside the checkout")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def tiny_config():
+    from gptlab.config import ModelConfig
+
+    return ModelConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32)
