@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
+from gptlab.model.hooks import HookFn, HookPoint, attached, name_hook_points, select_hook_points
 from gptlab.model.kv_cache import KVCache
 
 
@@ -36,6 +37,12 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.hook_q = HookPoint()  # (B, n_head, T, head_dim)
+        self.hook_k = HookPoint()  # (B, n_head, T, head_dim), this call's positions only
+        self.hook_v = HookPoint()  # (B, n_head, T, head_dim)
+        self.hook_attn_scores = HookPoint()  # (B, n_head, T, T_k) before softmax, -inf where masked
+        self.hook_pattern = HookPoint()  # (B, n_head, T, T_k) attention weights, rows sum to 1
+        self.hook_z = HookPoint()  # (B, T, n_head, head_dim) each head's output before c_proj
 
     def forward(
         self,
@@ -51,15 +58,20 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)  # (B, n_head, T_past + T, head_dim)
 
         dropout_p = self.dropout if self.training else 0.0
-        if self.use_sdpa:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
+        # The fused kernel never materialises the weights; hooks on them need the explicit path.
+        if self.use_sdpa and not (self.hook_attn_scores.active or self.hook_pattern.active):
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
+            )
         else:
             y = self.attention_weights(q, k, attn_mask, is_causal) @ v
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all heads side by side
+        y = self.hook_z(y.transpose(1, 2))  # (B, T, n_head, head_dim)
+        y = y.contiguous().view(B, T, C)  # re-assemble all heads side by side
         return self.resid_dropout(self.c_proj(y))
 
     def attention_weights(
@@ -69,10 +81,12 @@ class CausalSelfAttention(nn.Module):
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
         if is_causal:
             T_q, T_k = scores.shape[-2:]
-            attn_mask = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).tril(diagonal=T_k - T_q)
+            attn_mask = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).tril(
+                diagonal=T_k - T_q
+            )
         if attn_mask is not None:
             scores = scores.masked_fill(~attn_mask, float("-inf"))
-        weights = F.softmax(scores, dim=-1)
+        weights = self.hook_pattern(F.softmax(self.hook_attn_scores(scores), dim=-1))
         return self.attn_dropout(weights)
 
 
@@ -83,9 +97,11 @@ class MLP(nn.Module):
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2 used the tanh approximation
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.hook_pre = HookPoint()  # (B, T, 4C) before the nonlinearity
+        self.hook_post = HookPoint()  # (B, T, 4C) after it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.hook_post(self.gelu(self.hook_pre(self.c_fc(x))))))
 
 
 class Block(nn.Module):
@@ -97,11 +113,23 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.mlp = MLP(config)
+        # The residual stream at each stage, and what each sublayer reads and writes. All (B, T, C).
+        self.hook_resid_pre = HookPoint()
+        self.hook_ln1 = HookPoint()
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.hook_ln2 = HookPoint()
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
 
     def forward(self, x, attn_mask=None, is_causal=True, kv_cache=None, layer=0):
-        x = x + self.attn(self.ln_1(x), attn_mask, is_causal, kv_cache, layer)
-        x = x + self.mlp(self.ln_2(x))
-        return x
+        x = self.hook_resid_pre(x)
+        attn_out = self.hook_attn_out(
+            self.attn(self.hook_ln1(self.ln_1(x)), attn_mask, is_causal, kv_cache, layer)
+        )
+        x = self.hook_resid_mid(x + attn_out)
+        mlp_out = self.hook_mlp_out(self.mlp(self.hook_ln2(self.ln_2(x))))
+        return self.hook_resid_post(x + mlp_out)
 
 
 class GPT(nn.Module):
@@ -115,6 +143,11 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying: one matrix reads and writes tokens
+        self.hook_embed = HookPoint()  # (B, T, C) token embeddings
+        self.hook_pos_embed = HookPoint()  # (B, T, C) position embeddings
+        self.hook_ln_final = HookPoint()  # (B, T, C) the final LayerNorm's output
+        self.hook_logits = HookPoint()  # (B, T, vocab_size)
+        self.hook_points = name_hook_points(self)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -168,20 +201,54 @@ class GPT(nn.Module):
             position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
         attn_mask, is_causal = causal_mask(T, past, attention_mask, idx.device)
 
-        x = self.drop(self.wte(idx) + self.wpe(position_ids))  # (B, T, C)
+        x = self.drop(
+            self.hook_embed(self.wte(idx)) + self.hook_pos_embed(self.wpe(position_ids))
+        )  # (B, T, C)
         for layer, block in enumerate(self.blocks):
             x = block(x, attn_mask, is_causal, kv_cache, layer)
-        x = self.ln_f(x)
+        x = self.hook_ln_final(self.ln_f(x))
         if only_last:
             x = x[:, -1:, :]
         logits = self.lm_head(x)  # (B, T, padded_vocab_size)
         if self.config.padded_vocab_size != self.config.vocab_size:
             logits = logits[..., : self.config.vocab_size]  # padding rows never leave the model
+        logits = self.hook_logits(logits)
 
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
+            )
         return logits, loss
+
+    def hooks(self, fns: dict[str, HookFn]):
+        """Context manager: `with model.hooks({"blocks.0.hook_resid_post": fn}): model(idx)`.
+
+        Keys are hook names or shell-style patterns; fn(activation, name) may return a
+        replacement tensor, or None to only read.
+        """
+        return attached(self.hook_points, fns)
+
+    def run_with_cache(
+        self, idx: torch.Tensor, names: list[str] | None = None, **forward_kwargs
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Run the model and return (logits, {hook name: activation}) for the chosen hook points.
+
+        names: hook names or patterns; all hook points when None.
+        """
+        points = (
+            list(self.hook_points.values())
+            if names is None
+            else select_hook_points(self.hook_points, names)
+        )
+        cache: dict[str, torch.Tensor] = {}
+
+        def save(x: torch.Tensor, name: str) -> None:
+            cache[name] = x.detach()
+
+        with self.hooks({p.name: save for p in points}):
+            logits, _ = self(idx, **forward_kwargs)
+        return logits, cache
 
     def num_parameters(self) -> int:
         """Distinct parameters (the tied head counted once)."""

@@ -22,7 +22,9 @@ class KVCache:
         k = self.keys[0]
         return 0 if k is None else k.shape[2]
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Append this step's k, v for `layer`; return all keys and values so far."""
         if self.keys[layer] is None:
             self.keys[layer], self.values[layer] = k, v
