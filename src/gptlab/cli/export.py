@@ -1,0 +1,48 @@
+"""`gptlab export`: write a gptlab model as a Hugging Face GPT-2 folder (config.json + model.safetensors)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gptlab.errors import GptlabError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model to Hugging Face GPT-2 format (GPT2LMHeadModel.from_pretrained loads it)",
+        description="Write config.json and model.safetensors in the transformers GPT2LMHeadModel layout.",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        required=True,
+        help="a gptlab model folder or training run folder",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", required=True, help="the folder to write (created if needed)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write into --out even if it is not empty"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise GptlabError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise GptlabError(f"--out {out} is not empty; choose another folder or pass --overwrite")
+
+    from gptlab.checkpoint import load_model
+    from gptlab.model.hf import export_hf
+
+    model, tokenizer = load_model(args.checkpoint, device="cpu")
+    export_hf(model, out, tokenizer)
+    print(
+        f"exported {model.num_parameters():,} parameters to {out} "
+        f"(load it with transformers.GPT2LMHeadModel.from_pretrained({str(out)!r}))"
+    )
+    return 0

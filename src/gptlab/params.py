@@ -1,0 +1,110 @@
+"""Where a model's parameters live: a table by component, totals with and without tying, memory.
+
+The counts come from a real GPT built on PyTorch's "meta" device, which has shapes but no
+storage, so even gpt2-xl (1.5B parameters) is counted instantly without allocating memory, and
+the numbers cannot drift from the model code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gptlab.config import ModelConfig
+
+# Which component each parameter belongs to, by a piece of its name (checked in this order).
+COMPONENTS = (
+    ("wte.", "token embedding (wte)"),
+    ("wpe.", "position embedding (wpe)"),
+    (".attn.", "attention (c_attn, c_proj)"),
+    (".mlp.", "MLP (c_fc, c_proj)"),
+    ("ln_", "layer norms (ln_1, ln_2, ln_f)"),
+)
+HEAD = "head (lm_head)"
+BYTES_PER_PARAM = {"fp32": 4, "bf16": 2}
+
+
+@dataclass
+class ParamRow:
+    component: str
+    total: int
+    per_layer: int | None = None  # for components repeated in every block
+
+
+@dataclass
+class ParamCounts:
+    config: ModelConfig
+    rows: list[ParamRow]  # the body components, then the head
+    tied: bool  # lm_head shares the token embedding's matrix
+    total_with_tying: int  # distinct parameters: the head counted once, as the embedding
+    total_without_tying: int  # as if the head had its own matrix
+
+    def memory_bytes(self, dtype: str) -> int:
+        """Bytes to hold the weights (as stored, i.e. with tying) in `dtype`."""
+        return self.total_with_tying * BYTES_PER_PARAM[dtype]
+
+
+def count_parameters(config: ModelConfig) -> ParamCounts:
+    import torch
+
+    from gptlab.model.gpt import GPT
+
+    with torch.device("meta"):
+        model = GPT(config)
+
+    totals = {name: 0 for _, name in COMPONENTS}
+    per_layer = {name: 0 for _, name in COMPONENTS}
+    # named_parameters lists a shared tensor once, so the tied lm_head does not appear here.
+    for name, param in model.named_parameters():
+        component = next((label for key, label in COMPONENTS if key in name), None)
+        if component is None:
+            raise AssertionError(f"parameter {name} belongs to no component in COMPONENTS")
+        totals[component] += param.numel()
+        if name.startswith("blocks.0."):
+            per_layer[component] += param.numel()
+
+    rows = [ParamRow(name, totals[name], per_layer[name] or None) for _, name in COMPONENTS]
+    head = model.lm_head.weight.numel()
+    rows.append(ParamRow(HEAD, head))
+    tied = model.lm_head.weight is model.wte.weight
+    with_tying = model.num_parameters()
+    return ParamCounts(
+        config=config,
+        rows=rows,
+        tied=tied,
+        total_with_tying=with_tying,
+        total_without_tying=with_tying + head if tied else with_tying,
+    )
+
+
+def format_parameter_table(counts: ParamCounts, title: str) -> str:
+    """The table `gptlab params` prints."""
+    c = counts.config
+    lines = [
+        f"{title}: n_layer={c.n_layer} n_head={c.n_head} n_embd={c.n_embd} "
+        f"block_size={c.block_size} vocab_size={c.vocab_size}"
+        + (f" (padded to {c.padded_vocab_size})" if c.padded_vocab_size != c.vocab_size else ""),
+        "",
+        f"{'component':<32}{'per layer':>14}{'total':>16}",
+    ]
+    for row in counts.rows:
+        per_layer = f"{row.per_layer:,}" if row.per_layer is not None else "-"
+        note = (
+            "  (tied: shares the token embedding)" if row.component == HEAD and counts.tied else ""
+        )
+        lines.append(f"{row.component:<32}{per_layer:>14}{row.total:>16,}{note}")
+    lines += [
+        "",
+        f"{'total with tying':<46}{counts.total_with_tying:>16,}  ({_short(counts.total_with_tying)})",
+        f"{'total without tying':<46}{counts.total_without_tying:>16,}  ({_short(counts.total_without_tying)})",
+    ]
+    for dtype in BYTES_PER_PARAM:
+        lines.append(f"{f'weights in {dtype}':<46}{_mib(counts.memory_bytes(dtype)):>16}")
+    return "\n".join(lines)
+
+
+def _short(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"

@@ -1,0 +1,87 @@
+"""Parameter accounting, checked against transformers' GPT2LMHeadModel and against hand counts."""
+
+import pytest
+import torch
+
+from gptlab.checkpoint import save_model
+from gptlab.cli import main
+from gptlab.config import ModelConfig, model_preset
+from gptlab.model import GPT
+from gptlab.params import count_parameters
+
+GPT2_WITH_TYING = 124_439_808
+GPT2_WITHOUT_TYING = 163_037_184
+
+
+def rows(counts) -> dict[str, tuple[int, int | None]]:
+    return {row.component.split(" (")[0]: (row.total, row.per_layer) for row in counts.rows}
+
+
+def test_gpt2_totals_match_transformers():
+    transformers = pytest.importorskip("transformers")
+    counts = count_parameters(model_preset("gpt2"))
+    assert counts.total_with_tying == GPT2_WITH_TYING
+    assert counts.total_without_tying == GPT2_WITHOUT_TYING
+    # The reference: Hugging Face's own model, built on the meta device (no memory, no download).
+    with torch.device("meta"):
+        tied = transformers.GPT2LMHeadModel(transformers.GPT2Config())
+        untied = transformers.GPT2LMHeadModel(transformers.GPT2Config(tie_word_embeddings=False))
+    assert tied.num_parameters() == counts.total_with_tying
+    assert untied.num_parameters() == counts.total_without_tying
+    assert counts.memory_bytes("fp32") == 4 * GPT2_WITH_TYING
+    assert counts.memory_bytes("bf16") == 2 * GPT2_WITH_TYING
+
+
+def test_tiny_config_rows_by_hand():
+    V, T, L, C = 97, 32, 2, 32
+    counts = count_parameters(
+        ModelConfig(vocab_size=V, block_size=T, n_layer=L, n_head=4, n_embd=C)
+    )
+    attention = (C * 3 * C + 3 * C) + (C * C + C)  # c_attn, c_proj with biases
+    mlp = (C * 4 * C + 4 * C) + (4 * C * C + C)  # c_fc, c_proj with biases
+    layer_norms = 2 * 2 * C  # ln_1, ln_2: weight and bias
+    assert rows(counts) == {
+        "token embedding": (V * C, None),
+        "position embedding": (T * C, None),
+        "attention": (L * attention, attention),
+        "MLP": (L * mlp, mlp),
+        "layer norms": (L * layer_norms + 2 * C, layer_norms),  # + ln_f
+        "head": (V * C, None),
+    }
+    assert counts.tied
+    body = V * C + T * C + L * (attention + mlp + layer_norms) + 2 * C
+    assert counts.total_with_tying == body
+    assert counts.total_without_tying == body + V * C
+    # The real (allocated) model agrees.
+    model = GPT(counts.config)
+    assert sum(p.numel() for p in model.parameters()) == body
+
+
+def test_padded_vocab_counts_padded_rows():
+    counts = count_parameters(
+        ModelConfig(
+            vocab_size=97, block_size=8, n_layer=1, n_head=1, n_embd=8, pad_vocab_multiple=64
+        )
+    )
+    assert rows(counts)["token embedding"] == (128 * 8, None)
+
+
+def test_cli_params_preset(capsys):
+    assert main(["params", "--preset", "gpt2"]) == 0
+    out = capsys.readouterr().out
+    assert "124,439,808" in out
+    assert "163,037,184" in out
+    assert "474.7 MiB" in out  # 124,439,808 * 4 bytes
+
+
+def test_cli_params_checkpoint(tmp_path, capsys, tiny_config):
+    save_model(tmp_path, GPT(tiny_config))
+    assert main(["params", "--checkpoint", str(tmp_path)]) == 0
+    total = count_parameters(tiny_config).total_with_tying
+    assert f"{total:,}" in capsys.readouterr().out
+
+
+def test_cli_params_unknown_preset(capsys):
+    assert main(["params", "--preset", "gpt5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gptlab: error: unknown preset 'gpt5'") and err.count("\n") == 1
