@@ -1,0 +1,165 @@
+"""`gptlab tokenizer train|encode|compare`: train a byte-level BPE, look at what tokenizers do.
+
+gptlab tokenizer train SOURCE --vocab-size N --out FILE [--max-docs N] [--text-column NAME]
+                       [--hf-config NAME] [--overwrite]
+gptlab tokenizer encode --tokenizer gpt2|FILE --text TEXT [--allow-special]
+gptlab tokenizer compare FILE --text-file PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from gptlab.errors import GptlabError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "tokenizer",
+        help="train a byte-level BPE tokenizer, encode text, compare compression",
+        description="Train your own GPT-2-style byte-level BPE tokenizer and compare it with GPT-2's.",
+    )
+    actions = parser.add_subparsers(dest="tokenizer_action", metavar="ACTION")
+    actions.required = True
+
+    train = actions.add_parser(
+        "train",
+        help="train a byte-level BPE tokenizer on a source and save it as JSON",
+        description="Train a byte-level BPE (GPT-2 pre-tokenization, <|endoftext|> as the last id). "
+        "The saved file works anywhere a tokenizer is accepted (--tokenizer FILE).",
+    )
+    train.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="tinyshakespeare, fineweb-edu, hf:OWNER/NAME[:CONFIG], a file, folder or glob",
+    )
+    train.add_argument(
+        "--vocab-size",
+        type=int,
+        required=True,
+        metavar="N",
+        help="tokens in the vocabulary, <|endoftext|> included (>= 257)",
+    )
+    train.add_argument(
+        "--out", required=True, metavar="FILE", help="where to write the tokenizer JSON"
+    )
+    train.add_argument(
+        "--max-docs", type=int, metavar="N", help="train on at most N documents of the source"
+    )
+    train.add_argument(
+        "--text-column",
+        default="text",
+        metavar="NAME",
+        help="text field of dataset/jsonl/parquet/csv sources (default: text)",
+    )
+    train.add_argument(
+        "--hf-config",
+        metavar="NAME",
+        help="config of a hub dataset (fineweb-edu: sample-10BT unless given)",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    train.set_defaults(func=run_train)
+
+    encode = actions.add_parser("encode", help="print the token ids of a text")
+    encode.add_argument(
+        "--tokenizer",
+        default="gpt2",
+        metavar="gpt2|FILE",
+        help="gpt2 (default) or a tokenizer JSON",
+    )
+    encode.add_argument("--text", required=True, help="the text to encode")
+    encode.add_argument(
+        "--allow-special",
+        action="store_true",
+        help="encode the literal <|endoftext|> as the special token",
+    )
+    encode.set_defaults(func=run_encode)
+
+    compare = actions.add_parser(
+        "compare", help="bytes per token of a tokenizer next to GPT-2's on a text file"
+    )
+    compare.add_argument("tokenizer", metavar="FILE", help="a tokenizer JSON (or gpt2)")
+    compare.add_argument(
+        "--text-file",
+        required=True,
+        metavar="PATH",
+        help="UTF-8 text to encode with both tokenizers",
+    )
+    compare.set_defaults(func=run_compare)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from gptlab.bpe import train_bpe
+    from gptlab.data.sources import iter_documents
+    from gptlab.tokenizers import save_tokenizer
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise GptlabError(
+            f"--out {out} is a folder; give a file path such as {out / 'tokenizer.json'}"
+        )
+    if out.exists() and not args.overwrite:
+        raise GptlabError(
+            f"{out} already exists; pass --overwrite to replace it, or choose another --out"
+        )
+    if args.max_docs is not None and args.max_docs <= 0:
+        raise GptlabError(f"--max-docs must be a positive number of documents, got {args.max_docs}")
+
+    documents = iter_documents(
+        args.source, max_docs=args.max_docs, text_column=args.text_column, hf_config=args.hf_config
+    )
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tokenizer = train_bpe(documents, args.vocab_size)
+    seconds = time.perf_counter() - start
+    for warning in caught:
+        print(f"gptlab: warning: {warning.message}", file=sys.stderr)
+
+    stats = tokenizer.metadata
+    stats.update(source=args.source, max_docs=args.max_docs, text_column=args.text_column)
+    save_tokenizer(tokenizer, out)
+    print(
+        f"trained a {tokenizer.vocab_size:,}-token BPE on {stats['documents']:,} document(s) "
+        f"({stats['bytes'] / 1e6:.1f} MB, {stats['distinct_chunks']:,} distinct chunks) in {seconds:.1f} s; "
+        f"{stats['bytes'] / stats['tokens']:.2f} bytes per token on its training text"
+    )
+    print(f"saved to {out}")
+    return 0
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    from gptlab.tokenizers import get_tokenizer
+
+    tokenizer = get_tokenizer(args.tokenizer)
+    print(" ".join(str(i) for i in tokenizer.encode(args.text, allow_special=args.allow_special)))
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from gptlab.tokenizers import GPT2Tokenizer, get_tokenizer
+
+    path = Path(args.text_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GptlabError(f"--text-file {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise GptlabError(
+            f"--text-file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    n_bytes = len(text.encode("utf-8"))
+    if n_bytes == 0:
+        raise GptlabError(f"--text-file {path} is empty; give it some text to encode")
+
+    rows = [(args.tokenizer, get_tokenizer(args.tokenizer)), ("gpt2", GPT2Tokenizer())]
+    print(f"{path}: {n_bytes:,} bytes")
+    print(f"{'tokenizer':<40} {'vocab':>8} {'tokens':>12} {'bytes/token':>12}")
+    for label, tokenizer in rows:
+        n_tokens = len(tokenizer.encode(text))
+        print(f"{label:<40} {tokenizer.vocab_size:>8,} {n_tokens:>12,} {n_bytes / n_tokens:>12.3f}")
+    return 0
