@@ -15,9 +15,17 @@ if "TIKTOKEN_CACHE_DIR" not in os.environ and (SHARED / "tiktoken_cache").is_dir
     os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED / "tiktoken_cache")
 # Every test session gets its own gptlab cache so tests never see a user's downloads.
 os.environ["GPTLAB_HOME"] = tempfile.mkdtemp(prefix="gptlab-test-home-")
+# Tiny test models gain nothing from threads, and OpenMP threads contending for 2 busy cores make
+# them many times slower; subprocesses the tests start inherit the setting through the environment.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Hugging Face libraries must never try the network during tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+import torch  # noqa: E402  (after OMP_NUM_THREADS, which torch reads when it starts)
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -62,6 +62,6 @@ def load_model_from_args(args: argparse.Namespace):
                 f"preset {args.preset!r} is a character-level shape whose vocabulary comes from its "
                 "training data; train it first (gptlab train) and use --checkpoint"
             )
-        torch.manual_seed(getattr(args, "seed", None) or 0)
+        torch.manual_seed(0)  # the same random preset model every time; --seed is for sampling
         model, tokenizer = GPT(config).to(device), GPT2Tokenizer()
     return model.eval(), tokenizer

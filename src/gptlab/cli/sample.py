@@ -1,0 +1,121 @@
+"""`gptlab sample`: continue a prompt with a model, streaming the text as it is produced."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    from gptlab.cli.common import add_model_source_args
+
+    parser = subparsers.add_parser(
+        "sample",
+        help="continue a prompt with a model",
+        description="Generate a continuation of --prompt and print it (only the continuation). "
+        "Sampling is shaped by --temperature, --top-k, --top-p and --repetition-penalty; --greedy "
+        "always takes the most likely token, so its output is deterministic.",
+    )
+    add_model_source_args(parser)
+    parser.add_argument("--prompt", required=True, help="the text to continue")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=100,
+        metavar="N",
+        help="tokens to generate (default 100)",
+    )
+    parser.add_argument(
+        "--greedy",
+        action="store_true",
+        help="take the most likely token every step (deterministic)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        metavar="T",
+        help="> 1 flatter, < 1 sharper; 0 = greedy (default 1)",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        metavar="K",
+        help="sample only among the K most likely tokens",
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        default=1.0,
+        metavar="P",
+        help="sample from the smallest set of tokens with probability >= P (default 1: off)",
+    )
+    parser.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        metavar="R",
+        help="> 1 discourages tokens already in the text (default 1: off)",
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        default=1,
+        metavar="N",
+        help="how many continuations to generate (default 1)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="random seed: the same seed gives the same text",
+    )
+    parser.add_argument(
+        "--stop", nargs="+", default=[], metavar="STR", help="stop before any of these strings"
+    )
+    parser.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="print the text when it is complete, not as it comes",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gptlab.cli.common import load_model_from_args
+    from gptlab.errors import require
+    from gptlab.generate import GenerationConfig, generate_text
+
+    require(len(args.prompt) > 0, "--prompt is empty; give some text to continue")
+    # Validate everything before loading a model, so a typo fails at once.
+    config = GenerationConfig(
+        max_new_tokens=args.max_new_tokens,
+        temperature=0.0 if args.greedy else args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        stop_strings=tuple(args.stop),
+    )
+    model, tokenizer = load_model_from_args(args)
+
+    # One sequence streams as it grows; several are printed one after another when done.
+    stream = config.num_samples == 1 and not args.no_stream
+    on_text = None
+    if stream:
+
+        def on_text(_row: int, piece: str) -> None:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+    generations = generate_text(model, tokenizer, args.prompt, config, on_text=on_text)
+    for generation in generations:
+        if config.num_samples > 1:
+            print(f"--- sample {generation.sample_index + 1}/{config.num_samples} ---")
+        if not stream:
+            sys.stdout.write(generation.text)
+        print()
+    return 0

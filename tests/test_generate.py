@@ -1,0 +1,295 @@
+"""Generation: cached vs uncached, batching, sampling controls, stopping, streaming, bad input.
+
+References: the uncached path (recomputing the whole context every step), each prompt decoded
+alone, hand-computed logits, Hugging Face's logits processors and `generate`.
+"""
+
+import string
+
+import pytest
+import torch
+
+from gptlab.config import ModelConfig
+from gptlab.errors import GptlabError
+from gptlab.generate import (
+    FINISH_EOT,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    GenerationConfig,
+    TextStream,
+    apply_repetition_penalty,
+    choose_next_tokens,
+    generate,
+    generate_text,
+    top_k_filter,
+    top_p_filter,
+)
+from gptlab.model import GPT
+from gptlab.tokenizers import CharTokenizer, GPT2Tokenizer
+
+CHARS = list(" .,;!?\n" + string.ascii_lowercase + string.ascii_uppercase)
+
+
+def spiky_model(config: ModelConfig, seed: int = 0) -> GPT:
+    """A random model with large weights, so greedy decoding wanders instead of repeating one token."""
+    torch.manual_seed(seed)
+    model = GPT(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, 0.3)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model() -> GPT:
+    return spiky_model(
+        ModelConfig(vocab_size=len(CHARS), block_size=16, n_layer=2, n_head=4, n_embd=32)
+    )
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> CharTokenizer:
+    return CharTokenizer(CHARS)
+
+
+def greedy(max_new_tokens: int, **kwargs) -> GenerationConfig:
+    return GenerationConfig(max_new_tokens=max_new_tokens, temperature=0, **kwargs)
+
+
+def test_cached_equals_uncached_greedy_past_block_size(model):
+    # The last prompt is longer than block_size; the others outgrow it while generating.
+    for prompt in ([1, 2, 3], [5] * 10, list(range(16)), list(range(30, 50))):
+        cached = generate(model, prompt, greedy(40))[0]
+        uncached = generate(model, prompt, greedy(40, use_cache=False))[0]
+        assert cached.token_ids == uncached.token_ids
+        assert len(cached.token_ids) == 40 and cached.finish_reason == FINISH_LENGTH
+        assert len(set(cached.token_ids)) > 3  # a real sequence, not one token repeated
+
+
+def test_past_block_size_conditions_on_exactly_the_last_block_size_tokens(model):
+    """Reference: a plain loop feeding the last block_size tokens at positions 0.. every step."""
+    tokens = [3, 1, 4, 1, 5]
+    with torch.no_grad():
+        for _ in range(30):
+            logits, _ = model(torch.tensor([tokens[-16:]]))
+            tokens.append(int(logits[0, -1].argmax()))
+    assert generate(model, [3, 1, 4, 1, 5], greedy(30))[0].token_ids == tokens[5:]
+
+
+def test_batched_prompts_of_different_lengths_match_each_prompt_alone(model):
+    prompts = [[1, 2, 3], [5] * 10, [7], list(range(20, 34))]
+    for use_cache in (True, False):
+        batched = generate(model, prompts, greedy(30, use_cache=use_cache))
+        for prompt, generation in zip(prompts, batched, strict=True):
+            alone = generate(model, prompt, greedy(30, use_cache=use_cache))[0]
+            assert generation.token_ids == alone.token_ids
+
+
+def test_num_samples_order_and_seeds(model):
+    def sample(seed, **kwargs):
+        config = GenerationConfig(max_new_tokens=20, num_samples=3, seed=seed, **kwargs)
+        return [
+            (g.prompt_index, g.sample_index, tuple(g.token_ids))
+            for g in generate(model, [[1, 2], [9]], config)
+        ]
+
+    first = sample(seed=1)
+    assert [(p, s) for p, s, _ in first] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert sample(seed=1) == first
+    assert sample(seed=2) != first
+    assert len({tokens for _, _, tokens in first}) == 6  # samples of one prompt differ
+
+
+def test_top_k_1_equals_greedy(model):
+    sampled = generate(
+        model, [4, 2], GenerationConfig(max_new_tokens=25, top_k=1, seed=0, temperature=1.7)
+    )
+    assert sampled[0].token_ids == generate(model, [4, 2], greedy(25))[0].token_ids
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([0.1, 0.5, 0.05, 0.2, 0.15])  # sorted: 0.5, 0.2, 0.15, 0.1, 0.05
+    logits = probs.log().unsqueeze(0)
+    kept = lambda p: torch.isfinite(top_p_filter(logits, p)[0]).nonzero().flatten().tolist()  # noqa: E731
+    assert kept(0.3) == [1]  # 0.5 alone reaches 0.3
+    assert kept(0.6) == [1, 3]  # 0.5 + 0.2
+    assert kept(0.8) == [1, 3, 4]  # 0.5 + 0.2 + 0.15 = 0.85
+    assert kept(0.9) == [0, 1, 3, 4]
+    assert kept(1.0) == [0, 1, 2, 3, 4]
+
+
+def test_top_k_keeps_the_k_largest():
+    logits = torch.tensor([[0.3, 2.0, -1.0, 1.5, 0.9]])
+    assert torch.isfinite(top_k_filter(logits, 2)).tolist() == [[False, True, False, True, False]]
+    assert torch.equal(top_k_filter(logits, 10), logits)
+
+
+def test_repetition_penalty_hand_example():
+    logits = torch.tensor([[2.0, -1.0, 0.5, -0.5]])
+    seen = torch.tensor([[True, True, False, False]])
+    assert apply_repetition_penalty(logits, seen, 2.0).tolist() == [[1.0, -2.0, 0.5, -0.5]]
+
+
+def test_processors_match_hugging_face():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    logits = torch.randn(3, 50) * 3
+    input_ids = torch.randint(50, (3, 7))
+    seen = torch.zeros(3, 50, dtype=torch.bool).scatter(1, input_ids, True)
+    hf_penalty = transformers.RepetitionPenaltyLogitsProcessor(1.7)(input_ids, logits.clone())
+    torch.testing.assert_close(apply_repetition_penalty(logits, seen, 1.7), hf_penalty)
+    for p in (0.3, 0.75, 0.95):
+        hf_top_p = transformers.TopPLogitsWarper(p)(input_ids, logits.clone())
+        assert torch.equal(torch.isinf(top_p_filter(logits, p)), torch.isinf(hf_top_p))
+    hf_top_k = transformers.TopKLogitsWarper(5)(input_ids, logits.clone())
+    assert torch.equal(top_k_filter(logits, 5), hf_top_k)
+
+
+def test_repetition_penalty_changes_greedy_choice():
+    """The penalised token loses to the runner-up; argmax over the raw logits would pick it."""
+    logits = torch.tensor([[3.0, 2.0, -1.0]])
+    seen = torch.tensor([[True, False, False]])
+    config = GenerationConfig(temperature=0, repetition_penalty=2.0)
+    assert choose_next_tokens(logits, config, seen).tolist() == [1]
+    assert choose_next_tokens(logits, GenerationConfig(temperature=0), seen).tolist() == [0]
+
+
+def test_greedy_matches_hugging_face_generate(model):
+    hf = pytest.importorskip("gptlab.model.hf")
+    hf_model = hf.to_hf_model(model)
+    prompt = torch.tensor([[4, 8, 15, 16, 23, 42]])
+    for penalty in (1.0, 1.3):
+        expected = hf_model.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            do_sample=False,
+            max_new_tokens=10,  # stays inside block_size: HF cannot go past it
+            repetition_penalty=penalty,
+            pad_token_id=0,
+        )[0, 6:].tolist()
+        ours = generate(model, prompt, greedy(10, repetition_penalty=penalty))[0]
+        assert ours.token_ids == expected
+
+
+def test_stop_strings_cut_the_text(model, tokenizer):
+    full = generate_text(model, tokenizer, "abc", greedy(30))[0].text
+    assert len(full) == 30
+    stop = full[10:12]
+    cut = full[: full.find(stop)]
+    generation = generate_text(model, tokenizer, "abc", greedy(30, stop_strings=("never", stop)))[0]
+    assert generation.text == cut
+    assert generation.finish_reason == FINISH_STOP
+    assert tokenizer.decode(generation.token_ids).startswith(cut)  # tokens end with the stop string
+    assert len(generation.token_ids) == full.find(stop) + len(stop)
+
+
+def test_eot_stops_and_is_not_kept(model):
+    tokenizer = CharTokenizer(CHARS)
+    free = generate(model, [7, 7, 1], greedy(30))[0].token_ids
+    tokenizer.eot_id = free[12]  # pretend that token is the end of text
+    first = free.index(free[12])
+    generation = generate(model, [7, 7, 1], greedy(30), tokenizer=tokenizer)[0]
+    assert generation.token_ids == free[:first]
+    assert generation.finish_reason == FINISH_EOT
+    assert generation.text == tokenizer.decode(free[:first])
+    no_stop = generate(model, [7, 7, 1], greedy(30, stop_at_eot=False), tokenizer=tokenizer)[0]
+    assert no_stop.token_ids == free
+
+
+def test_streaming_pieces_add_up_to_the_final_text(model, tokenizer):
+    config = GenerationConfig(max_new_tokens=25, num_samples=3, seed=3, stop_strings=("e", "ab"))
+    pieces: dict[int, str] = {}
+    generations = generate_text(
+        model,
+        tokenizer,
+        ["hi", "hello there"],
+        config,
+        on_text=lambda i, s: pieces.update({i: pieces.get(i, "") + s}),
+    )
+    assert len(generations) == 6
+    for row, generation in enumerate(generations):
+        assert pieces.get(row, "") == generation.text
+
+
+def test_text_stream_handles_characters_split_across_bpe_tokens():
+    tokenizer = GPT2Tokenizer()
+    text = "naïve café 🙂🦜 世界 é, done"
+    ids = tokenizer.encode(text)
+    # Some token holds only part of a character's bytes: decoding tokens one by one breaks it.
+    assert "\ufffd" in "".join(tokenizer.decode([i]) for i in ids)
+    stream = TextStream(tokenizer)
+    pieces = [stream.push(i) for i in ids] + [stream.finish()]
+    assert "".join(pieces) == text and "\ufffd" not in "".join(pieces)
+
+
+def test_text_stream_holds_back_a_possible_stop_string():
+    stream = TextStream(CharTokenizer(list("abcd")), stop_strings=("bcd",))
+    assert stream.push(0) == "a"
+    assert stream.push(1) == ""  # "b" may start "bcd"
+    assert stream.push(2) == ""
+    assert stream.push(0) == "bca"  # "bca" is not "bcd": released
+    assert stream.push(1) + stream.push(2) + stream.push(3) == ""
+    assert stream.stopped and stream.text == "abca"
+    assert stream.finish() == ""
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(max_new_tokens=0),
+        dict(max_new_tokens=-3),
+        dict(top_p=0.0),
+        dict(top_p=1.5),
+        dict(temperature=-0.1),
+        dict(top_k=0),
+        dict(num_samples=0),
+        dict(repetition_penalty=0.0),
+        dict(stop_strings=("",)),
+    ],
+)
+def test_bad_config_raises(kwargs):
+    with pytest.raises(GptlabError):
+        GenerationConfig(**kwargs)
+
+
+def test_bad_prompts_raise(model, tokenizer):
+    with pytest.raises(GptlabError, match="no prompt"):
+        generate(model, [], greedy(3))
+    with pytest.raises(GptlabError, match="empty"):
+        generate(model, [[1, 2], []], greedy(3))
+    with pytest.raises(GptlabError, match="empty"):
+        generate_text(model, tokenizer, "", greedy(3))
+    with pytest.raises(GptlabError, match="token ids"):
+        generate(model, [1, len(CHARS)], greedy(3))
+    with pytest.raises(GptlabError, match="tokenizer"):
+        generate(model, [1], greedy(3, stop_strings=("x",)))
+
+
+def test_bench_generate_cli_runs_all_paths_and_they_agree(model, tokenizer, tmp_path, capsys):
+    """Not a timing test: the bench runs on a tiny checkpoint and its three paths decode alike."""
+    pytest.importorskip("gptlab.model.hf")
+    import json
+
+    from gptlab.checkpoint import save_model
+    from gptlab.cli import main
+
+    save_model(tmp_path / "tiny", model, tokenizer)
+    flags = ["--new-tokens", "6", "--prompt-tokens", "4", "--repeats", "1", "--device", "cpu"]
+    assert (
+        main(["bench", "generate", "--checkpoint", str(tmp_path / "tiny"), *flags, "--json"]) == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in result["timings"]] == [
+        "gptlab, no cache",
+        "gptlab, KV cache",
+        "transformers generate",
+    ]
+    assert all(row["tokens_per_s"] > 0 for row in result["timings"])
+    assert set(result["agreement_with_kv_cache"].values()) == {6}
+    assert main(["bench", "generate", "--checkpoint", str(tmp_path / "tiny"), *flags]) == 0
+    assert "| gptlab, KV cache |" in capsys.readouterr().out
+    assert (
+        main(["bench", "generate", "--checkpoint", str(tmp_path / "tiny"), "--new-tokens", "20"])
+        == 1
+    )
