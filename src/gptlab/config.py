@@ -41,19 +41,34 @@ class ModelConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise GptlabError(f"model.{name} must be a positive integer, got {value!r}")
 
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_multiple"):
+        for name in (
+            "vocab_size",
+            "block_size",
+            "n_layer",
+            "n_head",
+            "n_embd",
+            "pad_vocab_multiple",
+        ):
             positive_int(name)
         if self.n_embd % self.n_head != 0:
             raise GptlabError(
                 f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head}); "
                 f"try n_head={_nearest_divisor(self.n_embd, self.n_head)}"
             )
+        for name in ("dropout", "layer_norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise GptlabError(f"model.{name} must be a number, got {value!r}")
+        if not isinstance(self.bias, bool):
+            raise GptlabError(f"model.bias must be true or false, got {self.bias!r}")
         if not (0.0 <= float(self.dropout) < 1.0):
             raise GptlabError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
         if not float(self.layer_norm_eps) > 0:
             raise GptlabError(f"model.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
         if self.attention not in ATTENTION_IMPLS:
-            raise GptlabError(f"model.attention must be one of {', '.join(ATTENTION_IMPLS)}, got {self.attention!r}")
+            raise GptlabError(
+                f"model.attention must be one of {', '.join(ATTENTION_IMPLS)}, got {self.attention!r}"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -72,7 +87,9 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise GptlabError(f"unknown model config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+            raise GptlabError(
+                f"unknown model config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
+            )
         return cls(**d)
 
     def replace(self, **changes) -> ModelConfig:

@@ -8,6 +8,7 @@ Interpretability tools attach functions by name with `model.hooks({...})` or rea
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -59,9 +60,11 @@ def select_hook_points(points: dict[str, HookPoint], patterns: Iterable[str]) ->
     for pattern in patterns:
         matched = [p for name, p in points.items() if fnmatch.fnmatchcase(name, pattern)]
         if not matched:
+            close = difflib.get_close_matches(pattern, list(points), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
             raise GptlabError(
-                f"no hook point matches {pattern!r}; names look like 'blocks.0.hook_resid_post' "
-                "(see docs/hooks.md for the full table)"
+                f"no hook point matches {pattern!r}; {hint}names look like "
+                "'blocks.0.hook_resid_post' (see docs/hooks.md for the full table)"
             )
         chosen.extend(p for p in matched if p not in chosen)
     return chosen
