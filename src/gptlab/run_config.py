@@ -1,0 +1,390 @@
+"""The configuration of a training run: model, data and training settings, presets, TOML, overrides.
+
+A run is described by three typed sections, each a dataclass:
+
+    [model]  ModelConfig (gptlab.config): the network's shape
+    [data]   DataConfig: which corpus, which tokenizer, how batches are drawn
+    [train]  TrainConfig: optimizer, schedule, budget, precision, evals, checkpoints, logging
+
+A run configuration is built in layers, each overriding the one before:
+
+    dataclass defaults -> a named preset (src/gptlab/presets/NAME.toml) -> a TOML file -> key=value
+
+Dotted overrides (`train.lr=1e-3 model.n_layer=6`) are parsed by the declared type of the field
+(int, float, bool, str, or Optional of one of them, where `none` means unset, in TOML too);
+nothing is ever eval'd. An unknown key fails with the nearest valid key, a wrong type with the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from gptlab.config import ModelConfig
+from gptlab.errors import GptlabError
+
+DEFAULT_PRESET = "shakespeare-char"
+SECTIONS = ("model", "data", "train")
+LOADER_MODES = ("random", "sequential")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class DataConfig:
+    # A source name (tinyshakespeare, openwebtext, fineweb-edu, hf:NAME) or a local file or folder;
+    # see `gptlab prepare --help`. Ignored when prepared_dir names an already prepared folder.
+    source: str = "tinyshakespeare"
+    tokenizer: str = "char"  # char | gpt2 | path of a tokenizer JSON
+    prepared_dir: str | None = None  # where the prepared shards are (default: in the gptlab cache)
+    val_fraction: float = 0.1
+    max_docs: int | None = None  # cap the corpus (useful for quick runs on big sources)
+    max_tokens: int | None = None
+    text_column: str = "text"
+    loader_mode: str = "random"  # random windows (the usual) or sequential passes over the split
+
+    def validate(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise GptlabError(f"data.val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.loader_mode not in LOADER_MODES:
+            raise GptlabError(
+                f"data.loader_mode must be one of {', '.join(LOADER_MODES)}, got {self.loader_mode!r}"
+            )
+
+
+@dataclass
+class TrainConfig:
+    # Batch: tokens per optimizer step (all ranks together) = micro_batch_size x block_size x
+    # world size x accumulation steps; the accumulation steps are derived from it.
+    tokens_per_step: int = 8192
+    micro_batch_size: int = 64  # sequences per forward pass on one device
+
+    # AdamW and the schedule: linear warmup to lr, then cosine decay to min_lr at the budget's end.
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 20
+    weight_decay: float = 0.1  # applied to 2-D weights (matmuls, embeddings) only
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off (the norm is still logged)
+
+    # Budget: steps, seconds of training, or both (whichever ends first). The cosine decay follows
+    # whichever is further along, so a wall-clock budget still ends at min_lr.
+    max_steps: int | None = 2000
+    max_seconds: float | None = None
+
+    # Evaluation: mean loss over a fixed set of windows of each split. eval_every=0: only at the end.
+    eval_every: int = 250
+    eval_tokens: int = 65536  # tokens per split per periodic eval
+    final_eval_tokens: int | None = None  # the final eval; none = the whole val split
+    # HellaSwag accuracy during training (logged as hellaswag_acc / hellaswag_acc_norm); 0: off.
+    eval_hellaswag_every: int = 0
+    eval_hellaswag_limit: int = 1000  # items per evaluation
+    eval_hellaswag_data: str | None = None  # a jsonl file; none: the official set (downloaded)
+    sample_every: int = 0  # 0: a sample only at the end
+    sample_tokens: int = 300
+    sample_prompt: str = "\n"
+    sample_temperature: float = 0.8
+    checkpoint_every: int = 0  # 0: checkpoints only at the end (and at each new best val loss)
+    keep_last: int = 2  # checkpoints kept besides the best one
+    log_every: int = 1  # steps between metrics.jsonl lines
+
+    seed: int = 1337
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    # auto: bfloat16 on GPUs that have it, float16 on older GPUs, float32 on CPU.
+    dtype: str = "auto"
+    compile: bool = False  # torch.compile the model
+    threads: int | None = None  # CPU threads for torch (none: torch's default)
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "gptlab"
+
+    def validate(self) -> None:
+        positive = (
+            "tokens_per_step",
+            "micro_batch_size",
+            "eval_tokens",
+            "sample_tokens",
+            "log_every",
+            "keep_last",
+            "eval_hellaswag_limit",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise GptlabError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in (
+            "warmup_steps",
+            "eval_every",
+            "eval_hellaswag_every",
+            "sample_every",
+            "checkpoint_every",
+        ):
+            if getattr(self, name) < 0:
+                raise GptlabError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.max_steps is None and self.max_seconds is None:
+            raise GptlabError("set a budget: train.max_steps=N or train.max_seconds=S (or both)")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise GptlabError(f"train.max_steps must be >= 1, got {self.max_steps}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise GptlabError(f"train.max_seconds must be > 0, got {self.max_seconds}")
+        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
+            raise GptlabError(
+                f"need train.lr > 0 and 0 <= train.min_lr <= train.lr, got {self.lr} and {self.min_lr}"
+            )
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise GptlabError("train.beta1 and train.beta2 must be in [0, 1)")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise GptlabError("train.weight_decay and train.grad_clip must be >= 0")
+        if self.dtype not in DTYPES:
+            raise GptlabError(f"train.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.final_eval_tokens is not None and self.final_eval_tokens < 1:
+            raise GptlabError(
+                "train.final_eval_tokens must be >= 1, or none for the whole val split"
+            )
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> RunConfig:
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def to_toml(self) -> str:
+        return dump_toml(
+            self.to_dict(), header="gptlab run configuration (complete: every setting is listed)"
+        )
+
+    def save(self, path: str | Path) -> None:
+        from gptlab.fileio import atomic_write_text
+
+        atomic_write_text(path, self.to_toml())
+
+    def override(self, assignments: list[str]) -> RunConfig:
+        """Apply `section.key=value` strings in order; returns self."""
+        for assignment in assignments:
+            key, sep, text = assignment.partition("=")
+            if not sep:
+                raise GptlabError(
+                    f"override {assignment!r} is not of the form section.key=value (e.g. train.lr=1e-3)"
+                )
+            key = key.strip()
+            self.set(key, parse_value(key, text, self.field_type(key)))
+        return self
+
+    def field_type(self, dotted: str) -> object:
+        section, name = self._split_key(dotted)
+        return typing.get_type_hints(type(getattr(self, section)))[name]
+
+    def set(self, dotted: str, value: object) -> None:
+        section, name = self._split_key(dotted)
+        setattr(getattr(self, section), name, check_value(dotted, value, self.field_type(dotted)))
+
+    def _split_key(self, dotted: str) -> tuple[str, str]:
+        section, _, name = dotted.partition(".")
+        if section in SECTIONS and name in _field_names(getattr(self, section)):
+            return section, name
+        valid = all_keys()
+        # A right name under a wrong (or misspelt) section is the likeliest slip; otherwise the
+        # closest spelling of the whole key.
+        same_name = [key for key in valid if key.partition(".")[2] == name]
+        nearest = (
+            same_name[0]
+            if same_name
+            else difflib.get_close_matches(dotted, valid, n=1, cutoff=0.0)[0]
+        )
+        raise GptlabError(
+            f"unknown config key {dotted!r}; did you mean {nearest!r}? (keys are section.name)"
+        )
+
+
+def _field_names(obj) -> list[str]:
+    return [f.name for f in dataclasses.fields(obj)]
+
+
+def all_keys() -> list[str]:
+    """Every valid dotted key, e.g. 'train.lr'."""
+    classes = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+    return [
+        f"{section}.{f.name}" for section, cls in classes.items() for f in dataclasses.fields(cls)
+    ]
+
+
+# -- typed values --------------------------------------------------------------------------------
+
+
+def _unwrap_optional(tp: object) -> tuple[type, bool]:
+    """(inner type, is_optional) for `X | None`, else (X, False)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def parse_value(key: str, text: str, tp: object) -> object:
+    """Parse the text of a command-line override by the field's declared type.
+
+    Strings are kept verbatim (a prompt may start with a space); other values may carry spaces.
+    """
+    inner, optional = _unwrap_optional(tp)
+    if inner is not str:
+        text = text.strip()
+    if optional and text.lower() in ("none", "null"):
+        return None
+    try:
+        if inner is bool:
+            lowered = text.lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if inner is int:
+            as_float = float(text)  # accepts 1e6 and 1_000, but only when it is a whole number
+            if not as_float.is_integer():
+                raise ValueError
+            return int(as_float) if "e" in text.lower() or "." in text else int(text)
+        if inner is float:
+            return float(text)
+        if inner is str:
+            return text
+    except ValueError:
+        raise GptlabError(f"{key} must be {_type_name(tp)}, got {text!r}") from None
+    raise TypeError(f"config field {key} has unsupported type {tp!r}")  # a bug in the dataclass
+
+
+def check_value(key: str, value: object, tp: object) -> object:
+    """Check a value (from TOML or parse_value) against the declared type; ints widen to floats."""
+    inner, optional = _unwrap_optional(tp)
+    if optional and (
+        value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+    ):
+        return None  # TOML has no null: an unset optional is written as "none"
+    if inner is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if inner in (int, float) and isinstance(value, bool):
+        value_ok = False
+    else:
+        value_ok = isinstance(value, inner)
+    if not value_ok:
+        raise GptlabError(f"{key} must be {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _type_name(tp: object) -> str:
+    inner, optional = _unwrap_optional(tp)
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(inner, str(inner)) + (" or none" if optional else "")
+
+
+# -- building configs ----------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("gptlab") / "presets"
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
+
+
+def load_preset(name: str) -> dict:
+    """The TOML table of a named preset."""
+    path = resources.files("gptlab") / "presets" / f"{name}.toml"
+    if not path.is_file():
+        raise GptlabError(f"unknown preset {name!r}; valid presets: {', '.join(preset_names())}")
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def read_toml(path: str | Path) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GptlabError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GptlabError(f"config file {path} is not valid TOML ({exc})") from None
+
+
+def apply_table(config: RunConfig, table: dict, source: str) -> None:
+    """Set every section.key of a parsed TOML table on config (the `preset` key is handled by the caller)."""
+    for section, values in table.items():
+        if section == "preset":
+            continue
+        if section not in SECTIONS or not isinstance(values, dict):
+            nearest = difflib.get_close_matches(section, SECTIONS, n=1, cutoff=0.0)[0]
+            raise GptlabError(f"{source}: unknown section {section!r}; did you mean [{nearest}]?")
+        for name, value in values.items():
+            try:
+                config.set(f"{section}.{name}", value)
+            except GptlabError as exc:
+                raise GptlabError(f"{source}: {exc}") from None
+
+
+def build_run_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+) -> RunConfig:
+    """defaults -> preset -> config file -> overrides, validated.
+
+    With neither a preset nor a config file, the default preset is used. A config file may name
+    its own base with a top-level `preset = "NAME"`; without one it starts from the plain defaults
+    (a run folder's config.toml is complete, so it reproduces its run exactly).
+    """
+    file_table = read_toml(config_file) if config_file is not None else {}
+    base = (
+        preset or file_table.get("preset") or (None if config_file is not None else DEFAULT_PRESET)
+    )
+    # Fields are set one by one (setattr does not validate); validation runs once every layer is
+    # applied, since fields only need to make sense together at the end (n_embd with n_head...).
+    config = RunConfig()
+    if base is not None:
+        apply_table(config, load_preset(base), f"preset {base}")
+    apply_table(config, file_table, str(config_file))
+    config.override(overrides or [])
+    return config.validate()
+
+
+# -- writing TOML ----------------------------------------------------------------------------------
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)  # shortest round-tripping form: 0.001, 1e-05, 3.0
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
+
+
+def dump_toml(tables: dict[str, dict], header: str = "") -> str:
+    """Tables of scalars as TOML; None (unset) is written as the string "none"."""
+    lines = [f"# {header}", ""] if header else []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {toml_value('none' if value is None else value)}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""Loss curves as PNG: train and val loss against tokens seen, for one run or several overlaid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gptlab.errors import GptlabError
+from gptlab.fileio import atomic_write
+from gptlab.optional import import_optional
+from gptlab.train.metrics import read_metrics
+
+LOSS_PLOT_FILE = "loss.png"
+
+
+def smooth(values: list[float], weight: float) -> list[float]:
+    """Exponential moving average (bias-corrected, as TensorBoard's smoothing), to read noisy curves."""
+    smoothed, average = [], 0.0
+    for i, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        smoothed.append(average / (1 - weight**i))
+    return smoothed
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> Path:
+    """Write one PNG with every run's train loss (smoothed, thin) and val loss (markers, bold)."""
+    matplotlib = import_optional("matplotlib", "plot")
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    if not run_dirs:
+        raise GptlabError("give at least one run folder to plot")
+    labels = labels or [Path(d).name or str(d) for d in run_dirs]
+    figure, axes = plt.subplots(figsize=(8, 5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (run_dir, label) in enumerate(zip(run_dirs, labels, strict=True)):
+        color = colors[index % len(colors)]
+        records = read_metrics(run_dir)
+        train = [
+            (r["tokens"], r["train_loss"])
+            for r in records
+            if isinstance(r.get("train_loss"), float | int)
+        ]
+        val = [
+            (r["tokens"], r["val_loss"])
+            for r in records
+            if isinstance(r.get("val_loss"), float | int)
+        ]
+        if train:
+            tokens, losses = zip(*train, strict=True)
+            axes.plot(
+                tokens,
+                smooth(list(losses), 0.9),
+                color=color,
+                alpha=0.6,
+                linewidth=1,
+                label=f"{label} train",
+            )
+        if val:
+            tokens, losses = zip(*val, strict=True)
+            axes.plot(tokens, losses, color=color, marker="o", linewidth=2, label=f"{label} val")
+    axes.set_xlabel("tokens seen")
+    axes.set_ylabel("loss (nats per token)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    axes.set_title("training loss (train smoothed, val at evaluations)")
+    figure.tight_layout()
+    out = Path(out)
+    atomic_write(out, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    plt.close(figure)
+    return out

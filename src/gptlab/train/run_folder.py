@@ -1,0 +1,113 @@
+"""The run folder: what it holds, and when a new run may use it.
+
+    RUN/config.toml      the resolved run configuration (complete; `--config RUN/config.toml`
+                         reproduces the run)
+    RUN/metrics.jsonl    one JSON line per logged step (gptlab.train.metrics)
+    RUN/loss.png         the loss curves, redrawn at every eval
+    RUN/samples.txt      text sampled during training, newest last
+    RUN/checkpoints/     resumable checkpoints (gptlab.train.checkpoint)
+    RUN/tensorboard/     TensorBoard event files, when asked for
+
+A folder that already holds a run is never silently reused: --resume continues it (same model and
+data required), --overwrite deletes that run's files and starts again; anything else is refused
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from gptlab.errors import GptlabError
+from gptlab.run_config import RunConfig, build_run_config
+from gptlab.train.checkpoint import CHECKPOINTS_DIR, latest_checkpoint
+from gptlab.train.metrics import METRICS_FILE
+from gptlab.train.plots import LOSS_PLOT_FILE
+
+RUN_CONFIG_FILE = "config.toml"
+SAMPLES_FILE = "samples.txt"
+TENSORBOARD_DIR = "tensorboard"
+RUN_FILES = (
+    RUN_CONFIG_FILE,
+    METRICS_FILE,
+    LOSS_PLOT_FILE,
+    SAMPLES_FILE,
+    CHECKPOINTS_DIR,
+    TENSORBOARD_DIR,
+    "wandb",
+)
+
+
+def holds_run(folder: Path) -> bool:
+    return (folder / RUN_CONFIG_FILE).is_file() or (folder / CHECKPOINTS_DIR).is_dir()
+
+
+def read_run_config(folder: str | Path) -> RunConfig:
+    return build_run_config(config_file=Path(folder) / RUN_CONFIG_FILE)
+
+
+def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
+    """The model and data keys whose values differ (vocab_size is derived from the data)."""
+    old_dict, new_dict = old.to_dict(), new.to_dict()
+    differences = []
+    for section in ("model", "data"):
+        for key, value in new_dict[section].items():
+            if key != "vocab_size" and old_dict[section].get(key) != value:
+                differences.append(f"{section}.{key} ({old_dict[section].get(key)!r} -> {value!r})")
+    return differences
+
+
+def check_run_folder(
+    folder: Path, config: RunConfig, *, resume: bool, overwrite: bool
+) -> Path | None:
+    """Decide whether this run may use `folder`, writing nothing. Returns the checkpoint to resume from.
+
+    Raises GptlabError for: both flags; a folder holding a run without --resume/--overwrite;
+    resuming a different model or data, or a folder with no checkpoint; a non-empty folder that
+    is not a run (never deleted, even with --overwrite).
+    """
+    if resume and overwrite:
+        raise GptlabError("--resume and --overwrite contradict each other; pick one")
+    if not folder.exists():
+        if resume:
+            raise GptlabError(f"nothing to resume: {folder} does not exist")
+        return None
+    if not folder.is_dir():
+        raise GptlabError(f"{folder} is a file, not a folder; pick another --out")
+    if not holds_run(folder):
+        if any(folder.iterdir()):
+            raise GptlabError(f"{folder} is not empty and holds no gptlab run; pick another --out")
+        if resume:
+            raise GptlabError(f"nothing to resume: {folder} is empty")
+        return None
+
+    if overwrite:
+        return None
+    differences = config_differences(read_run_config(folder), config)
+    if not resume:
+        what = "a different run (" + ", ".join(differences[:3]) + ")" if differences else "a run"
+        raise GptlabError(
+            f"{folder} already holds {what}; add --resume to continue it, --overwrite to replace it, "
+            "or pick another --out"
+        )
+    if differences:
+        raise GptlabError(
+            f"cannot resume {folder} with a different model or data: {', '.join(differences[:3])}; "
+            "resume with the run's own config (gptlab train --out RUN --resume) or start a new run"
+        )
+    checkpoint = latest_checkpoint(folder)
+    if checkpoint is None:
+        raise GptlabError(
+            f"{folder} has no checkpoint to resume from; start again with --overwrite"
+        )
+    return checkpoint
+
+
+def clear_run(folder: Path) -> None:
+    """Delete the files a run wrote (and nothing else) so that the folder can start a new run."""
+    for name in RUN_FILES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

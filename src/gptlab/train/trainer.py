@@ -1,0 +1,514 @@
+"""The training loop: `train(config, out) -> TrainResult`.
+
+One optimizer step:
+
+    lr from the schedule (warmup, then cosine to min_lr over the budget)
+    accumulation_steps x: next micro-batch -> forward under autocast -> (loss / accumulation).backward()
+                          (DDP averages gradients across processes on the last micro-step only)
+    unscale (float16 only) -> clip the global grad norm -> AdamW step -> zero the gradients
+
+and around it: evaluation on fixed windows of both splits, samples, checkpoints (the newest few
+and the best), metrics.jsonl, a live progress line and the loss-curve PNG. `gptlab train` is
+this function behind a command line; the experiment runner calls it directly.
+
+The budget counts training seconds only: time spent evaluating, sampling and checkpointing is
+left out, so extra measurement never changes what a run with a wall-clock budget learns.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gptlab.checkpoint import load_state_checked
+from gptlab.errors import GptlabError
+from gptlab.model.gpt import GPT
+from gptlab.optional import import_optional
+from gptlab.run_config import RunConfig
+from gptlab.train import checkpoint as ckpt
+from gptlab.train.data import TrainingData
+from gptlab.train.distributed import (
+    DistributedContext,
+    barrier,
+    init_distributed,
+    maybe_no_sync,
+    mean_across_ranks,
+    shutdown_distributed,
+    wrap_model,
+)
+from gptlab.train.evaluation import PeriodicEval, mean_loss, perplexity, sample_text
+from gptlab.train.flops import device_peak_flops, flops_per_token, mfu
+from gptlab.train.metrics import (
+    MetricsLogger,
+    ProgressLine,
+    describe_result,
+    describe_run,
+    truncate_metrics,
+)
+from gptlab.train.optim import build_optimizer, learning_rate, schedule_progress, set_learning_rate
+from gptlab.train.precision import autocast_context, enable_tf32, grad_scaler, resolve_dtype
+from gptlab.train.run_folder import RUN_CONFIG_FILE, SAMPLES_FILE, check_run_folder, clear_run
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    tokens: int
+    train_seconds: float  # the time the budget counts (training steps only)
+    wall_seconds: float  # everything, evaluations and checkpoints included
+    tokens_per_s: float  # tokens / train_seconds, all processes together
+    num_parameters: int
+    final_train_loss: float | None
+    val_loss: float | None  # at the end of the run
+    best_val_loss: float | None
+    sample: str | None
+
+
+def train(
+    config: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    extra_evals: Sequence[PeriodicEval] = (),
+    on_step: Callable[[dict], None] | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train a model as `config` says, in run folder `out`; see the module docstring.
+
+    resume: continue the run in `out` from its latest checkpoint (same model and data required).
+    overwrite: delete the run already in `out` first. extra_evals: more numbers to log at evals.
+    on_step(record): called on rank 0 after every step with that step's metrics record.
+    """
+    config.validate()
+    extra_evals = list(extra_evals) + configured_extra_evals(config)
+    context, device_name = init_distributed(config.train.device)
+    threads_before = torch.get_num_threads()
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
+    try:
+        trainer = Trainer(
+            config, Path(out), context, device_name, extra_evals, on_step, show_progress
+        )
+        trainer.setup(resume=resume, overwrite=overwrite)
+        return trainer.run()
+    except torch.OutOfMemoryError:
+        raise GptlabError(
+            f"out of GPU memory with train.micro_batch_size={config.train.micro_batch_size}; lower it "
+            "(gradient accumulation keeps train.tokens_per_step unchanged), or shrink the model or block_size"
+        ) from None
+    finally:
+        torch.set_num_threads(threads_before)  # a library call leaves the process as it found it
+        shutdown_distributed(context)
+
+
+def configured_extra_evals(config: RunConfig) -> list[PeriodicEval]:
+    """The periodic evaluations a run config asks for besides the loss (HellaSwag for now)."""
+    every = config.train.eval_hellaswag_every
+    if not every:
+        return []
+    from gptlab.eval.hellaswag import hellaswag_training_eval
+
+    # Items are read now, so a missing or malformed file fails before any training.
+    run = hellaswag_training_eval(
+        config.train.eval_hellaswag_data, limit=config.train.eval_hellaswag_limit
+    )
+    return [PeriodicEval(every=every, run=run)]
+
+
+def accumulate_gradients(model, next_batch, steps: int, autocast, scaler) -> torch.Tensor:
+    """Forward and backward over `steps` micro-batches; returns their mean loss (detached).
+
+    Each micro-batch's loss is divided by `steps`, so the summed gradients are the gradient of
+    the mean loss over all the step's tokens, as one big batch would give. Under DDP the
+    gradients are averaged across processes on the last micro-step only.
+    """
+    loss_sum = None
+    for micro_step in range(steps):
+        x, y = next_batch()  # (micro_batch_size, block_size) each
+        with maybe_no_sync(model, sync=micro_step == steps - 1), autocast:
+            _, loss = model(x, y)
+        scaler.scale(loss / steps).backward()
+        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+    return loss_sum / steps
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        context: DistributedContext,
+        device_name: str,
+        extra_evals: Sequence[PeriodicEval],
+        on_step: Callable[[dict], None] | None,
+        show_progress: bool,
+    ) -> None:
+        from gptlab.cli.common import resolve_device
+
+        self.config, self.cfg = config, config.train
+        self.run_dir = run_dir
+        self.context = context
+        self.device = resolve_device(device_name)
+        self.dtype = resolve_dtype(self.cfg.dtype, self.device)
+        self.autocast = autocast_context(self.device, self.dtype)
+        self.extra_evals = list(extra_evals)
+        self.on_step = on_step
+        self.show_progress = show_progress and context.is_main
+        # Progress counters, saved in every checkpoint.
+        self.step = 0
+        self.tokens = 0
+        self.train_seconds = 0.0
+        self.best_val_loss: float | None = None
+        self.last_val_loss: float | None = None
+        self.last_train_loss: float | None = None
+        self.last_sample: str | None = None
+        self.print = print  # the progress bar's write() once it is showing
+        self.plot_warned = False
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def setup(self, *, resume: bool, overwrite: bool) -> None:
+        cfg, context = self.cfg, self.context
+        enable_tf32()
+        # Missing optional loggers are reported before anything is written.
+        if cfg.tensorboard:
+            import_optional("tensorboard", "tensorboard")
+        if cfg.wandb:
+            import_optional("wandb", "wandb")
+        # Every rank checks (nothing is written yet), so a refusal stops all of them alike.
+        resume_from = check_run_folder(
+            self.run_dir, self.config, resume=resume, overwrite=overwrite
+        )
+        tokens_per_micro_step = (
+            cfg.micro_batch_size * self.config.model.block_size * context.world_size
+        )
+        if cfg.tokens_per_step % tokens_per_micro_step:
+            raise GptlabError(
+                f"train.tokens_per_step ({cfg.tokens_per_step}) must be a multiple of micro_batch_size x "
+                f"block_size x processes ({tokens_per_micro_step}); e.g. train.tokens_per_step="
+                f"{max(1, round(cfg.tokens_per_step / tokens_per_micro_step)) * tokens_per_micro_step}"
+            )
+        self.accumulation_steps = cfg.tokens_per_step // tokens_per_micro_step
+        self.data = TrainingData.open(self.config.data, context, self.device)
+        # The data decides the vocabulary (a character vocabulary is whatever the corpus holds).
+        self.config.model.vocab_size = self.data.tokenizer.vocab_size
+        self.config.model.validate()
+
+        if context.is_main:
+            if overwrite:
+                clear_run(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.config.save(self.run_dir / RUN_CONFIG_FILE)
+        barrier(context)
+
+        # The same seed on every rank gives every rank the same initial weights; after that each
+        # rank draws its own dropout masks.
+        torch.manual_seed(cfg.seed)
+        self.model = GPT(self.config.model).to(self.device)
+        self.seed_all(cfg.seed + context.rank)
+        self.optimizer = build_optimizer(self.model, cfg, self.device)
+        self.scaler = grad_scaler(self.device, self.dtype)
+        self.train_batches = self.data.train_loader(
+            cfg.micro_batch_size, self.config.model.block_size, cfg.seed
+        )
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+        # Wrappers come last: checkpoints and samples use self.model, whose names carry no prefixes.
+        self.forward_model = torch.compile(self.model) if cfg.compile else self.model
+        self.forward_model = wrap_model(self.forward_model, context, self.device)
+
+        self.num_parameters = self.model.num_parameters()
+        self.flops_per_token = flops_per_token(self.config.model, self.num_parameters)
+        self.peak_flops = device_peak_flops(self.device)
+        self.logger = None
+        if context.is_main:
+            self.logger = MetricsLogger(
+                self.run_dir,
+                tensorboard=cfg.tensorboard,
+                wandb=cfg.wandb,
+                wandb_project=cfg.wandb_project,
+                run_config=self.config.to_dict(),
+            )
+
+    @staticmethod
+    def seed_all(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        cfg, context = self.cfg, self.context
+        started = time.perf_counter()
+        if context.is_main:
+            print(
+                describe_run(
+                    self.config,
+                    num_parameters=self.num_parameters,
+                    device=self.device,
+                    dtype=self.dtype,
+                    world_size=context.world_size,
+                    accumulation_steps=self.accumulation_steps,
+                    start_step=self.step,
+                    run_dir=self.run_dir,
+                )
+            )
+        progress = ProgressLine(
+            total_steps=cfg.max_steps,
+            total_seconds=cfg.max_seconds,
+            start_step=self.step,
+            enabled=self.show_progress,
+        )
+        self.print = progress.write
+        try:
+            finished = self.budget_spent()
+            if finished:
+                self.print(
+                    f"the budget is already spent at step {self.step}; "
+                    "raise train.max_steps or train.max_seconds to go on"
+                )
+            while not finished:
+                record = self.train_step()
+                finished = self.budget_spent()
+                if not math.isfinite(record["train_loss"]):
+                    self.log(record)
+                    raise GptlabError(self.diverged_message(record["train_loss"]))
+                evaluated = finished or (cfg.eval_every and self.step % cfg.eval_every == 0)
+                improved = False
+                if evaluated:
+                    improved = self.evaluate(record, final=finished)
+                for extra in self.extra_evals:
+                    if finished or self.step % extra.every == 0:
+                        record |= self.run_extra_eval(extra)
+                if evaluated or self.step % cfg.log_every == 0:
+                    self.log(record)
+                progress.update(self.step, self.train_seconds, record)
+                if evaluated and context.is_main:
+                    self.plot()
+                if finished or (cfg.sample_every and self.step % cfg.sample_every == 0):
+                    self.sample(show=finished)
+                if (
+                    finished
+                    or improved
+                    or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
+                ):
+                    self.save_checkpoint(record)
+                if self.on_step is not None and context.is_main:
+                    self.on_step(record)
+        finally:
+            progress.close()
+            if self.logger is not None:
+                self.logger.close()
+        wall = time.perf_counter() - started
+        result = TrainResult(
+            run_dir=self.run_dir,
+            steps=self.step,
+            tokens=self.tokens,
+            train_seconds=self.train_seconds,
+            wall_seconds=wall,
+            tokens_per_s=self.tokens / self.train_seconds if self.train_seconds else 0.0,
+            num_parameters=self.num_parameters,
+            final_train_loss=self.last_train_loss,
+            val_loss=self.last_val_loss,
+            best_val_loss=self.best_val_loss,
+            sample=self.last_sample,
+        )
+        if context.is_main:
+            print(describe_result(result))
+        return result
+
+    def budget_spent(self) -> bool:
+        cfg = self.cfg
+        by_steps = cfg.max_steps is not None and self.step >= cfg.max_steps
+        by_time = cfg.max_seconds is not None and self.train_seconds >= cfg.max_seconds
+        return by_steps or by_time
+
+    def train_step(self) -> dict:
+        cfg = self.cfg
+        step_started = time.perf_counter()
+        lr = learning_rate(self.step, schedule_progress(self.step, self.train_seconds, cfg), cfg)
+        set_learning_rate(self.optimizer, lr)
+        mean_loss_tensor = accumulate_gradients(
+            self.forward_model,
+            self.train_batches.next_batch,
+            self.accumulation_steps,
+            self.autocast,
+            self.scaler,
+        )
+        self.scaler.unscale_(self.optimizer)
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+        local_loss = mean_loss_tensor.item()  # waits for the GPU to finish
+        # Averaged over ranks, so every rank logs, schedules and stops on the same numbers.
+        train_loss, step_seconds = mean_across_ranks(
+            [local_loss, time.perf_counter() - step_started], self.context, self.device
+        )
+        self.step += 1
+        self.tokens += cfg.tokens_per_step
+        self.train_seconds += step_seconds
+        self.last_train_loss = train_loss
+        tokens_per_s = cfg.tokens_per_step / step_seconds
+        record = {
+            "step": self.step,
+            "tokens": self.tokens,
+            "elapsed_s": round(self.train_seconds, 4),
+            "lr": lr,
+            "train_loss": train_loss,
+            "grad_norm": grad_norm.item(),
+            "tokens_per_s": tokens_per_s,
+        }
+        utilisation = mfu(
+            tokens_per_s, self.flops_per_token, self.peak_flops, self.context.world_size
+        )
+        if utilisation is not None:  # only where the GPU's peak is known: no MFU claim on CPU
+            record["mfu"] = utilisation
+        return record
+
+    def diverged_message(self, loss: float) -> str:
+        checkpoint = ckpt.latest_checkpoint(self.run_dir)
+        kept = (
+            f"the last good checkpoint is {checkpoint}"
+            if checkpoint
+            else "no checkpoint was written yet"
+        )
+        return (
+            f"the training loss became {loss} at step {self.step}, so the run stopped ({kept}); "
+            "lower train.lr, raise train.warmup_steps or keep train.grad_clip on"
+        )
+
+    # -- measuring -------------------------------------------------------------------------------
+
+    def evaluate(self, record: dict, final: bool) -> bool:
+        """Add eval losses to `record`; returns True when the val loss is the best so far."""
+        cfg, block_size = self.cfg, self.config.model.block_size
+        # The final val loss may cover the whole split (final_eval_tokens=none); the train split is
+        # always sampled, since its whole length would cost as much as the training.
+        eval_tokens = {
+            "train": cfg.eval_tokens,
+            "val": cfg.final_eval_tokens if final else cfg.eval_tokens,
+        }
+        losses = {}
+        for split, tokens in eval_tokens.items():
+            batches = self.data.eval_batches(split, cfg.micro_batch_size, block_size, tokens)
+            losses[split] = mean_loss(
+                self.forward_model, batches, self.autocast, self.context, self.device
+            )
+        record |= {
+            "eval_train_loss": losses["train"],
+            "val_loss": losses["val"],
+            "val_ppl": perplexity(losses["val"]),
+        }
+        self.last_val_loss = losses["val"]
+        improved = self.best_val_loss is None or losses["val"] < self.best_val_loss
+        if improved:
+            self.best_val_loss = losses["val"]
+        return improved
+
+    def run_extra_eval(self, extra: PeriodicEval) -> dict:
+        if not self.context.is_main:
+            return {}
+        self.model.eval()
+        numbers = extra.run(self.model, self.data.tokenizer)
+        self.model.train()
+        return numbers
+
+    def sample(self, show: bool) -> None:
+        if not self.context.is_main:
+            return
+        cfg = self.cfg
+        text = sample_text(
+            self.model,
+            self.data.tokenizer,
+            cfg.sample_prompt,
+            cfg.sample_tokens,
+            cfg.sample_temperature,
+            cfg.seed,
+        )
+        self.last_sample = text
+        with open(self.run_dir / SAMPLES_FILE, "a", encoding="utf-8") as f:
+            f.write(f"=== step {self.step} ===\n{text}\n\n")
+        if show:
+            self.print(f"--- sample after {self.step} steps ---\n{text}\n---")
+
+    def plot(self) -> None:
+        from gptlab.train.plots import LOSS_PLOT_FILE, plot_runs
+
+        try:
+            plot_runs([self.run_dir], self.run_dir / LOSS_PLOT_FILE)
+        except GptlabError as exc:  # matplotlib missing: the run goes on without the picture
+            if not self.plot_warned:
+                self.print(f"gptlab: no loss plot: {exc}")
+                self.plot_warned = True
+
+    def log(self, record: dict) -> None:
+        if self.logger is not None:
+            self.logger.log(record)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def save_checkpoint(self, record: dict) -> None:
+        # Every rank's RNG and loader position are needed to continue exactly; rank 0 writes them all.
+        rank_state = {"rng": ckpt.capture_rng_state(), "loader": self.train_batches.state_dict()}
+        rank_states = [rank_state]
+        if self.context.enabled:
+            rank_states = [None] * self.context.world_size
+            torch.distributed.all_gather_object(rank_states, rank_state)
+        if self.context.is_main:
+            ckpt.save_checkpoint(
+                self.run_dir,
+                model=self.model,
+                tokenizer=self.data.tokenizer,
+                info={
+                    "step": self.step,
+                    "tokens": self.tokens,
+                    "elapsed_s": self.train_seconds,
+                    "val_loss": record.get("val_loss"),
+                    "best_val_loss": self.best_val_loss,
+                },
+                training_state={
+                    "optimizer": self.optimizer.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "world_size": self.context.world_size,
+                    "ranks": rank_states,
+                },
+                keep_last=self.cfg.keep_last,
+            )
+        barrier(self.context)
+
+    def load_checkpoint(self, checkpoint: Path) -> None:
+        from safetensors.torch import load_file
+
+        from gptlab.checkpoint import WEIGHTS_FILE
+
+        state = ckpt.load_training_state(checkpoint)
+        if state["world_size"] != self.context.world_size:
+            raise GptlabError(
+                f"{checkpoint} was written by {state['world_size']} process(es); resume it with the same number"
+            )
+        load_state_checked(
+            self.model, load_file(str(checkpoint / WEIGHTS_FILE)), source=str(checkpoint)
+        )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        rank_state = state["ranks"][self.context.rank]
+        ckpt.restore_rng_state(rank_state["rng"])
+        self.train_batches.load_state_dict(rank_state["loader"])
+        info = ckpt.read_info(checkpoint)
+        self.step, self.tokens, self.train_seconds = info["step"], info["tokens"], info["elapsed_s"]
+        self.best_val_loss = info["best_val_loss"]
+        if self.context.is_main:
+            truncate_metrics(self.run_dir, self.step)  # the steps after the checkpoint run again

@@ -1,0 +1,415 @@
+"""The training loop end to end on tiny models and real TinyShakespeare text: the run folder,
+metrics, plots, checkpoints (atomic), refusals, NaN stop, and `gptlab plot`."""
+
+import json
+
+import pytest
+import torch
+
+from gptlab.checkpoint import load_model
+from gptlab.cli import main
+from gptlab.errors import GptlabError
+from gptlab.run_config import build_run_config
+from gptlab.train import PeriodicEval, train
+from gptlab.train import checkpoint as ckpt
+
+TINY = [
+    "model.n_layer=2",
+    "model.n_head=2",
+    "model.n_embd=32",
+    "model.block_size=32",
+    "train.micro_batch_size=8",
+    "train.tokens_per_step=512",  # 2 micro-steps of 8 x 32
+    "train.max_seconds=none",
+    "train.warmup_steps=2",
+    "train.eval_tokens=2048",
+    "train.final_eval_tokens=4096",
+    "train.sample_tokens=20",
+    "train.threads=1",
+]
+
+
+@pytest.fixture(scope="module")
+def prepared_shakespeare(tmp_path_factory):
+    """The first 60,000 characters of TinyShakespeare, prepared char-level (90/10 split)."""
+    from pathlib import Path
+
+    from gptlab.data.prepare import prepare_dataset
+
+    source = (
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
+    )
+    if not source.is_file():
+        pytest.skip("../shared/data is not present beside the checkout")
+    folder = tmp_path_factory.mktemp("shakespeare")
+    text_file = folder / "shakespeare_head.txt"
+    text_file.write_text(source.read_text(encoding="utf-8")[:60_000], encoding="utf-8")
+    return prepare_dataset(
+        str(text_file), tokenizer="char", out=folder / "prepared", show_progress=False
+    )
+
+
+def tiny_config(prepared, *overrides):
+    return build_run_config(overrides=[*TINY, f"data.prepared_dir={prepared}", *overrides])
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_writes_config_metrics_plot_samples_and_a_loadable_checkpoint(
+    prepared_shakespeare, tmp_path
+):
+    config = tiny_config(
+        prepared_shakespeare, "train.max_steps=6", "train.eval_every=3", "train.sample_every=3"
+    )
+    seen = []
+    extra = PeriodicEval(
+        every=2, run=lambda model, tokenizer: {"extra_metric": float(model.training)}
+    )
+    result = train(
+        config, tmp_path / "run", extra_evals=[extra], on_step=seen.append, show_progress=False
+    )
+    run = tmp_path / "run"
+
+    assert result.steps == 6 and result.tokens == 6 * 512
+    assert [r["step"] for r in seen] == [1, 2, 3, 4, 5, 6]
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    for r in records:
+        assert {
+            "step",
+            "tokens",
+            "elapsed_s",
+            "lr",
+            "train_loss",
+            "grad_norm",
+            "tokens_per_s",
+        } <= r.keys()
+        assert "mfu" not in r  # no MFU claim on a CPU
+    evals = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in evals] == [3, 6]
+    for r in evals:
+        assert r["val_ppl"] == pytest.approx(torch.tensor(r["val_loss"]).exp().item(), rel=1e-6)
+        assert r["eval_train_loss"] > 0
+    assert [r["step"] for r in records if "extra_metric" in r] == [2, 4, 6]
+    # Extra evals get the model in eval mode.
+    assert all(r["extra_metric"] == 0.0 for r in records if "extra_metric" in r)
+    assert result.val_loss == evals[-1]["val_loss"] and result.best_val_loss == min(
+        r["val_loss"] for r in evals
+    )
+    assert records[0]["train_loss"] > records[-1]["train_loss"]  # it learns
+    assert records[0]["tokens"] == 512 and records[-1]["tokens"] == 6 * 512
+
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    samples = (run / "samples.txt").read_text()
+    assert "=== step 3 ===" in samples and "=== step 6 ===" in samples
+    assert result.sample is not None and len(result.sample) == 1 + 20  # the "\n" prompt + 20 chars
+    # The resolved config is complete: it rebuilds the run's config exactly.
+    assert build_run_config(config_file=run / "config.toml") == config
+
+    # The run folder is a model: the best checkpoint, without any wrapper prefixes in its names.
+    model, tokenizer = load_model(run)
+    assert tokenizer.vocab_size == model.config.vocab_size == config.model.vocab_size
+    checkpoint = ckpt.find_run_checkpoint(run)
+    assert ckpt.read_info(checkpoint)["val_loss"] == result.best_val_loss
+    from safetensors.torch import load_file
+
+    names = load_file(str(checkpoint / "model.safetensors")).keys()
+    assert not any(name.startswith(("_orig_mod.", "module.")) for name in names)
+    state = ckpt.load_training_state(checkpoint)  # weights_only=True
+    assert {"optimizer", "scaler", "ranks", "world_size"} <= state.keys()
+
+
+def test_checkpoints_keep_the_last_k_and_the_best(prepared_shakespeare, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(
+        prepared_shakespeare,
+        "train.max_steps=8",
+        "train.checkpoint_every=2",
+        "train.eval_every=0",
+        "train.keep_last=2",
+    )
+    train(config, run, show_progress=False)
+    steps = [ckpt.read_info(p)["step"] for p in ckpt.list_checkpoints(run)]
+    assert steps == [6, 8]  # the final one carries the only val loss, so it is also the best
+    # Marking an older checkpoint as best protects it from pruning.
+    info_path = ckpt.list_checkpoints(run)[0] / ckpt.INFO_FILE
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps(info | {"val_loss": 0.5}))
+    ckpt.prune_checkpoints(run, keep_last=1)
+    assert [ckpt.read_info(p)["step"] for p in ckpt.list_checkpoints(run)] == [6, 8]
+    assert ckpt.find_run_checkpoint(run).name == "step-0000006"  # best first, then latest
+
+
+def test_a_crash_during_a_save_leaves_the_previous_checkpoint_loadable(
+    prepared_shakespeare, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    config = tiny_config(
+        prepared_shakespeare, "train.max_steps=4", "train.checkpoint_every=2", "train.eval_every=0"
+    )
+    real_save = torch.save
+    calls = []
+
+    def crash_on_second_checkpoint(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            # Half the checkpoint is on disk, then the writer dies.
+            real_save(obj, path, *args, **kwargs)
+            raise OSError("simulated crash in the middle of a checkpoint")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt.torch, "save", crash_on_second_checkpoint)
+    with pytest.raises(OSError, match="simulated crash"):
+        train(config, run, show_progress=False)
+    # Only the step-2 checkpoint exists, and it loads; the broken step-4 one never appeared.
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-0000002"]
+    assert not any(p.name.startswith(".incomplete") for p in (run / "checkpoints").iterdir())
+    model, _ = load_model(run)
+    assert model.config.n_layer == 2
+    # Even a leftover temp folder (as a SIGKILL mid-save would leave) is ignored and cleaned up.
+    leftover = run / "checkpoints" / ".incomplete-step-0000004"
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_bytes(b"half a file")
+    assert ckpt.latest_checkpoint(run).name == "step-0000002"
+    monkeypatch.setattr(ckpt.torch, "save", real_save)
+    train(config, run, resume=True, show_progress=False)
+    assert not leftover.exists()
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-0000002", "step-0000004"]
+
+
+def test_an_occupied_run_folder_is_refused_unless_resume_or_overwrite(
+    prepared_shakespeare, tmp_path
+):
+    run = tmp_path / "run"
+    config = tiny_config(prepared_shakespeare, "train.max_steps=2", "train.eval_every=0")
+    train(config, run, show_progress=False)
+    before = (run / "metrics.jsonl").read_text()
+
+    different = tiny_config(prepared_shakespeare, "train.max_steps=2", "model.n_layer=3")
+    with pytest.raises(
+        GptlabError, match=r"already holds a different run \(model.n_layer \(2 -> 3\)"
+    ):
+        train(different, run, show_progress=False)
+    with pytest.raises(GptlabError, match="already holds a run; add --resume"):
+        train(config, run, show_progress=False)
+    with pytest.raises(
+        GptlabError, match="cannot resume .* different model or data: model.n_layer"
+    ):
+        train(different, run, resume=True, show_progress=False)
+    with pytest.raises(GptlabError, match="contradict"):
+        train(config, run, resume=True, overwrite=True, show_progress=False)
+    assert (run / "metrics.jsonl").read_text() == before  # nothing was touched
+
+    train(different, run, overwrite=True, show_progress=False)
+    assert build_run_config(config_file=run / "config.toml").model.n_layer == 3
+    assert len(read_metrics(run)) == 2
+
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(GptlabError, match="not empty and holds no gptlab run"):
+        train(config, stranger, overwrite=True, show_progress=False)
+    assert (stranger / "notes.txt").read_text() == "mine"
+
+
+def test_resuming_needs_a_checkpoint(prepared_shakespeare, tmp_path):
+    config = tiny_config(prepared_shakespeare, "train.max_steps=2")
+    with pytest.raises(GptlabError, match="nothing to resume"):
+        train(config, tmp_path / "absent", resume=True, show_progress=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    config.save(run / "config.toml")  # a run that died before its first checkpoint
+    with pytest.raises(GptlabError, match="no checkpoint to resume from"):
+        train(config, run, resume=True, show_progress=False)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    prepared_shakespeare, tmp_path, monkeypatch
+):
+    from gptlab.model.gpt import GPT
+
+    real_forward = GPT.forward
+    calls = {"n": 0}
+
+    def forward_that_diverges(self, idx, targets=None, **kwargs):
+        logits, loss = real_forward(self, idx, targets, **kwargs)
+        if targets is not None and self.training:
+            calls["n"] += 1
+            if calls["n"] > 6:  # 2 micro-steps per step: step 4 goes bad
+                loss = loss * float("nan")
+        return logits, loss
+
+    monkeypatch.setattr(GPT, "forward", forward_that_diverges)
+    run = tmp_path / "run"
+    config = tiny_config(
+        prepared_shakespeare, "train.max_steps=10", "train.checkpoint_every=2", "train.eval_every=0"
+    )
+    with pytest.raises(
+        GptlabError, match=r"loss became nan at step 4, .*last good checkpoint is .*step-0000002"
+    ):
+        train(config, run, show_progress=False)
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-0000002"]
+    assert read_metrics(run)[-1]["train_loss"] == "nan"  # logged, as valid JSON
+    model, _ = load_model(run)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_tokens_per_step_must_split_into_micro_batches(prepared_shakespeare, tmp_path):
+    config = tiny_config(prepared_shakespeare, "train.tokens_per_step=500", "train.max_steps=1")
+    with pytest.raises(
+        GptlabError, match=r"multiple of micro_batch_size x block_size x processes \(256\).*=512"
+    ):
+        train(config, tmp_path / "run", show_progress=False)
+
+
+def test_cli_train_and_plot(prepared_shakespeare, tmp_path, capsys):
+    args = [f"{o}" for o in TINY] + [
+        f"data.prepared_dir={prepared_shakespeare}",
+        "train.max_steps=2",
+        "train.eval_every=1",
+    ]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    assert main(["train", "--out", str(tmp_path / "b"), *args, "train.lr=3e-3"]) == 0
+    assert main(["train", "--out", str(tmp_path / "b"), *args]) == 1  # refused: holds a run
+    assert "already holds" in capsys.readouterr().err
+    assert main(["train", "train.lrr=1"]) == 1
+    assert "did you mean 'train.lr'" in capsys.readouterr().err
+    assert main(["train", "--list-presets"]) == 0
+    assert {"shakespeare-char", "small-bpe", "gpt2"} <= set(capsys.readouterr().out.split())
+    assert main(["train", "--preset", "gpt2", "--print-config", "train.lr=0.01"]) == 0
+    printed = capsys.readouterr().out
+    assert "lr = 0.01" in printed and "n_embd = 768" in printed
+
+    out = tmp_path / "both.png"
+    assert (
+        main(
+            [
+                "plot",
+                str(tmp_path / "a"),
+                str(tmp_path / "b"),
+                "--out",
+                str(out),
+                "--labels",
+                "base",
+                "lr3e-3",
+            ]
+        )
+        == 0
+    )
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+    # --resume without a config uses the run's own config; a larger budget continues it.
+    assert main(["train", "--out", str(tmp_path / "a"), "--resume", "train.max_steps=3"]) == 0
+    assert [r["step"] for r in read_metrics(tmp_path / "a")] == [1, 2, 3]
+
+
+# -- exact resume after SIGKILL, and DDP equivalence (both run real subprocesses) -----------------
+
+KILL_AFTER_STEP = """
+import os, signal, sys
+from gptlab.run_config import build_run_config
+from gptlab.train import train
+
+def kill_after(record):
+    if record["step"] == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no flush beyond what was written
+
+train(build_run_config(config_file=sys.argv[1]), sys.argv[2], on_step=kill_after, show_progress=False)
+"""
+
+
+def run_python(args, **kwargs):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=300, **kwargs
+    )
+
+
+def test_a_run_killed_with_sigkill_resumes_exactly(prepared_shakespeare, tmp_path):
+    import signal
+
+    # Dropout draws from torch's RNG and the random loader from its own: both must be restored.
+    config = tiny_config(
+        prepared_shakespeare,
+        "model.dropout=0.1",
+        "train.max_steps=10",
+        "train.checkpoint_every=4",
+        "train.eval_every=7",
+    )
+    reference = tmp_path / "reference"
+    train(config, reference, show_progress=False)
+
+    config_file = tmp_path / "config.toml"
+    config.save(config_file)
+    killed = tmp_path / "killed"
+    process = run_python(["-c", KILL_AFTER_STEP, str(config_file), str(killed), "6"])
+    assert process.returncode == -signal.SIGKILL, process.stderr
+    assert [r["step"] for r in read_metrics(killed)] == [1, 2, 3, 4, 5, 6]
+    assert ckpt.latest_checkpoint(killed).name == "step-0000004"
+
+    train(config, killed, resume=True, show_progress=False)
+    expected, resumed = read_metrics(reference), read_metrics(killed)
+    # Steps 5 and 6 ran twice (before the kill and after the resume) but are logged once.
+    assert [r["step"] for r in resumed] == list(range(1, 11))
+    for want, got in zip(expected, resumed, strict=True):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], abs=1e-6), got["step"]
+        assert got["lr"] == want["lr"]
+        assert got.get("val_loss", 0.0) == pytest.approx(want.get("val_loss", 0.0), abs=1e-6)
+
+
+def test_ddp_on_two_processes_matches_one_process_with_twice_the_accumulation(
+    prepared_shakespeare, tmp_path
+):
+    # The same config on 1 and 2 processes: tokens_per_step = micro_batch 4 x block 32 x 2, so one
+    # process accumulates 2 micro-steps where two processes take one each. The sequential loader
+    # hands rank r every 2nd window of the shared order, so a step sees the same windows either way.
+    config = tiny_config(
+        prepared_shakespeare,
+        "train.micro_batch_size=4",
+        "train.tokens_per_step=256",
+        "data.loader_mode=sequential",
+        "train.max_steps=6",
+        "train.eval_every=3",
+    )
+    single = tmp_path / "single"
+    train(config, single, show_progress=False)
+
+    config_file = tmp_path / "config.toml"
+    config.save(config_file)
+    ddp = tmp_path / "ddp"
+    command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    process = run_python(
+        [*command, "-m", "gptlab", "train", "--config", str(config_file), "--out", str(ddp)]
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "x 2 processes" in process.stdout
+
+    expected, got = read_metrics(single), read_metrics(ddp)
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5, 6]
+    for want, have in zip(expected, got, strict=True):
+        assert have["tokens"] == want["tokens"]
+        assert have["train_loss"] == pytest.approx(want["train_loss"], abs=1e-5), have["step"]
+        assert have["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-4)
+        assert have.get("val_loss", 0.0) == pytest.approx(want.get("val_loss", 0.0), abs=1e-5)
+    # Only rank 0 wrote: one line per step, one set of checkpoints.
+    assert len(ckpt.list_checkpoints(ddp)) >= 1
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
+def test_a_missing_optional_logger_is_reported_before_anything_is_written(
+    prepared_shakespeare, tmp_path, logger
+):
+    import importlib.util
+
+    if importlib.util.find_spec(logger) is not None:
+        pytest.skip(f"{logger} is installed here")
+    config = tiny_config(prepared_shakespeare, "train.max_steps=1", f"train.{logger}=true")
+    with pytest.raises(GptlabError, match=f"optional package '{logger}'.*pip install"):
+        train(config, tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run").exists()

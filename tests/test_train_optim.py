@@ -1,0 +1,113 @@
+"""Optimizer groups, the learning-rate schedule, gradient accumulation and MFU arithmetic."""
+
+import math
+
+import pytest
+import torch
+
+from gptlab.model.gpt import GPT
+from gptlab.run_config import TrainConfig
+from gptlab.train.flops import flops_per_token, mfu, peak_flops
+from gptlab.train.optim import build_optimizer, learning_rate, parameter_groups, schedule_progress
+from gptlab.train.precision import grad_scaler
+from gptlab.train.trainer import accumulate_gradients
+
+
+def test_weight_decay_applies_to_matmul_weights_and_embeddings_only(tiny_config):
+    model = GPT(tiny_config)
+    decay, no_decay = parameter_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay_names = {names[id(p)] for p in decay["params"]}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    # Independent rule by name: Linear and Embedding weights decay; biases and LayerNorm gains do not.
+    expected_decay = {
+        n
+        for n in names.values()
+        if n.endswith("weight") and ".ln_" not in n and not n.startswith("ln_f")
+    }
+    assert decay_names == expected_decay
+    assert no_decay_names == set(names.values()) - expected_decay
+    assert "wte.weight" in decay_names  # the tied head is the same tensor, listed once
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    per_layer_decay = 4  # c_attn, attn.c_proj, c_fc, mlp.c_proj
+    assert len(decay_names) == 2 + per_layer_decay * tiny_config.n_layer
+
+
+def test_optimizer_uses_the_config(tiny_config):
+    config = TrainConfig(lr=3e-4, beta1=0.8, beta2=0.95, weight_decay=0.2)
+    optimizer = build_optimizer(GPT(tiny_config), config, torch.device("cpu"))
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.defaults["betas"] == (0.8, 0.95)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.2, 0.0]
+
+
+def test_learning_rate_schedule_by_steps_matches_hand_values():
+    config = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110, max_seconds=None)
+
+    def lr(step):
+        return learning_rate(step, schedule_progress(step, 0.0, config), config)
+
+    assert lr(0) == pytest.approx(1e-4)  # 1e-3 * 1/10
+    assert lr(4) == pytest.approx(5e-4)  # 1e-3 * 5/10
+    assert lr(9) == pytest.approx(1e-3)  # end of warmup
+    assert lr(10) == pytest.approx(1e-3)  # cosine starts at the top
+    assert lr(60) == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # half way: cos(pi/2) = 0
+    assert lr(35) == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr(110) == pytest.approx(1e-4)  # the end
+    assert lr(500) == pytest.approx(1e-4)  # past the end it stays at min_lr
+
+
+def test_learning_rate_schedule_by_seconds_and_by_whichever_is_further():
+    by_time = TrainConfig(lr=1e-3, min_lr=0.0, warmup_steps=5, max_steps=None, max_seconds=100.0)
+    assert schedule_progress(50, 25.0, by_time) == pytest.approx(0.25)
+    assert learning_rate(50, 0.25, by_time) == pytest.approx(
+        1e-3 * 0.5 * (1 + math.cos(math.pi * 0.25))
+    )
+    assert learning_rate(2, 0.01, by_time) == pytest.approx(1e-3 * 3 / 5)  # warmup is in steps
+    both = TrainConfig(lr=1e-3, min_lr=0.0, warmup_steps=0, max_steps=100, max_seconds=100.0)
+    assert schedule_progress(10, 60.0, both) == pytest.approx(0.6)  # time is further along
+    assert schedule_progress(70, 20.0, both) == pytest.approx(0.7)  # steps are further along
+
+
+def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(tiny_config):
+    torch.manual_seed(0)
+    x = torch.randint(0, tiny_config.vocab_size, (8, 16))
+    y = torch.randint(0, tiny_config.vocab_size, (8, 16))
+    big, accumulated = GPT(tiny_config), GPT(tiny_config)
+    accumulated.load_state_dict(big.state_dict())
+    scaler = grad_scaler(torch.device("cpu"), torch.float32)  # disabled: passes through
+    from contextlib import nullcontext
+
+    whole = iter([(x, y)])
+    loss_big = accumulate_gradients(big, lambda: next(whole), 1, nullcontext(), scaler)
+    quarters = iter([(x[i : i + 2], y[i : i + 2]) for i in range(0, 8, 2)])
+    loss_acc = accumulate_gradients(accumulated, lambda: next(quarters), 4, nullcontext(), scaler)
+    assert loss_acc.item() == pytest.approx(loss_big.item(), abs=1e-6)
+    for (name, p_big), (_, p_acc) in zip(
+        big.named_parameters(), accumulated.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(p_acc.grad, p_big.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_mfu_uses_known_peaks_only(tiny_config):
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert peak_flops("NVIDIA H200") == 989e12
+    assert peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_flops("NVIDIA L4") == 121e12
+    assert peak_flops("NVIDIA L40S") == 362e12
+    assert peak_flops("NVIDIA GeForce RTX 4090") == 165e12
+    assert peak_flops("NVIDIA A10G") is None  # no claim where the peak is not known
+    assert peak_flops("Some Future GPU") is None
+    assert mfu(1000.0, 6e9, None) is None
+    # Hand value for GPT-2 124M at context 1024: 6 * (124.4M - 0.79M position table) + 12*12*1024*768.
+    model_params = 124_439_808
+    from gptlab.config import model_preset
+
+    per_token = flops_per_token(model_preset("gpt2"), model_params)
+    assert per_token == 6 * (model_params - 1024 * 768) + 12 * 12 * 1024 * 768
+    assert mfu(400_000.0, per_token, 989e12) == pytest.approx(400_000 * per_token / 989e12)
+    assert mfu(400_000.0, per_token, 989e12, world_size=8) == pytest.approx(
+        400_000 * per_token / 989e12 / 8
+    )
