@@ -1,0 +1,216 @@
+"""Where fine-tuning starts from, and the folder a fine-tuned model is saved in.
+
+`--init` names the starting point: a gptlab model or training-run folder, or `hf:NAME` for Hugging
+Face GPT-2 weights (a local folder or a hub name).
+
+A fine-tuned folder:
+
+    OUT/model.safetensors, config.json, tokenizer.json   the fine-tuned GPT: a standard model folder
+                                                         (loads in sample, eval, inspect, export)
+    OUT/task.json                  {"kind": "classifier" | "instruct", ...}: labels, max_length,
+                                   pad_id, template, how it was trained, LoRA settings
+    OUT/classifier_head.safetensors   a classifier's head: weight (n_classes, n_embd), bias
+    OUT/adapter/                   LoRA runs: adapter.safetensors + adapter_config.json
+
+A LoRA run keeps the base weights untouched and saves the small adapter on its own; task.json
+then records the base (`--init`) it belongs to, and no model.safetensors is written unless the
+adapter is merged (`--merge`, or later `gptlab finetune merge`), which writes the base with the
+adapter folded in as a standard model folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gptlab.checkpoint import (
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    is_model_dir,
+    load_model,
+    save_model,
+)
+from gptlab.errors import GptlabError
+from gptlab.fileio import atomic_write, atomic_write_text
+from gptlab.finetune.lora import LoRAConfig, load_adapter, merge_lora, save_adapter
+from gptlab.model.gpt import GPT
+from gptlab.tokenizers import Tokenizer
+
+TASK_FILE = "task.json"
+HEAD_FILE = "classifier_head.safetensors"
+ADAPTER_DIR = "adapter"
+KINDS = ("classifier", "instruct")
+OUTPUT_FILES = (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, TASK_FILE, HEAD_FILE)
+
+
+def load_init_model(spec: str, device: torch.device | str = "cpu") -> tuple[GPT, Tokenizer]:
+    """The model fine-tuning starts from: a gptlab folder, or hf:NAME (Hugging Face GPT-2)."""
+    if spec.startswith("hf:"):
+        from gptlab.model.hf import load_hf_model
+
+        model, tokenizer = load_hf_model(spec[3:])
+    else:
+        if not Path(spec).exists():
+            raise GptlabError(
+                f"--init {spec} does not exist: give a gptlab model or training-run folder, or hf:NAME"
+            )
+        model, tokenizer = load_model(spec)
+        if tokenizer is None:
+            raise GptlabError(
+                f"{spec} has no {TOKENIZER_FILE}; fine-tuning needs the model's tokenizer"
+            )
+    return model.to(device), tokenizer
+
+
+def init_reference(spec: str) -> str:
+    """How task.json records --init: hub names as given, folders as absolute paths."""
+    return spec if spec.startswith("hf:") else str(Path(spec).resolve())
+
+
+def prepare_output_dir(out: str | Path, overwrite: bool) -> Path:
+    """An output folder that holds no earlier fine-tuning result (removed with overwrite=True)."""
+    out = Path(out)
+    existing = [name for name in (*OUTPUT_FILES, ADAPTER_DIR) if (out / name).exists()]
+    if existing and not overwrite:
+        raise GptlabError(
+            f"{out} already holds a model ({', '.join(existing)}); pass --overwrite or pick another --out"
+        )
+    for name in existing:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def save_finetuned(
+    out: str | Path,
+    body: GPT,
+    tokenizer: Tokenizer,
+    task: dict,
+    *,
+    head: nn.Linear | None = None,
+    lora: LoRAConfig | None = None,
+    merge: bool = False,
+) -> None:
+    """Write a fine-tuned folder (see the module docstring); task.json is written last."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    task = dict(task)
+    if lora is None:
+        save_model(out, body, tokenizer)
+    else:
+        save_adapter(out / ADAPTER_DIR, body, lora)
+        task["lora"] = lora.to_dict()
+        task["merged"] = merge
+        if merge:
+            merged = copy.deepcopy(body)
+            merge_lora(merged)
+            save_model(out, merged, tokenizer)
+    if head is not None:
+        state = {
+            "weight": head.weight.detach().cpu().contiguous(),
+            "bias": head.bias.detach().cpu().contiguous(),
+        }
+        atomic_write(out / HEAD_FILE, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write_text(out / TASK_FILE, json.dumps(task, indent=2, ensure_ascii=False))
+
+
+def read_task(directory: str | Path) -> dict:
+    path = Path(directory) / TASK_FILE
+    try:
+        task = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GptlabError(
+            f"{directory} has no {TASK_FILE}: it is not a fine-tuned gptlab folder"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise GptlabError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(task, dict) or task.get("kind") not in KINDS:
+        raise GptlabError(f"{path} names no task kind ({' or '.join(KINDS)})")
+    return task
+
+
+@dataclass
+class FineTuned:
+    body: GPT  # the language model, adapters applied when the LoRA adapter is not merged
+    tokenizer: Tokenizer
+    task: dict
+    head: nn.Linear | None  # classifiers only
+
+
+def load_finetuned(directory: str | Path, device: torch.device | str = "cpu") -> FineTuned:
+    """Load a folder written by save_finetuned, in eval mode."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise GptlabError(f"checkpoint {directory} does not exist")
+    task = read_task(directory)
+    lora = task.get("lora")
+    if lora is not None and not task.get("merged", False):
+        if "base" not in task:
+            raise GptlabError(
+                f"{directory / TASK_FILE} does not say which base model the adapter belongs to"
+            )
+        body, tokenizer = load_init_model(task["base"], device)
+        load_adapter(directory / ADAPTER_DIR, body)
+    else:
+        body, tokenizer = load_model(directory, device)
+        if tokenizer is None:
+            raise GptlabError(
+                f"{directory} has no {TOKENIZER_FILE}; it cannot turn text into tokens"
+            )
+    head = None
+    if task["kind"] == "classifier":
+        head = load_head(directory, body.config.n_embd, len(task["labels"]))
+    return FineTuned(
+        body.to(device).eval(), tokenizer, task, None if head is None else head.to(device).eval()
+    )
+
+
+def load_head(directory: Path, n_embd: int, n_classes: int) -> nn.Linear:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(directory / HEAD_FILE), device="cpu")
+    except FileNotFoundError:
+        raise GptlabError(f"{directory} is a classifier but {HEAD_FILE} is missing") from None
+    except SafetensorError as exc:
+        raise GptlabError(f"{directory / HEAD_FILE} could not be read ({exc})") from None
+    head = nn.Linear(n_embd, n_classes)
+    if set(state) != {"weight", "bias"} or state["weight"].shape != head.weight.shape:
+        raise GptlabError(
+            f"{directory / HEAD_FILE} does not fit this model ({n_classes} classes, width {n_embd})"
+        )
+    head.load_state_dict(state)
+    return head
+
+
+def merge_checkpoint(directory: str | Path, out: str | Path | None = None) -> Path:
+    """Fold a LoRA adapter into its base and save a standard model folder (in place by default)."""
+    directory = Path(directory)
+    loaded = load_finetuned(directory)
+    task = loaded.task
+    if task.get("lora") is None:
+        raise GptlabError(f"{directory} was not trained with LoRA: there is no adapter to merge")
+    out = directory if out is None else Path(out)
+    if out != directory:
+        if is_model_dir(out):
+            raise GptlabError(f"{out} already holds a model; pick another --out")
+        shutil.copytree(directory / ADAPTER_DIR, out / ADAPTER_DIR, dirs_exist_ok=True)
+    body = copy.deepcopy(loaded.body)
+    merge_lora(body)
+    save_model(out, body, loaded.tokenizer)
+    if loaded.head is not None and out != directory:
+        shutil.copy2(directory / HEAD_FILE, out / HEAD_FILE)
+    atomic_write_text(
+        out / TASK_FILE, json.dumps({**task, "merged": True}, indent=2, ensure_ascii=False)
+    )
+    return out

@@ -1,0 +1,162 @@
+"""Instruction tuning: the Alpaca prompt template, loss masking and answer generation.
+
+The template (Stanford Alpaca's, as used in "Build a Large Language Model (From Scratch)"), where
+the "### Input:" section is left out when the input is empty:
+
+    Below is an instruction that describes a task. Write a response that appropriately completes the request.
+
+    ### Instruction:
+    {instruction}
+
+    ### Input:
+    {input}
+
+    ### Response:
+    {output}<|endoftext|>
+
+A training sequence is prompt + response + end-of-text (tokenizers without one, like the character
+tokenizer, get no end marker: answers then end at the length limit or at a "\\n\\n###" the model
+writes). The model learns to predict each next token; the targets are the inputs shifted by one,
+with -100 (ignored by the loss) on
+
+    - every target that is part of the prompt (unless keep_prompt_loss): the model is not asked to
+      reproduce the instruction, only to answer it;
+    - every padding position: batches are padded on the right to their longest sequence.
+
+Sequences longer than max_length + 1 tokens are cut at the end (the response is shortened).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from gptlab.finetune.datasets import InstructionExample, pad_right
+from gptlab.finetune.loop import StepResult
+from gptlab.generate import GenerationConfig, generate
+from gptlab.model.gpt import GPT
+from gptlab.tokenizers import Tokenizer
+
+IGNORE_INDEX = -100  # targets the cross-entropy loss skips (GPT.forward's ignore_index)
+TEMPLATE_NAME = "alpaca"
+PREAMBLE = (
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request."
+)
+ANSWER_STOP = "\n\n###"  # the model starting a new template section ends its answer
+
+
+def format_prompt(instruction: str, input: str = "") -> str:
+    """The Alpaca prompt up to and including "### Response:\\n" (see the module docstring)."""
+    text = f"{PREAMBLE}\n\n### Instruction:\n{instruction}"
+    if input:
+        text += f"\n\n### Input:\n{input}"
+    return text + "\n\n### Response:\n"
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    ids: list[int]  # prompt + response (+ end-of-text), cut to max_length + 1
+    prompt_length: int  # how many of ids belong to the prompt
+
+
+def encode_example(
+    tokenizer: Tokenizer, example: InstructionExample, max_length: int
+) -> tuple[EncodedExample, bool]:
+    """(the encoded example, whether it was cut to fit max_length).
+
+    Prompt and response are encoded separately, so the prompt's length in tokens is exact; the
+    prompt ends in a newline, which GPT-2's BPE never merges with the text after it.
+    """
+    prompt = tokenizer.encode(format_prompt(example.instruction, example.input))
+    response = tokenizer.encode(example.output)
+    if tokenizer.eot_id is not None:
+        response.append(tokenizer.eot_id)
+    ids = prompt + response
+    return EncodedExample(ids[: max_length + 1], len(prompt)), len(ids) > max_length + 1
+
+
+def inputs_and_targets(
+    examples: Sequence[EncodedExample], pad_id: int, keep_prompt_loss: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A right-padded batch: inputs (B, T) and targets (B, T) with -100 on prompt and padding.
+
+    Position t of a row predicts ids[t + 1]; that target belongs to the prompt when
+    t + 1 < prompt_length, so the first prompt_length - 1 targets are masked.
+    """
+    inputs = pad_right([e.ids[:-1] for e in examples], pad_id)
+    targets = pad_right([e.ids[1:] for e in examples], IGNORE_INDEX)
+    if not keep_prompt_loss:
+        for row, example in enumerate(examples):
+            targets[row, : example.prompt_length - 1] = IGNORE_INDEX
+    return inputs, targets
+
+
+def instruct_step(model: GPT) -> Callable[[tuple[torch.Tensor, torch.Tensor]], StepResult]:
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> StepResult:
+        inputs, targets = batch
+        _, loss = model(inputs, targets)
+        return StepResult(loss=loss, weight=int((targets != IGNORE_INDEX).sum()))
+
+    return step
+
+
+@torch.no_grad()
+def mean_loss(model: GPT, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """The loss per target token over all batches (each batch weighted by its target count)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for inputs, targets in batches:
+        _, loss = model(inputs, targets)
+        n = int((targets != IGNORE_INDEX).sum())
+        total += loss.item() * n
+        count += n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def answer_config(
+    max_new_tokens: int, temperature: float = 0.0, top_k: int | None = None, seed: int | None = None
+) -> GenerationConfig:
+    """How answers are decoded: greedy by default; ends at end-of-text or a new "\\n\\n###" section."""
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+        stop_strings=(ANSWER_STOP,),
+    )
+
+
+def prompt_ids(
+    tokenizer: Tokenizer, instruction: str, input: str, block_size: int, max_new_tokens: int
+) -> list[int]:
+    """The encoded prompt, keeping its end (where "### Response:" is) if it leaves no room to answer."""
+    ids = tokenizer.encode(format_prompt(instruction, input))
+    room = max(block_size - max_new_tokens, 1)
+    return ids[-room:] if len(ids) > room else ids
+
+
+def generate_answers(
+    model: GPT,
+    tokenizer: Tokenizer,
+    examples: Sequence[InstructionExample],
+    config: GenerationConfig,
+    batch_size: int = 8,
+    progress: Callable[[int], None] = lambda n: None,
+) -> list[str]:
+    """One answer per example, generated in batches; progress(n) after each batch of n."""
+    block_size = model.config.block_size
+    answers = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        prompts = [
+            prompt_ids(tokenizer, e.instruction, e.input, block_size, config.max_new_tokens)
+            for e in chunk
+        ]
+        answers += [g.text.strip() for g in generate(model, prompts, config, tokenizer=tokenizer)]
+        progress(len(chunk))
+    return answers

@@ -1,0 +1,185 @@
+"""Classification: exact padded batching, an end-to-end run on real SMS data, reloading, LoRA, bad input."""
+
+import pytest
+import torch
+
+from gptlab.checkpoint import save_model
+from gptlab.cli import main
+from gptlab.config import ModelConfig
+from gptlab.finetune.checkpoint import load_finetuned, merge_checkpoint
+from gptlab.finetune.classify import GPTClassifier, predict_probabilities
+from gptlab.finetune.datasets import read_labeled_texts
+from gptlab.finetune.lora import LoRAConfig
+from gptlab.finetune.run_classify import ClassifyOptions, finetune_classifier
+from gptlab.model.gpt import GPT
+from gptlab.tokenizers import GPT2Tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_dir(tmp_path_factory):
+    """A tiny random model with the GPT-2 tokenizer, saved as a model folder."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    config = ModelConfig(vocab_size=50257, block_size=64, n_layer=2, n_head=2, n_embd=16)
+    save_model(folder, GPT(config), GPT2Tokenizer())
+    return folder
+
+
+@pytest.fixture
+def sms_slice(shared_data, tmp_path):
+    """40 spam and 40 ham messages from the real SMS Spam Collection, as a .tsv file."""
+    examples = read_labeled_texts(shared_data / "sms_spam_collection" / "SMSSpamCollection")
+    spam = [e for e in examples if e.label == "spam"][:40]
+    ham = [e for e in examples if e.label == "ham"][:40]
+    path = tmp_path / "sms.tsv"
+    path.write_text("".join(f"{e.label}\t{e.text}\n" for e in spam + ham))
+    return path
+
+
+def test_padded_batch_gives_each_text_its_own_logits(tiny_config):
+    torch.manual_seed(0)
+    classifier = GPTClassifier(GPT(tiny_config), n_classes=3).eval()
+    texts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    tokens = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 0, 0, 0], [12, 13, 14, 0, 0]])
+    batched = classifier(tokens, torch.tensor([5, 2, 3]))
+    for row, ids in enumerate(texts):
+        alone = classifier(torch.tensor([ids]), torch.tensor([len(ids)]))
+        torch.testing.assert_close(batched[row], alone[0], atol=1e-6, rtol=0)
+
+
+def test_classifier_trains_on_real_sms_and_reloads_identically(tiny_gpt2_dir, sms_slice, tmp_path):
+    out = tmp_path / "spam"
+    lines = []
+    result = finetune_classifier(
+        ClassifyOptions(
+            data=str(sms_slice),
+            init=str(tiny_gpt2_dir),
+            out=str(out),
+            train="all",
+            epochs=2,
+            lr=3e-3,
+            batch_size=8,
+            max_length=24,
+            device="cpu",
+        ),
+        log=lines.append,
+    )
+    assert result.epochs[1]["train_loss"] < result.epochs[0]["train_loss"]
+    assert any("longer than 24 tokens" in line for line in lines)  # truncation is announced
+    assert (out / "confusion.png").stat().st_size > 0 and "| spam |" in (
+        out / "confusion.md"
+    ).read_text()
+
+    loaded = load_finetuned(out)
+    assert loaded.task["labels"] == ["ham", "spam"]
+    reloaded = GPTClassifier(loaded.body, 2, head=loaded.head)
+    test_texts = read_test_texts(sms_slice, seed=123)
+    probs = predict_probabilities(reloaded, loaded.tokenizer, test_texts, 24, loaded.task["pad_id"])
+    assert probs.argmax(-1).tolist() == result.test.predictions
+
+
+def read_test_texts(path, seed):
+    """The test split's texts, as finetune_classifier drew it."""
+    from gptlab.finetune.datasets import split_examples
+
+    return [e.text for e in split_examples(read_labeled_texts(path), 0.1, 0.2, seed, "sms").test]
+
+
+def test_lora_classifier_loads_unmerged_and_merged_alike(tiny_gpt2_dir, sms_slice, tmp_path):
+    out = tmp_path / "lora"
+    finetune_classifier(
+        ClassifyOptions(
+            data=str(sms_slice),
+            init=str(tiny_gpt2_dir),
+            out=str(out),
+            epochs=1,
+            lr=1e-2,
+            batch_size=16,
+            max_length=24,
+            device="cpu",
+            lora=LoRAConfig(rank=2, alpha=4, targets=("c_attn",)),
+        ),
+        log=lambda line: None,
+    )
+    texts = ["WINNER! Claim your free prize now", "see you at lunch"]
+
+    def probabilities():
+        loaded = load_finetuned(out)
+        return predict_probabilities(
+            GPTClassifier(loaded.body, 2, head=loaded.head), loaded.tokenizer, texts, 24, 50256
+        )
+
+    unmerged = probabilities()
+    merge_checkpoint(out)
+    assert (out / "model.safetensors").is_file()
+    torch.testing.assert_close(probabilities(), unmerged, atol=1e-5, rtol=0)
+
+
+def test_classify_cli_prints_label_and_probability(tiny_gpt2_dir, sms_slice, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert (
+        main(
+            [
+                "finetune",
+                "classify",
+                "--data",
+                str(sms_slice),
+                "--init",
+                str(tiny_gpt2_dir),
+                "--out",
+                str(out),
+                "--train",
+                "head",
+                "--epochs",
+                "1",
+                "--max-length",
+                "16",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert "final accuracy: train" in capsys.readouterr().out
+    assert (
+        main(["classify", "--checkpoint", str(out), "--text", "Call now to win", "--device", "cpu"])
+        == 0
+    )
+    label, probability = capsys.readouterr().out.strip().split("\t")
+    assert label in ("ham", "spam") and 0.5 <= float(probability) <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("content", "init", "message"),
+    [
+        ("ham\thello\nham\tthere\n", None, "at least two classes"),
+        ("", None, "is empty"),
+        ("ham\thello\nspam  no tab\n", None, "line 2"),
+        (
+            "ham\thello\nspam\tbuy\n",
+            "/nonexistent/model",
+            "--init /nonexistent/model does not exist",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_a_nonzero_exit(
+    tiny_gpt2_dir, tmp_path, capsys, content, init, message
+):
+    data = tmp_path / "bad.tsv"
+    data.write_text(content)
+    code = main(
+        [
+            "finetune",
+            "classify",
+            "--data",
+            str(data),
+            "--init",
+            init or str(tiny_gpt2_dir),
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and message in err and "\n" not in err
