@@ -42,7 +42,9 @@ def save_model(directory: str | Path, model: GPT, tokenizer: Tokenizer | None = 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = model_state_for_saving(model)
-    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write(
+        directory / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata={"format": "pt"})
+    )
     atomic_write_text(directory / CONFIG_FILE, json.dumps(model.config.to_dict(), indent=2))
     if tokenizer is not None:
         save_tokenizer(tokenizer, directory / TOKENIZER_FILE)
@@ -57,12 +59,16 @@ def read_model_config(directory: str | Path) -> ModelConfig:
     try:
         return ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
-        raise GptlabError(f"{directory} has no {CONFIG_FILE}: it is not a gptlab model folder") from None
+        raise GptlabError(
+            f"{directory} has no {CONFIG_FILE}: it is not a gptlab model folder"
+        ) from None
     except (json.JSONDecodeError, TypeError) as exc:
         raise GptlabError(f"{path} is not a valid model config ({exc})") from None
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer | None]:
+def load_model(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[GPT, Tokenizer | None]:
     """Load a model folder written by save_model (or a training run; see resolve_model_dir)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -72,10 +78,16 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tup
     try:
         state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
     except (SafetensorError, OSError) as exc:
-        raise GptlabError(f"{directory / WEIGHTS_FILE} could not be read as safetensors ({exc})") from None
+        raise GptlabError(
+            f"{directory / WEIGHTS_FILE} could not be read as safetensors ({exc})"
+        ) from None
     model = GPT(config)
     load_state_checked(model, state, source=str(directory))
-    tokenizer = load_tokenizer(directory / TOKENIZER_FILE) if (directory / TOKENIZER_FILE).exists() else None
+    tokenizer = (
+        load_tokenizer(directory / TOKENIZER_FILE)
+        if (directory / TOKENIZER_FILE).exists()
+        else None
+    )
     if tokenizer is not None and tokenizer.vocab_size != config.vocab_size:
         raise GptlabError(
             f"{directory}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
@@ -94,7 +106,9 @@ def load_state_checked(model: GPT, state: dict[str, torch.Tensor], source: str) 
         if missing:
             parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
         if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+            parts.append(
+                f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}"
+            )
         raise GptlabError(f"weights in {source} do not match the model config: {'; '.join(parts)}")
     for name, tensor in expected.items():
         if state[name].shape != tensor.shape:

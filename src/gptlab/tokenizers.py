@@ -89,13 +89,19 @@ class CharTokenizer:
     name = "char"
     eot_id = None
 
-    def __init__(self, chars: Sequence[str], unknown: str = "error", replacement: str | None = None):
+    def __init__(
+        self, chars: Sequence[str], unknown: str = "error", replacement: str | None = None
+    ):
         if len(chars) == 0:
-            raise GptlabError("a character vocabulary needs at least one character (is the corpus empty?)")
+            raise GptlabError(
+                "a character vocabulary needs at least one character (is the corpus empty?)"
+            )
         if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
             raise GptlabError("a character vocabulary must list distinct single characters")
         if unknown not in UNKNOWN_POLICIES:
-            raise GptlabError(f"unknown-character policy '{unknown}' is not one of {', '.join(UNKNOWN_POLICIES)}")
+            raise GptlabError(
+                f"unknown-character policy '{unknown}' is not one of {', '.join(UNKNOWN_POLICIES)}"
+            )
         self.chars = list(chars)
         self.vocab_size = len(self.chars)
         self.stoi = {c: i for i, c in enumerate(self.chars)}
@@ -149,12 +155,16 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
     if kind == "gpt2":
         return GPT2Tokenizer()
     if kind == "char":
-        return CharTokenizer(d["chars"], unknown=d.get("unknown", "error"), replacement=d.get("replacement"))
+        return CharTokenizer(
+            d["chars"], unknown=d.get("unknown", "error"), replacement=d.get("replacement")
+        )
     if kind == "bpe":
         from gptlab.bpe import BPETokenizer
 
         return BPETokenizer.from_dict(d)
-    raise GptlabError(f"unknown tokenizer type {kind!r} in tokenizer file (expected gpt2, char or bpe)")
+    raise GptlabError(
+        f"unknown tokenizer type {kind!r} in tokenizer file (expected gpt2, char or bpe)"
+    )
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> None:
@@ -187,4 +197,6 @@ def get_tokenizer(spec: str) -> Tokenizer:
         return GPT2Tokenizer()
     if os.path.exists(spec):
         return load_tokenizer(spec)
-    raise GptlabError(f"unknown tokenizer {spec!r}: use 'gpt2', 'char' (when preparing data) or a tokenizer JSON path")
+    raise GptlabError(
+        f"unknown tokenizer {spec!r}: use 'gpt2', 'char' (when preparing data) or a tokenizer JSON path"
+    )

@@ -10,10 +10,20 @@ from gptlab.errors import GptlabError
 def add_model_source_args(parser: argparse.ArgumentParser, presets: bool = True) -> None:
     """--checkpoint DIR | --hf DIR_OR_NAME | --preset NAME: where the model comes from."""
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--checkpoint", metavar="DIR", help="a gptlab model folder or training run folder")
-    group.add_argument("--hf", metavar="DIR_OR_NAME", help="Hugging Face GPT-2 weights: a local folder or a hub name")
+    group.add_argument(
+        "--checkpoint", metavar="DIR", help="a gptlab model folder or training run folder"
+    )
+    group.add_argument(
+        "--hf",
+        metavar="DIR_OR_NAME",
+        help="Hugging Face GPT-2 weights: a local folder or a hub name",
+    )
     if presets:
-        group.add_argument("--preset", metavar="NAME", help="a freshly initialised model of a preset shape (random weights)")
+        group.add_argument(
+            "--preset",
+            metavar="NAME",
+            help="a freshly initialised model of a preset shape (random weights)",
+        )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
 
 
@@ -31,7 +41,9 @@ def resolve_device(name: str):
     except RuntimeError:
         raise GptlabError(f"unknown device {name!r}: use cpu, cuda, cuda:N, mps or auto") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GptlabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        raise GptlabError(
+            "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
+        )
     return device
 
 
@@ -43,7 +55,9 @@ def load_model_from_args(args: argparse.Namespace):
 
         model, tokenizer = load_model(args.checkpoint, device=device)
         if tokenizer is None:
-            raise GptlabError(f"{args.checkpoint} has no tokenizer.json; it cannot turn text into tokens")
+            raise GptlabError(
+                f"{args.checkpoint} has no tokenizer.json; it cannot turn text into tokens"
+            )
     elif args.hf:
         from gptlab.model.hf import load_hf_model
 
