@@ -1,0 +1,139 @@
+"""Tokenize batches of documents in worker processes, yielding the results in input order.
+
+The main process reads documents and writes shards; the workers only tokenize. Documents travel
+in batches of about a megabyte of text, so the cost of sending them to a worker and the token
+array back is small next to the tokenization itself. At most a few batches per worker are in
+flight at any time, so memory stays bounded however long the stream is (unlike Pool.imap, which
+reads its whole input ahead).
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from gptlab.tokenizers import Tokenizer, tokenizer_from_dict
+
+BATCH_CHARS = 1 << 20  # about 1 MB of text per batch sent to a worker
+BATCHES_IN_FLIGHT_PER_WORKER = 2
+
+
+def batch_documents(
+    documents: Iterable[str], batch_chars: int = BATCH_CHARS
+) -> Iterator[list[str]]:
+    """Group documents into lists of about `batch_chars` characters (a long document goes alone)."""
+    batch: list[str] = []
+    size = 0
+    for doc in documents:
+        batch.append(doc)
+        size += len(doc)
+        if size >= batch_chars:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def encode_documents(
+    tokenizer: Tokenizer, documents: list[str], dtype: np.dtype, append_eot: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens of the documents, concatenated (with EOT after each when asked), and their lengths.
+
+    Returns (tokens, lengths): tokens (sum(lengths),) of `dtype`, lengths (len(documents),) int64.
+    """
+    ids = [tokenizer.encode(doc) for doc in documents]
+    if append_eot:
+        for doc_ids in ids:
+            doc_ids.append(tokenizer.eot_id)
+    lengths = np.fromiter((len(doc_ids) for doc_ids in ids), dtype=np.int64, count=len(ids))
+    tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+    return tokens, lengths
+
+
+# State of a worker process, set once by its initializer.
+_worker_tokenizer: Tokenizer | None = None
+_worker_dtype: np.dtype | None = None
+
+
+def _init_worker(tokenizer: Tokenizer | dict, dtype: str) -> None:
+    global _worker_tokenizer, _worker_dtype
+    _worker_tokenizer = tokenizer_from_dict(tokenizer) if isinstance(tokenizer, dict) else tokenizer
+    _worker_dtype = np.dtype(dtype)
+
+
+def _encode_in_worker(documents: list[str], append_eot: bool) -> tuple[np.ndarray, np.ndarray]:
+    return encode_documents(_worker_tokenizer, documents, _worker_dtype, append_eot)
+
+
+def encode_in_order(
+    batches: Iterable[list[str]],
+    tokenizer: Tokenizer,
+    dtype: np.dtype,
+    *,
+    workers: int,
+    append_eot: bool,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield `encode_documents` of each batch, in order, computed by `workers` processes.
+
+    With workers=1 everything runs in this process (no start-up cost, easy to debug). Stopping
+    the iteration early (closing the generator) cancels the batches still queued.
+    """
+    if workers <= 1:
+        for batch in batches:
+            yield encode_documents(tokenizer, batch, dtype, append_eot)
+        return
+    if "fork" in multiprocessing.get_all_start_methods():
+        # Forked workers inherit the tokenizer already loaded here: building GPT-2's BPE tables
+        # takes about a second per process, as long as tokenizing several megabytes. The
+        # workers only tokenize, so they need none of the locks this process's threads may hold.
+        context, worker_tokenizer = multiprocessing.get_context("fork"), tokenizer
+    else:
+        # Elsewhere each fresh interpreter rebuilds the tokenizer from its description.
+        context, worker_tokenizer = multiprocessing.get_context("spawn"), tokenizer.to_dict()
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(worker_tokenizer, np.dtype(dtype).str),
+    ) as pool:
+        pending = deque()
+        batches = iter(batches)
+        try:
+            while True:
+                while len(pending) < workers * BATCHES_IN_FLIGHT_PER_WORKER:
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    pending.append(pool.submit(_encode_in_worker, batch, append_eot))
+                if not pending:
+                    return
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def split_at_token_boundaries(text: str, piece_chars: int = BATCH_CHARS) -> Iterator[str]:
+    """Cut a long text into pieces of about `piece_chars` that tokenize exactly like the whole.
+
+    Each cut is placed just before a newline that follows a non-whitespace character. GPT-2's
+    pre-tokenizer pattern never joins a non-whitespace character with the whitespace after it,
+    and it matches left to right without looking back, so the tokens of the pieces, concatenated,
+    equal the tokens of the whole text (for any tokenizer with GPT-2's pattern; trivially for
+    characters). This lets one big text be tokenized in parallel and in bounded memory.
+    """
+    start = 0
+    while len(text) - start > piece_chars:
+        cut = text.find("\n", start + piece_chars)
+        while cut != -1 and text[cut - 1].isspace():
+            cut = text.find("\n", cut + 1)
+        if cut == -1:
+            break
+        yield text[start:cut]
+        start = cut
+    yield text[start:]

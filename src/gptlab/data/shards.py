@@ -1,0 +1,100 @@
+"""Token shards: raw little-endian arrays of token ids on disk, written in order, read by memmap.
+
+A split ("train", "val") is a sequence of shard files `<split>_000000.bin`, `<split>_000001.bin`,
+... each holding at most `shard_tokens` tokens as uint16 (when every id fits) or uint32. There is
+no header: meta.json records each shard's file name, token count and sha256, and the dtype.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from gptlab.errors import GptlabError
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned dtype that holds every token id of a vocabulary."""
+    return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
+
+
+class ShardWriter:
+    """Appends tokens to the shards of one split, starting a new file every `shard_tokens` tokens.
+
+    Each shard is hashed while it is written (sha256), so nothing is read back to checksum it.
+    """
+
+    def __init__(self, folder: Path, split: str, dtype: np.dtype, shard_tokens: int):
+        self.folder = Path(folder)
+        self.split = split
+        self.dtype = np.dtype(dtype)
+        self.shard_tokens = shard_tokens
+        self.tokens = 0  # total written to this split
+        self.documents = 0  # maintained by the caller: documents whose tokens went here
+        self.shards: list[dict] = []  # finished shards: {"file", "tokens", "sha256"}
+        self._file = None
+        self._hash = None
+        self._in_shard = 0
+
+    def write(self, tokens: np.ndarray) -> None:
+        tokens = np.ascontiguousarray(tokens, dtype=self.dtype)
+        while tokens.size:
+            if self._file is None:
+                self._open_next()
+            room = self.shard_tokens - self._in_shard
+            part, tokens = tokens[:room], tokens[room:]
+            data = memoryview(part).cast("B")
+            self._file.write(data)
+            self._hash.update(data)
+            self._in_shard += part.size
+            self.tokens += part.size
+            if self._in_shard == self.shard_tokens:
+                self._finish_shard()
+
+    def close(self) -> list[dict]:
+        """Finish the last shard and return the shard list for meta.json."""
+        if self._file is not None:
+            self._finish_shard()
+        return self.shards
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _open_next(self) -> None:
+        name = f"{self.split}_{len(self.shards):06d}.bin"
+        self._file = open(self.folder / name, "wb")
+        self._name = name
+        self._hash = hashlib.sha256()
+        self._in_shard = 0
+
+    def _finish_shard(self) -> None:
+        self._file.close()
+        self._file = None
+        self.shards.append(
+            {"file": self._name, "tokens": self._in_shard, "sha256": self._hash.hexdigest()}
+        )
+
+
+def open_shards(folder: Path, split: str, shards: list[dict], dtype: str) -> list[np.memmap]:
+    """Memory-map the shards of a split read-only, checking each file has the size meta.json says."""
+    arrays = []
+    dtype = np.dtype(dtype)
+    for shard in shards:
+        path = Path(folder) / shard["file"]
+        expected = shard["tokens"] * dtype.itemsize
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise GptlabError(
+                f"shard {path} of split {split!r} is missing; prepare the dataset again"
+            ) from None
+        if size != expected:
+            raise GptlabError(
+                f"shard {path} has {size} bytes, meta.json says {expected}; prepare the dataset again"
+            )
+        arrays.append(np.memmap(path, dtype=dtype, mode="r", shape=(shard["tokens"],)))
+    return arrays

@@ -1,0 +1,236 @@
+"""Sources: where documents come from, as a stream of strings.
+
+A source spec is one of
+    tinyshakespeare            the char-rnn TinyShakespeare text (downloaded once, sha256-checked)
+    fineweb-edu                HuggingFaceFW/fineweb-edu, config sample-10BT unless --hf-config
+    fineweb                    HuggingFaceFW/fineweb, config sample-10BT unless --hf-config
+    openwebtext                Skylion007/openwebtext
+    hf:OWNER/NAME[:CONFIG]     any Hugging Face hub dataset (split "train", column --text-column)
+    PATH | FOLDER | GLOB       local .txt/.jsonl/.json/.parquet/.csv files (see gptlab.data.files)
+
+Hub datasets are streamed with `datasets` (streaming=True): nothing is downloaded whole, and a
+budget (max_docs) stops the stream early. `stream_hub_dataset` is the one function that reads
+the hub; given a builder name and local data files ("json", data_files=...) it streams local
+files the same way, which is how it is tested offline.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from gptlab.data.cache import download, downloads_dir
+from gptlab.data.files import LocalFiles, TextStats, decode_utf8, looks_like_path
+from gptlab.errors import GptlabError
+from gptlab.optional import import_optional
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    """A single text file fetched from a URL and kept in the cache, checked by sha256."""
+
+    url: str
+    sha256: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    """A dataset on the Hugging Face hub, streamed."""
+
+    path: str
+    config: str | None = None
+    split: str = "train"
+
+
+DOWNLOADS = {
+    "tinyshakespeare": DownloadedFile(
+        url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+        sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+        filename="input.txt",
+    ),
+}
+HUB_DATASETS = {
+    "fineweb-edu": HubDataset("HuggingFaceFW/fineweb-edu", config="sample-10BT"),
+    "fineweb": HubDataset("HuggingFaceFW/fineweb", config="sample-10BT"),
+    "openwebtext": HubDataset("Skylion007/openwebtext"),
+}
+SOURCE_NAMES = (*DOWNLOADS, *HUB_DATASETS)
+SOURCE_FORMS = (
+    "hf:OWNER/NAME[:CONFIG], or local .txt/.jsonl/.json/.parquet/.csv files, a folder or a glob"
+)
+
+
+def download_path(name: str):
+    """Where the cache keeps the downloaded file of source `name` (place it there by hand offline)."""
+    return downloads_dir() / name / DOWNLOADS[name].filename
+
+
+class DownloadedText:
+    """One text from a URL (split by its tail: the last val_fraction of its tokens is validation)."""
+
+    single_text = True
+
+    def __init__(self, name: str, *, show_progress: bool = True):
+        self.name = name
+        self.slug = name
+        self.file = DOWNLOADS[name]
+        self.stats = TextStats()
+        self.show_progress = show_progress
+
+    def documents(self) -> Iterator[str]:
+        path = download(
+            self.file.url,
+            download_path(self.name),
+            self.file.sha256,
+            show_progress=self.show_progress,
+        )
+        text = decode_utf8(path.read_bytes(), self.stats)
+        if text:
+            yield text
+
+    def known_documents(self) -> int | None:
+        return 1
+
+    def describe(self) -> dict:
+        return {
+            "kind": "download",
+            "name": self.name,
+            "url": self.file.url,
+            "sha256": self.file.sha256,
+        }
+
+
+class HubSource:
+    """Documents streamed from a Hugging Face hub dataset."""
+
+    single_text = False
+
+    def __init__(self, dataset: HubDataset, *, text_column: str = "text", name: str | None = None):
+        self.dataset = dataset
+        self.text_column = text_column
+        self.stats = TextStats()
+        self.slug = (name or "hf-" + dataset.path.replace("/", "-")) + (
+            f"-{dataset.config}" if dataset.config else ""
+        )
+
+    def documents(self) -> Iterator[str]:
+        for text in stream_hub_dataset(
+            self.dataset.path,
+            name=self.dataset.config,
+            split=self.dataset.split,
+            text_column=self.text_column,
+        ):
+            if text:
+                yield text
+            else:
+                self.stats.empty_documents += 1
+
+    def known_documents(self) -> int | None:
+        return None
+
+    def describe(self) -> dict:
+        return {
+            "kind": "hub",
+            "dataset": self.dataset.path,
+            "config": self.dataset.config,
+            "split": self.dataset.split,
+            "text_column": self.text_column,
+        }
+
+
+def stream_hub_dataset(
+    path: str,
+    *,
+    name: str | None = None,
+    data_files=None,
+    split: str = "train",
+    text_column: str = "text",
+) -> Iterator[str | None]:
+    """Stream the `text_column` of a `datasets` dataset, one document at a time.
+
+    `path` is a hub name ("HuggingFaceFW/fineweb-edu") or a builder for local files ("json",
+    "parquet" with `data_files`). Nothing is downloaded whole: `streaming=True` reads as it goes.
+    """
+    datasets = import_optional("datasets", "data")
+    where = path if data_files is None else f"{path} files {data_files}"
+
+    def no_network(reason) -> GptlabError:
+        return GptlabError(
+            f"could not stream {where} from the Hugging Face hub ({reason}); with no network, "
+            "download its data files elsewhere and pass them as local files "
+            "(gptlab prepare 'folder/*.parquet'), or copy a prepared dataset folder here"
+        )
+
+    try:
+        stream = datasets.load_dataset(
+            path, name=name, data_files=data_files, split=split, streaming=True
+        )
+        records = iter(stream)
+        first = next(records, None)
+    except ConnectionError as exc:
+        raise no_network(exc) from None
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        # DatasetNotFoundError (a FileNotFoundError), unknown config or split (ValueError), a
+        # dataset that still needs a loading script, which datasets >= 4 refuses (RuntimeError).
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GptlabError(
+            f"cannot stream {where} (config {name!r}, split {split!r}): {reason}"
+        ) from None
+    if first is None:
+        return
+    if text_column not in first:
+        raise GptlabError(
+            f"{where} has no column {text_column!r}; its columns are: {', '.join(first)} "
+            "(choose one with --text-column)"
+        )
+    try:
+        for record in itertools.chain([first], records):
+            yield record[text_column]
+    except ConnectionError as exc:
+        raise no_network(f"the stream broke off: {exc}") from None
+
+
+def resolve_source(
+    spec: str,
+    *,
+    text_column: str = "text",
+    hf_config: str | None = None,
+    show_progress: bool = True,
+):
+    """The source object for a spec: `.documents()`, `.describe()`, `.stats`, `.single_text`."""
+    if spec in DOWNLOADS:
+        return DownloadedText(spec, show_progress=show_progress)
+    if spec in HUB_DATASETS:
+        dataset = HUB_DATASETS[spec]
+        if hf_config is not None:
+            dataset = HubDataset(dataset.path, config=hf_config, split=dataset.split)
+        return HubSource(dataset, text_column=text_column, name=spec)
+    if spec.startswith("hf:"):
+        path, _, config = spec[3:].partition(":")
+        if path.count("/") > 1 or not path.strip("/"):
+            raise GptlabError(f"{spec!r} is not of the form hf:OWNER/NAME[:CONFIG]")
+        return HubSource(HubDataset(path, config=config or hf_config), text_column=text_column)
+    if looks_like_path(spec):
+        return LocalFiles(spec, text_column=text_column)
+    raise GptlabError(
+        f"unknown source {spec!r}: use one of {', '.join(SOURCE_NAMES)}, {SOURCE_FORMS}"
+    )
+
+
+def iter_documents(
+    spec: str,
+    *,
+    max_docs: int | None = None,
+    text_column: str = "text",
+    hf_config: str | None = None,
+) -> Iterator[str]:
+    """Stream the documents of a source spec (at most `max_docs` of them), skipping empty ones."""
+    source = resolve_source(spec, text_column=text_column, hf_config=hf_config)
+    return itertools.islice(source.documents(), max_docs)
+
+
+def describe_source(spec: str, *, text_column: str = "text", hf_config: str | None = None) -> dict:
+    """What a source spec refers to, as recorded in a prepared dataset's meta.json."""
+    return resolve_source(spec, text_column=text_column, hf_config=hf_config).describe()
