@@ -101,3 +101,23 @@ def test_missing_checkpoint_is_one_error_line(capsys, tmp_path):
     code, _, err = sample(capsys, tmp_path / "nowhere", "--prompt", "hi")
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("gptlab: error: ") and "does not exist" in err
+
+
+def test_speed_switches_keep_the_greedy_text(capsys, checkpoint):
+    """--cache static/none give the same text; fp16 on CPU says in one line that fp32 is used."""
+    greedy_flags = ("--prompt", PROMPT, "--greedy", "--max-new-tokens", "30")
+    _, reference, _ = sample(capsys, checkpoint, *greedy_flags)
+    for flags in (("--cache", "static"), ("--cache", "none"), ("--dtype", "fp16")):
+        code, out, err = sample(capsys, checkpoint, *greedy_flags, *flags)
+        assert code == 0 and out == reference
+    assert (
+        err
+        == "gptlab: warning: fp16 needs a GPU (CPU fp16 matmuls are emulated and slow); using fp32\n"
+    )
+    for flags in (("--dtype", "bf16"), ("--quantize", "int8")):
+        code, out, err = sample(capsys, checkpoint, *greedy_flags, *flags)
+        assert code == 0 and len(out) == 31 and err == ""  # 30 characters and a newline
+    code, _, err = sample(
+        capsys, checkpoint, *greedy_flags, "--dtype", "bf16", "--quantize", "int8"
+    )
+    assert code == 1 and err.count("\n") == 1 and "drop --dtype" in err

@@ -12,6 +12,7 @@ import torch
 from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
 from gptlab.generate import (
+    CACHE_KINDS,
     FINISH_EOT,
     FINISH_LENGTH,
     FINISH_STOP,
@@ -61,7 +62,7 @@ def test_cached_equals_uncached_greedy_past_block_size(model):
     # The last prompt is longer than block_size; the others outgrow it while generating.
     for prompt in ([1, 2, 3], [5] * 10, list(range(16)), list(range(30, 50))):
         cached = generate(model, prompt, greedy(40))[0]
-        uncached = generate(model, prompt, greedy(40, use_cache=False))[0]
+        uncached = generate(model, prompt, greedy(40, cache="none"))[0]
         assert cached.token_ids == uncached.token_ids
         assert len(cached.token_ids) == 40 and cached.finish_reason == FINISH_LENGTH
         assert len(set(cached.token_ids)) > 3  # a real sequence, not one token repeated
@@ -79,10 +80,10 @@ def test_past_block_size_conditions_on_exactly_the_last_block_size_tokens(model)
 
 def test_batched_prompts_of_different_lengths_match_each_prompt_alone(model):
     prompts = [[1, 2, 3], [5] * 10, [7], list(range(20, 34))]
-    for use_cache in (True, False):
-        batched = generate(model, prompts, greedy(30, use_cache=use_cache))
+    for cache in CACHE_KINDS:
+        batched = generate(model, prompts, greedy(30, cache=cache))
         for prompt, generation in zip(prompts, batched, strict=True):
-            alone = generate(model, prompt, greedy(30, use_cache=use_cache))[0]
+            alone = generate(model, prompt, greedy(30, cache=cache))[0]
             assert generation.token_ids == alone.token_ids
 
 
@@ -264,32 +265,3 @@ def test_bad_prompts_raise(model, tokenizer):
         generate(model, [1, len(CHARS)], greedy(3))
     with pytest.raises(GptlabError, match="tokenizer"):
         generate(model, [1], greedy(3, stop_strings=("x",)))
-
-
-def test_bench_generate_cli_runs_all_paths_and_they_agree(model, tokenizer, tmp_path, capsys):
-    """Not a timing test: the bench runs on a tiny checkpoint and its three paths decode alike."""
-    pytest.importorskip("gptlab.model.hf")
-    import json
-
-    from gptlab.checkpoint import save_model
-    from gptlab.cli import main
-
-    save_model(tmp_path / "tiny", model, tokenizer)
-    flags = ["--new-tokens", "6", "--prompt-tokens", "4", "--repeats", "1", "--device", "cpu"]
-    assert (
-        main(["bench", "generate", "--checkpoint", str(tmp_path / "tiny"), *flags, "--json"]) == 0
-    )
-    result = json.loads(capsys.readouterr().out)
-    assert [row["name"] for row in result["timings"]] == [
-        "gptlab, no cache",
-        "gptlab, KV cache",
-        "transformers generate",
-    ]
-    assert all(row["tokens_per_s"] > 0 for row in result["timings"])
-    assert set(result["agreement_with_kv_cache"].values()) == {6}
-    assert main(["bench", "generate", "--checkpoint", str(tmp_path / "tiny"), *flags]) == 0
-    assert "| gptlab, KV cache |" in capsys.readouterr().out
-    assert (
-        main(["bench", "generate", "--checkpoint", str(tmp_path / "tiny"), "--new-tokens", "20"])
-        == 1
-    )

@@ -17,6 +17,12 @@ The context window: GPT-2's positions are learned embeddings for 0..block_size-1
 key cannot be "shifted" to a new position. Once a sequence outgrows block_size, each step
 recomputes the last block_size tokens at positions 0..block_size-1 without a cache: every token
 past that point costs a full block_size forward pass (as uncached decoding does), never a crash.
+
+Speed switches (GenerationConfig): `cache` picks the KV cache ("dynamic" grows by concatenation,
+"static" is preallocated to the prompt + max_new_tokens and written in place, "none" recomputes
+the context every step); `compile` runs the one-token decode step through torch.compile, which
+needs the static cache so the step's shapes never change. Weight dtypes and int8 quantization
+are properties of the model: see gptlab.quantize. Speculative decoding: gptlab.speculative.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ import torch
 
 from gptlab.errors import GptlabError, require
 from gptlab.model.kv_cache import KVCache
+from gptlab.model.static_cache import StaticKVCache, compiled_decode_step
 
 FINISH_LENGTH = "length"  # max_new_tokens reached
 FINISH_EOT = "eot"  # the model produced the end-of-text token
 FINISH_STOP = "stop"  # one of the stop strings appeared
+
+CACHE_KINDS = ("dynamic", "static", "none")
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,8 @@ class GenerationConfig:
     seed: int | None = None  # seeds a torch.Generator: the same seed gives the same text
     stop_strings: tuple[str, ...] = ()  # the text is cut before the first one (needs a tokenizer)
     stop_at_eot: bool = True
-    use_cache: bool = True  # False: recompute the whole context every step (the reference path)
+    cache: str = "dynamic"  # "dynamic", "static" or "none" (recompute the context: the reference)
+    compile: bool = False  # torch.compile the decode step (needs cache="static")
 
     def __post_init__(self) -> None:
         require(
@@ -69,6 +79,15 @@ class GenerationConfig:
         )
         require(self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples!r}")
         require(all(self.stop_strings), "stop strings must not be empty")
+        require(
+            self.cache in CACHE_KINDS,
+            f"cache must be one of {', '.join(CACHE_KINDS)}, got {self.cache!r}",
+        )
+        require(
+            not self.compile or self.cache == "static",
+            "compile needs the static cache (a growing cache changes shape every step): "
+            "use cache='static' (--cache static)",
+        )
 
     @property
     def greedy(self) -> bool:
@@ -164,21 +183,36 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(dim=-1) - 1).clamp(min=0)
 
 
+def new_cache(model, kind: str, batch: int, max_len: int) -> KVCache | StaticKVCache | None:
+    """An empty cache of `kind` for `batch` rows of up to max_len positions (None for "none")."""
+    if kind == "none":
+        return None
+    if kind == "static":
+        return StaticKVCache.for_model(model, batch, min(max_len, model.config.block_size))
+    return KVCache(model.config.n_layer)
+
+
 def next_token_logits(
-    model, tokens: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None
-) -> tuple[torch.Tensor, KVCache | None]:
+    model,
+    tokens: torch.Tensor,
+    mask: torch.Tensor | None,
+    cache: KVCache | StaticKVCache | None,
+    decode_step=None,
+) -> tuple[torch.Tensor, KVCache | StaticKVCache | None]:
     """Logits (B, V) for the token after `tokens` (B, T), and the cache to use next step.
 
     With a cache, only the tokens it has not seen yet go through the model (the whole prompt on
-    the first step, then one token). Without one, or once T exceeds block_size, the last
-    block_size tokens are recomputed from scratch at positions 0..block_size-1; the cache is
-    then dropped, since its keys were computed at positions that no longer apply.
+    the first step, then one token, through `decode_step` when given: a compiled model). Without
+    one, or once T exceeds block_size, the last block_size tokens are recomputed from scratch at
+    positions 0..block_size-1; the cache is then dropped, since its keys were computed at
+    positions that no longer apply.
     """
     block_size = model.config.block_size
     if cache is not None and tokens.size(1) <= block_size:
         past = cache.seq_len
         positions = None if mask is None else positions_from_mask(mask)[:, past:]
-        logits, _ = model(
+        forward = decode_step if decode_step is not None and past > 0 else model
+        logits, _ = forward(
             tokens[:, past:],
             attention_mask=mask,
             position_ids=positions,
@@ -260,6 +294,7 @@ class TextStream:
 # The loop.
 
 TextCallback = Callable[[int, str], None]  # (sequence index, new text)
+StepCallback = Callable[[int], None]  # (step index), once the step's tokens are chosen
 
 
 @torch.inference_mode()
@@ -270,12 +305,14 @@ def generate(
     *,
     tokenizer=None,
     on_text: TextCallback | None = None,
+    on_step: StepCallback | None = None,
 ) -> list[Generation]:
     """Continue one prompt (a list of token ids) or a batch of them, num_samples times each.
 
     Returns the sequences prompt by prompt, sample by sample. A tokenizer is needed for stop
     strings and streaming; `on_text(i, piece)` then receives each sequence's text as it grows.
     The model's end-of-text token (tokenizer.eot_id) stops a sequence when config.stop_at_eot.
+    `on_step(step)` is called after each step's tokens are chosen (benchmarks time it).
     """
     prompts = _as_prompt_list(prompt_ids)
     if (config.stop_strings or on_text is not None) and tokenizer is None:
@@ -292,7 +329,8 @@ def generate(
     rows = [prompt for prompt in prompts for _ in range(config.num_samples)]  # (B,) sequences
     batch = len(rows)
     tokens, mask = left_pad(rows, device)  # (B, T)
-    cache = KVCache(model.config.n_layer) if config.use_cache else None
+    cache = new_cache(model, config.cache, batch, tokens.size(1) + config.max_new_tokens)
+    decode_step = compiled_decode_step(model) if config.compile else None
     generator = None
     if config.seed is not None:
         generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -313,8 +351,10 @@ def generate(
     n_kept = [config.max_new_tokens] * batch  # new tokens each row keeps
     reasons = [FINISH_LENGTH] * batch
     for step in range(config.max_new_tokens):
-        logits, cache = next_token_logits(model, tokens, mask, cache)  # (B, V)
+        logits, cache = next_token_logits(model, tokens, mask, cache, decode_step)  # (B, V)
         next_tokens = choose_next_tokens(logits, config, seen, generator)  # (B,)
+        if on_step is not None:
+            on_step(step)
         # Finished rows keep running (the batch is rectangular) but their tokens are ignored.
         next_tokens = next_tokens.masked_fill(finished, 0)
         new_tokens.append(next_tokens)

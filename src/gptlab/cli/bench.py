@@ -22,10 +22,12 @@ def register(subparsers) -> None:
 def register_generate(subjects) -> None:
     parser = subjects.add_parser(
         "generate",
-        help="decode tokens/s at batch 1: no cache, KV cache, transformers' generate",
+        help="which inference optimisations matter: caches, compile, dtypes, int8, batching, drafts",
         description="Time greedy decoding of a fixed number of new tokens on the same weights along "
-        "each path (gptlab without and with a KV cache, transformers' generate), check that they "
-        "produce the same tokens, and print one table with speedups.",
+        "each path (transformers' generate as the baseline; gptlab without a cache, with a dynamic "
+        "or static cache, compiled, bf16/fp16, int8, speculative with --draft, batches), and print "
+        "one table: tokens/s, ms/token p50/p90, time to first token, peak memory, weight size, "
+        "perplexity change of the rows that change the weights.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -33,6 +35,18 @@ def register_generate(subjects) -> None:
     )
     source.add_argument(
         "--checkpoint", metavar="DIR", help="a gptlab model folder or training run folder"
+    )
+    parser.add_argument(
+        "--draft",
+        metavar="DIR",
+        help="a small gptlab model with the same tokenizer: adds a speculative row",
+    )
+    parser.add_argument(
+        "--draft-tokens",
+        type=int,
+        default=4,
+        metavar="K",
+        help="draft tokens per round (default 4)",
     )
     parser.add_argument(
         "--new-tokens", type=int, default=200, metavar="N", help="tokens to generate (default 200)"
@@ -45,7 +59,45 @@ def register_generate(subjects) -> None:
         type=int,
         default=3,
         metavar="N",
-        help="timed runs per path; the median counts (default 3)",
+        help="timed runs per row, interleaved; the median counts (default 3)",
+    )
+    parser.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        default=[1, 8, 32],
+        metavar="B",
+        help="batch sizes for the throughput rows (default 1 8 32)",
+    )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        metavar="PATTERN",
+        help="run only the rows whose names match these shell patterns, e.g. 'int8*' 'static*' "
+        "(the transformers and dynamic cache rows always run: they are the references)",
+    )
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="leave out the torch.compile row (compiling takes minutes)",
+    )
+    parser.add_argument(
+        "--ppl-text",
+        metavar="FILE",
+        help="text for the perplexity change of bf16/int8 (default: the TinyShakespeare validation "
+        "text, the last 10%%, if the tinyshakespeare download is in the gptlab cache)",
+    )
+    parser.add_argument(
+        "--ppl-tokens",
+        type=int,
+        default=4096,
+        metavar="N",
+        help="tokens of it to score (default 4096)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 8 new tokens, 1 repeat, batches 1 2, no compile, 256 perplexity tokens",
     )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     parser.add_argument(
@@ -53,10 +105,13 @@ def register_generate(subjects) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="CPU threads for torch (default: torch's choice)",
+        help="CPU threads for torch (default: torch's choice; 1 is steadier on a busy machine)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the result as JSON instead of a table"
+    )
+    parser.add_argument(
+        "--plot", metavar="FILE", help="also draw throughput vs batch and speedups (PNG)"
     )
     parser.set_defaults(func=run_generate, hf=None)
 
@@ -67,13 +122,17 @@ SUBJECTS = (register_generate,)
 def run_generate(args: argparse.Namespace) -> int:
     import json
 
-    from gptlab.bench import bench_generate, format_generate_table
+    from gptlab.bench import bench_generate, format_generate_table, plot_generate
     from gptlab.cli.common import load_model_from_args
     from gptlab.errors import require
 
+    if args.quick:
+        args.new_tokens, args.repeats, args.batches = 8, 1, [1, 2]
+        args.no_compile, args.ppl_tokens = True, 256
     require(args.new_tokens >= 1, f"--new-tokens must be >= 1, got {args.new_tokens}")
     require(args.prompt_tokens >= 1, f"--prompt-tokens must be >= 1, got {args.prompt_tokens}")
     require(args.repeats >= 1, f"--repeats must be >= 1, got {args.repeats}")
+    require(all(b >= 1 for b in args.batches), f"--batches must be >= 1, got {args.batches}")
     if args.threads is not None:
         import torch
 
@@ -81,19 +140,56 @@ def run_generate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.checkpoint is None and args.preset is None:
         args.preset = "gpt2"
-    model, _ = load_model_from_args(args)
+    model, tokenizer = load_model_from_args(args)
     require(
         args.prompt_tokens + args.new_tokens <= model.config.block_size,
         f"--prompt-tokens + --new-tokens ({args.prompt_tokens + args.new_tokens}) must fit the model's "
         f"block_size ({model.config.block_size}), so every path decodes the same way",
     )
+    draft = None
+    if args.draft:
+        from gptlab.checkpoint import load_model
+        from gptlab.speculative import check_draft_compatible
+
+        draft, draft_tokenizer = load_model(args.draft, device=next(model.parameters()).device)
+        check_draft_compatible(tokenizer, draft_tokenizer)
     name = f"preset {args.preset}" if args.preset else str(args.checkpoint)
     result = bench_generate(
         model,
         name,
+        tokenizer=tokenizer,
         new_tokens=args.new_tokens,
         prompt_tokens=args.prompt_tokens,
         repeats=args.repeats,
+        batches=tuple(args.batches),
+        draft=draft,
+        draft_tokens=args.draft_tokens,
+        compile=not args.no_compile,
+        perplexity_text=perplexity_text(args.ppl_text),
+        perplexity_tokens=args.ppl_tokens,
+        only=args.rows,
     )
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_generate_table(result))
+    if args.plot:
+        plot_generate(result, args.plot)
     return 0
+
+
+def perplexity_text(path: str | None) -> tuple[str, str] | None:
+    """(description, text) for the perplexity rows: --ppl-text, else TinyShakespeare's val tail."""
+    from pathlib import Path
+
+    from gptlab.errors import GptlabError
+
+    if path is not None:
+        try:
+            return path, Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GptlabError(f"cannot read --ppl-text {path}: {exc}") from exc
+    from gptlab.data.sources import download_path
+
+    cached = download_path("tinyshakespeare")
+    if not cached.is_file():
+        return None
+    text = cached.read_text(encoding="utf-8")
+    return "TinyShakespeare validation text (last 10%)", text[int(0.9 * len(text)) :]

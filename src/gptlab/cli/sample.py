@@ -80,15 +80,68 @@ def register(subparsers) -> None:
         action="store_true",
         help="print the text when it is complete, not as it comes",
     )
+    speed = parser.add_argument_group("speed (see `gptlab bench generate` for what each buys)")
+    speed.add_argument(
+        "--cache",
+        choices=["dynamic", "static", "none"],
+        default="dynamic",
+        help="KV cache: growing (default), preallocated, or none (recompute the context)",
+    )
+    speed.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the decode step (implies --cache static)",
+    )
+    speed.add_argument(
+        "--dtype",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="weight/activation dtype (fp16 needs a GPU; on CPU fp32 is used)",
+    )
+    speed.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=None,
+        help="int8 weights in every linear layer (CPU)",
+    )
+    speed.add_argument(
+        "--draft",
+        metavar="DIR",
+        help="speculative decoding with this small model (same tokenizer; needs --greedy)",
+    )
+    speed.add_argument(
+        "--draft-tokens",
+        type=int,
+        default=4,
+        metavar="K",
+        help="draft tokens per round (default 4)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    # A switch that cannot apply here (fp16 on CPU, compile without a compiler) says so in one
+    # line and decoding goes on without it.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", category=UserWarning, module=r"gptlab\.")
+        warnings.showwarning = lambda message, *_args, **_kwargs: print(
+            f"gptlab: warning: {message}", file=sys.stderr
+        )
+        return sample(args)
+
+
+def sample(args: argparse.Namespace) -> int:
     from gptlab.cli.common import load_model_from_args
     from gptlab.errors import require
     from gptlab.generate import GenerationConfig, generate_text
+    from gptlab.quantize import prepare_model
 
     require(len(args.prompt) > 0, "--prompt is empty; give some text to continue")
+    if args.draft:
+        require(args.greedy, "--draft (speculative decoding) is greedy only here: add --greedy")
+        require(args.num_samples == 1, "--draft decodes one sequence: drop --num-samples")
     # Validate everything before loading a model, so a typo fails at once.
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens,
@@ -99,8 +152,13 @@ def run(args: argparse.Namespace) -> int:
         num_samples=args.num_samples,
         seed=args.seed,
         stop_strings=tuple(args.stop),
+        cache="static" if args.compile else args.cache,
+        compile=args.compile,
     )
     model, tokenizer = load_model_from_args(args)
+    model = prepare_model(model, args.dtype, args.quantize)
+    if args.draft:
+        return run_speculative(args, model, tokenizer)
 
     # One sequence streams as it grows; several are printed one after another when done.
     stream = config.num_samples == 1 and not args.no_stream
@@ -118,4 +176,31 @@ def run(args: argparse.Namespace) -> int:
         if not stream:
             sys.stdout.write(generation.text)
         print()
+    return 0
+
+
+def run_speculative(args: argparse.Namespace, model, tokenizer) -> int:
+    """Greedy decoding with a draft model; the acceptance rate goes to stderr."""
+    from gptlab.checkpoint import load_model
+    from gptlab.quantize import prepare_model
+    from gptlab.speculative import check_draft_compatible, speculative_generate
+
+    draft, draft_tokenizer = load_model(args.draft, device=next(model.parameters()).device)
+    check_draft_compatible(tokenizer, draft_tokenizer)
+    draft = prepare_model(draft, args.dtype, args.quantize)
+    prompt_ids = tokenizer.encode(args.prompt, allow_special=True)
+    result = speculative_generate(
+        model,
+        draft,
+        prompt_ids,
+        args.max_new_tokens,
+        draft_tokens=args.draft_tokens,
+        eot_id=tokenizer.eot_id,
+    )
+    print(tokenizer.decode(result.token_ids))
+    print(
+        f"speculative decoding: {result.acceptance_rate:.0%} of {result.proposed} draft tokens "
+        f"accepted, {result.target_passes} target passes for {len(result.token_ids)} tokens",
+        file=sys.stderr,
+    )
     return 0

@@ -2,5 +2,6 @@
 
 from gptlab.model.gpt import GPT
 from gptlab.model.kv_cache import KVCache
+from gptlab.model.static_cache import StaticKVCache
 
-__all__ = ["GPT", "KVCache"]
+__all__ = ["GPT", "KVCache", "StaticKVCache"]

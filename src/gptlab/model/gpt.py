@@ -199,7 +199,8 @@ class GPT(nn.Module):
             )
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
-        attn_mask, is_causal = causal_mask(T, past, attention_mask, idx.device)
+        key_len = kv_cache.key_len(T) if kv_cache is not None else T  # a static cache: max_len
+        attn_mask, is_causal = causal_mask(T, past, attention_mask, idx.device, key_len)
 
         x = self.drop(
             self.hook_embed(self.wte(idx)) + self.hook_pos_embed(self.wpe(position_ids))
@@ -256,26 +257,33 @@ class GPT(nn.Module):
 
 
 def causal_mask(
-    T: int, past: int, attention_mask: torch.Tensor | None, device: torch.device
+    T: int,
+    past: int,
+    attention_mask: torch.Tensor | None,
+    device: torch.device,
+    key_len: int | None = None,
 ) -> tuple[torch.Tensor | None, bool]:
     """The attention mask for T new queries after `past` cached positions.
 
     Returns (mask, is_causal). The common cases need no mask tensor: a full causal pass uses the
     fused causal kernel, and a single new token may attend to everything before it. Otherwise the
-    boolean mask is (B or 1, 1, T, past + T), True where a query may attend. With padding, a
-    query always keeps its own position, so a padding row never becomes all -inf (NaN); those
-    rows' outputs are ignored.
+    boolean mask is (B or 1, 1, T, key_len), True where a query may attend. key_len is past + T
+    unless a preallocated cache hands attention more slots; those lie after every query, so
+    causality hides them. With padding, a query always keeps its own position, so a padding row
+    never becomes all -inf (NaN); those rows' outputs are ignored.
     """
-    if attention_mask is None:
+    T_k = past + T if key_len is None else key_len
+    if attention_mask is None and T_k == past + T:
         if past == 0:
             return None, True
         if T == 1:
             return None, False
-    T_k = past + T
-    query_pos = torch.arange(past, T_k, device=device).unsqueeze(1)  # (T, 1)
+    query_pos = torch.arange(past, past + T, device=device).unsqueeze(1)  # (T, 1)
     key_pos = torch.arange(T_k, device=device).unsqueeze(0)  # (1, T_k)
     mask = (key_pos <= query_pos).unsqueeze(0).unsqueeze(0)  # (1, 1, T, T_k)
     if attention_mask is not None:
-        keep = attention_mask.to(torch.bool)[:, None, None, :]  # (B, 1, 1, T_k)
+        keep = attention_mask.to(torch.bool)  # (B, past + T)
+        unwritten = keep.new_ones(keep.size(0), T_k - keep.size(1))  # hidden by causality anyway
+        keep = torch.cat([keep, unwritten], dim=1)[:, None, None, :]  # (B, 1, 1, T_k)
         mask = (mask & keep) | (key_pos == query_pos)
     return mask, False

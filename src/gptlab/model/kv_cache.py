@@ -2,6 +2,10 @@
 
 During generation each new token only needs its own query; the keys and values of the tokens
 before it do not change, so we keep them instead of recomputing the whole prefix every step.
+
+KVCache grows by concatenation: its keys are exactly the positions seen so far. The preallocated
+StaticKVCache (gptlab.model.static_cache) has the same interface: `update(layer, k, v)`,
+`seq_len`, `key_len(T)`, `crop(n)`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ class KVCache:
         k = self.keys[0]
         return 0 if k is None else k.shape[2]
 
+    def key_len(self, new_tokens: int) -> int:
+        """How many keys attention sees after this call appends `new_tokens` positions."""
+        return self.seq_len + new_tokens
+
     def update(
         self, layer: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,6 +40,11 @@ class KVCache:
             self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
             self.values[layer] = torch.cat([self.values[layer], v], dim=2)
         return self.keys[layer], self.values[layer]
+
+    def crop(self, n: int) -> None:
+        """Forget every position from n on (speculative decoding drops rejected tokens)."""
+        self.keys = [None if k is None else k[:, :, :n] for k in self.keys]
+        self.values = [None if v is None else v[:, :, :n] for v in self.values]
 
     def reset(self) -> None:
         self.keys = [None] * len(self.keys)

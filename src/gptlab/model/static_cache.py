@@ -1,0 +1,116 @@
+"""Static-shape decoding: a preallocated KV cache, and torch.compile of the decode step it enables.
+
+StaticKVCache is preallocated to max_len positions and written in place, with KVCache's interface
+(`update(layer, k, v)`, `seq_len`, `key_len(T)`, `crop(n)`). Its tensors keep one shape for the whole
+generation: no reallocation per token, and torch.compile sees the same shapes every step. The
+slots not yet written are hidden by the causal mask, since they lie after every query.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+
+import torch
+
+
+class StaticKVCache:
+    """Keys and values preallocated as (B, n_head, max_len, head_dim) per layer, written in place.
+
+    `update` returns the whole buffers (max_len keys); `key_len` tells the model so, and its causal
+    mask then hides the slots at or after the end of the sequence.
+    """
+
+    def __init__(
+        self,
+        n_layer: int,
+        batch: int,
+        n_head: int,
+        max_len: int,
+        head_dim: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        shape = (batch, n_head, max_len, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.max_len = max_len
+        self._len = 0  # positions written by completed forward passes
+
+    @classmethod
+    def for_model(cls, model, batch: int, max_len: int) -> StaticKVCache:
+        """A cache that fits `model` (its shape, dtype and device) for `batch` rows."""
+        config = model.config
+        embedding = model.wte.weight  # never quantized: its dtype is the activations' dtype
+        return cls(
+            config.n_layer,
+            batch,
+            config.n_head,
+            max_len,
+            config.head_dim,
+            dtype=embedding.dtype,
+            device=embedding.device,
+        )
+
+    @property
+    def seq_len(self) -> int:
+        return self._len
+
+    def key_len(self, new_tokens: int) -> int:
+        if self._len + new_tokens > self.max_len:
+            raise ValueError(
+                f"static KV cache of {self.max_len} positions cannot take "
+                f"{self._len} + {new_tokens}; allocate it with a larger max_len"
+            )
+        return self.max_len
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this step's k, v (B, n_head, T, head_dim) at positions seq_len.. of `layer`."""
+        start, end = self._len, self._len + k.shape[2]
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        if layer == len(self.keys) - 1:  # the forward pass is complete: every layer has T more
+            self._len = end
+        return self.keys[layer], self.values[layer]
+
+    def crop(self, n: int) -> None:
+        """Forget every position from n on; the stale slots are masked until overwritten."""
+        self._len = min(self._len, n)
+
+    def reset(self) -> None:
+        self._len = 0
+
+
+def compiled_decode_step(model, backend: str = "inductor"):
+    """torch.compile(model), kept on the model so later calls reuse the compiled code.
+
+    With a static cache the decode step's tensors keep one shape; only the cache's write
+    position (a Python int) changes, so torch.compile specialises on the first one, recompiles
+    once with it symbolic, and never again. backend="eager" traces without generating code
+    (tests use it: the same graph capture, no C++ compiler needed).
+    """
+    device = model.wte.weight.device
+    if backend == "inductor" and device.type == "cpu" and not _cpp_compiler():
+        warnings.warn(
+            "torch.compile needs a C++ compiler on CPU and none was found (install g++ or set "
+            "CXX); decoding without compile",
+            stacklevel=3,
+        )
+        return None
+    compiled = getattr(model, "_gptlab_compiled", {})
+    if backend not in compiled:
+        compiled[backend] = torch.compile(model, backend=backend)
+        model._gptlab_compiled = compiled
+    return compiled[backend]
+
+
+def _cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would find, or None."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None

@@ -1,0 +1,72 @@
+"""`gptlab bench generate` on a tiny checkpoint: every row runs and decodes like the others.
+Not a timing test: speed goes in BENCHMARKS.md."""
+
+import json
+import string
+
+import pytest
+import torch
+
+from gptlab.checkpoint import save_model
+from gptlab.cli import main
+from gptlab.config import ModelConfig
+from gptlab.model import GPT
+from gptlab.tokenizers import CharTokenizer
+
+CHARS = list(" .,;!?\n" + string.ascii_lowercase + string.ascii_uppercase)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=len(CHARS), block_size=32, n_layer=2, n_head=4, n_embd=32))
+    with torch.no_grad():  # large weights: greedy text varies, so agreement means something
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, 0.3)
+    path = tmp_path_factory.mktemp("bench") / "tiny"
+    save_model(path, model, CharTokenizer(CHARS))
+    return path
+
+
+def test_quick_bench_runs_every_row_and_they_agree(checkpoint, tmp_path, capsys):
+    pytest.importorskip("transformers")
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 20)
+    flags = ["--checkpoint", str(checkpoint), "--quick", "--device", "cpu", "--prompt-tokens", "4"]
+    flags += ["--draft", str(checkpoint), "--ppl-text", str(text)]
+    assert main(["bench", "generate", *flags, "--json", "--plot", str(tmp_path / "b.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = {row["name"]: row for row in result["rows"]}
+    assert list(rows) == [
+        "transformers generate",
+        "no cache",
+        "dynamic cache",
+        "static cache",
+        "bf16, dynamic cache",
+        "fp16",
+        "int8, dynamic cache",
+        "int8, static cache",
+        "speculative (draft 0.0M, k=4)",
+        "dynamic cache, batch 2",
+    ]
+    assert "needs a GPU" in rows["fp16"]["skipped"]
+    ran = [row for row in rows.values() if not row.get("skipped")]
+    assert all(row["tokens_per_s"] > 0 and row["peak_memory_mb"] > 0 for row in ran)
+    exact = ["transformers generate", "no cache", "static cache", "dynamic cache, batch 2"]
+    assert all(rows[name]["same_greedy_tokens_as_dynamic_cache"] == 8 for name in exact)
+    speculative = rows["speculative (draft 0.0M, k=4)"]
+    assert speculative["same_greedy_tokens_as_dynamic_cache"] == 8
+    assert speculative["notes"][0].startswith("acceptance 100%")  # its own draft
+    assert rows["int8, dynamic cache"]["perplexity"] > 0
+    assert rows["int8, dynamic cache"]["weights_mb"] < rows["dynamic cache"]["weights_mb"]
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+    assert main(["bench", "generate", *flags]) == 0
+    table = capsys.readouterr().out
+    assert "| static cache | 1 |" in table and "Perplexity (fp32)" in table
+
+
+def test_bench_bad_input_is_one_line(checkpoint, capsys):
+    assert main(["bench", "generate", "--checkpoint", str(checkpoint), "--new-tokens", "40"]) == 1
+    assert "block_size" in capsys.readouterr().err
