@@ -8,6 +8,7 @@ import string
 
 import pytest
 import torch
+from model_testing import spiky_model
 
 from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
@@ -29,17 +30,6 @@ from gptlab.model import GPT
 from gptlab.tokenizers import CharTokenizer, GPT2Tokenizer
 
 CHARS = list(" .,;!?\n" + string.ascii_lowercase + string.ascii_uppercase)
-
-
-def spiky_model(config: ModelConfig, seed: int = 0) -> GPT:
-    """A random model with large weights, so greedy decoding wanders instead of repeating one token."""
-    torch.manual_seed(seed)
-    model = GPT(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0.0, 0.3)
-    return model
 
 
 @pytest.fixture(scope="module")

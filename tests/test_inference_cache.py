@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 import torch
+from model_testing import spiky_model
 
 from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
@@ -13,20 +14,9 @@ from gptlab.model import GPT, KVCache
 from gptlab.model.static_cache import StaticKVCache, compiled_decode_step
 
 
-def spiky_model(seed: int = 0) -> GPT:
-    """Large random weights, so greedy decoding wanders instead of repeating one token."""
-    torch.manual_seed(seed)
-    model = GPT(ModelConfig(vocab_size=50, block_size=24, n_layer=2, n_head=4, n_embd=32)).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0.0, 0.3)
-    return model
-
-
 @pytest.fixture(scope="module")
 def model() -> GPT:
-    return spiky_model()
+    return spiky_model(ModelConfig(vocab_size=50, block_size=24, n_layer=2, n_head=4, n_embd=32))
 
 
 def greedy(n: int, **kwargs) -> GenerationConfig:

@@ -4,7 +4,7 @@ import math
 import string
 
 import pytest
-import torch
+from model_testing import spiky_model
 
 from gptlab.checkpoint import save_model
 from gptlab.cli import main
@@ -18,23 +18,16 @@ from gptlab.tokenizers import CharTokenizer
 CHARS = list(" .,;!?\n" + string.ascii_lowercase + string.ascii_uppercase)
 
 
-def spiky_model(seed: int, n_layer: int = 2, n_embd: int = 32) -> GPT:
-    """Large random weights, so greedy decoding wanders instead of repeating one token."""
-    torch.manual_seed(seed)
+def char_model(seed: int, n_layer: int = 2, n_embd: int = 32) -> GPT:
     config = ModelConfig(
         vocab_size=len(CHARS), block_size=64, n_layer=n_layer, n_head=4, n_embd=n_embd
     )
-    model = GPT(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0.0, 0.3)
-    return model
+    return spiky_model(config, seed)
 
 
 @pytest.fixture(scope="module")
 def target() -> GPT:
-    return spiky_model(0, n_layer=3, n_embd=48)
+    return char_model(0, n_layer=3, n_embd=48)
 
 
 def target_greedy(target, prompt, n):
@@ -44,7 +37,7 @@ def target_greedy(target, prompt, n):
 
 @pytest.mark.parametrize("draft_tokens", [1, 3, 5])
 def test_a_draft_that_disagrees_often_still_gives_the_target_greedy_tokens(target, draft_tokens):
-    draft = spiky_model(1)  # unrelated random weights: mostly wrong guesses
+    draft = char_model(1)  # unrelated random weights: mostly wrong guesses
     for prompt in ([1, 2, 3], [9] * 7, list(range(10, 30))):
         result = speculative_generate(target, draft, prompt, 30, draft_tokens=draft_tokens)
         assert result.token_ids == target_greedy(target, prompt, 30)
@@ -62,7 +55,7 @@ def test_the_target_as_its_own_draft_is_always_accepted(target):
 def test_end_of_text_stops_and_is_not_kept(target):
     reference = target_greedy(target, [1, 2, 3], 30)
     eot = reference[10]
-    result = speculative_generate(target, spiky_model(1), [1, 2, 3], 30, eot_id=eot)
+    result = speculative_generate(target, char_model(1), [1, 2, 3], 30, eot_id=eot)
     assert result.token_ids == reference[: reference.index(eot)]
 
 
@@ -82,8 +75,8 @@ def test_incompatible_drafts_raise(target):
 def test_sample_cli_with_a_draft_prints_the_greedy_text(target, tmp_path, capsys):
     tokenizer = CharTokenizer(CHARS)
     save_model(tmp_path / "target", target, tokenizer)
-    save_model(tmp_path / "draft", spiky_model(1), tokenizer)
-    save_model(tmp_path / "other", spiky_model(1), CharTokenizer(CHARS[::-1]))
+    save_model(tmp_path / "draft", char_model(1), tokenizer)
+    save_model(tmp_path / "other", char_model(1), CharTokenizer(CHARS[::-1]))
     base = [
         "sample",
         "--checkpoint",
