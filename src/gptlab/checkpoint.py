@@ -24,7 +24,14 @@ from gptlab.tokenizers import Tokenizer, load_tokenizer, save_tokenizer
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
-TIED_KEYS = ("lm_head.weight",)  # same tensor as wte.weight; safetensors refuses shared storage
+
+
+def tied_keys(model: GPT) -> tuple[str, ...]:
+    """State-dict names that alias another tensor (safetensors refuses shared storage).
+
+    With weight tying lm_head.weight is wte.weight and is stored once; an untied head is its own.
+    """
+    return ("lm_head.weight",) if model.lm_head.weight is model.wte.weight else ()
 
 
 def model_state_for_saving(model: GPT) -> dict[str, torch.Tensor]:
@@ -32,7 +39,7 @@ def model_state_for_saving(model: GPT) -> dict[str, torch.Tensor]:
     return {
         name: tensor.detach().to("cpu").contiguous()
         for name, tensor in model.state_dict().items()
-        if name not in TIED_KEYS
+        if name not in tied_keys(model)
     }
 
 
@@ -98,9 +105,10 @@ def load_model(
 
 def load_state_checked(model: GPT, state: dict[str, torch.Tensor], source: str) -> None:
     """Copy `state` into `model`, failing with one clear line on missing, extra or misshapen tensors."""
-    expected = {k: v for k, v in model.state_dict().items() if k not in TIED_KEYS}
+    tied = tied_keys(model)
+    expected = {k: v for k, v in model.state_dict().items() if k not in tied}
     missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected) - set(TIED_KEYS))
+    unexpected = sorted(set(state) - set(expected) - set(tied))
     if missing or unexpected:
         parts = []
         if missing:

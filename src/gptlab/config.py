@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from gptlab.errors import GptlabError
 
 ATTENTION_IMPLS = ("sdpa", "explicit")
+# Architecture variants; the first of each is GPT-2's.
+POSITION_ENCODINGS = ("learned", "rope", "none")
+NORMS = ("layernorm", "rmsnorm")
+NORM_PLACEMENTS = ("pre", "post")
+MLPS = ("gelu", "swiglu", "relu2")
 
 
 @dataclass
@@ -31,6 +36,15 @@ class ModelConfig:
     # "sdpa": torch's fused scaled_dot_product_attention (flash kernels on GPU);
     # "explicit": softmax(QK^T/sqrt(d))V written out, materialising the attention weights.
     attention: str = "sdpa"
+    # Architecture variants (see gptlab.model.*). The defaults are exactly GPT-2.
+    pos: str = "learned"  # "learned" embedding, "rope" rotary, or "none" (causal mask only)
+    norm: str = "layernorm"  # or "rmsnorm"
+    norm_placement: str = "pre"  # "pre": x + f(norm(x)); "post": norm(x + f(x)), as in 2017
+    mlp: str = "gelu"  # or "swiglu", "relu2"
+    n_kv_head: int | None = None  # key/value heads; fewer than n_head is grouped-query attention
+    qk_norm: bool = False  # normalise each head's queries and keys before the dot product
+    tie_weights: bool = True  # lm_head shares the token embedding's matrix
+    logit_softcap: float | None = None  # logits = cap * tanh(logits / cap) when set
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,10 +83,66 @@ class ModelConfig:
             raise GptlabError(
                 f"model.attention must be one of {', '.join(ATTENTION_IMPLS)}, got {self.attention!r}"
             )
+        self.validate_variants()
+
+    def validate_variants(self) -> None:
+        for name, valid in (
+            ("pos", POSITION_ENCODINGS),
+            ("norm", NORMS),
+            ("norm_placement", NORM_PLACEMENTS),
+            ("mlp", MLPS),
+        ):
+            value = getattr(self, name)
+            if value not in valid:
+                raise GptlabError(f"model.{name} must be one of {', '.join(valid)}, got {value!r}")
+        for name in ("qk_norm", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise GptlabError(
+                    f"model.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        if self.n_kv_head is not None:
+            value = self.n_kv_head
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise GptlabError(
+                    f"model.n_kv_head must be a positive integer or null (= n_head), got {value!r}"
+                )
+            if self.n_head % value != 0:
+                divisors = [d for d in range(1, self.n_head + 1) if self.n_head % d == 0]
+                raise GptlabError(
+                    f"model.n_kv_head ({value}) must divide model.n_head ({self.n_head}); "
+                    f"valid values: {', '.join(map(str, divisors))}"
+                )
+        cap = self.logit_softcap
+        if cap is not None and (
+            isinstance(cap, bool) or not isinstance(cap, (int, float)) or cap <= 0
+        ):
+            raise GptlabError(f"model.logit_softcap must be null or a number > 0, got {cap!r}")
+        if self.pos == "rope" and self.head_dim % 2 != 0:
+            raise GptlabError(
+                f"model.pos = rope needs an even head_dim, but n_embd / n_head = {self.head_dim}; "
+                "change n_embd or n_head"
+            )
+
+    def variant_changes(self) -> list[str]:
+        """The architecture settings that differ from GPT-2, as "name=value" (empty for GPT-2)."""
+        gpt2 = {f.name: f.default for f in dataclasses.fields(self)}
+        changes = [
+            f"{name}={getattr(self, name)!r}"
+            for name in VARIANT_FIELDS
+            if getattr(self, name) != gpt2[name]
+        ]
+        if self.n_kv_head is not None and self.n_kv_head != self.n_head:
+            changes.append(f"n_kv_head={self.n_kv_head}")
+        return changes
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads per layer: n_kv_head, or n_head when it is not set."""
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
 
     @property
     def padded_vocab_size(self) -> int:
@@ -94,6 +164,20 @@ class ModelConfig:
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
+
+
+# The switches that make a model something other than GPT-2 (n_kv_head is checked on its own:
+# setting it equal to n_head is still GPT-2).
+VARIANT_FIELDS = (
+    "bias",
+    "pos",
+    "norm",
+    "norm_placement",
+    "mlp",
+    "qk_norm",
+    "tie_weights",
+    "logit_softcap",
+)
 
 
 def _nearest_divisor(n: int, target: int) -> int:

@@ -55,6 +55,8 @@ def count_parameters(config: ModelConfig) -> ParamCounts:
     per_layer = {name: 0 for _, name in COMPONENTS}
     # named_parameters lists a shared tensor once, so the tied lm_head does not appear here.
     for name, param in model.named_parameters():
+        if name.startswith("lm_head."):
+            continue  # an untied head has its own row below, like the tied one
         component = next((label for key, label in COMPONENTS if key in name), None)
         if component is None:
             raise AssertionError(f"parameter {name} belongs to no component in COMPONENTS")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gptlab.errors import GptlabError
 from gptlab.interp.plotting import bar_chart, heatmap
 from gptlab.interp.tables import format_table, quoted
 
@@ -73,6 +74,15 @@ def direct_logit_attribution(
     model, idx: torch.Tensor, target_id: int | None = None, position: int = -1
 ) -> LogitAttribution:
     """Split the logit of target_id (default: the top prediction) at `position` of idx (1, T)."""
+    config = model.config
+    # The split is exact only when the logit is linear in the residual stream once ln_f's scale is
+    # frozen: a pre-norm model with LayerNorm and no soft-capping.
+    if config.norm != "layernorm" or config.norm_placement != "pre" or config.logit_softcap:
+        raise GptlabError(
+            "direct logit attribution needs a pre-LayerNorm model without logit soft-capping "
+            f"(this one has norm={config.norm}, norm_placement={config.norm_placement}, "
+            f"logit_softcap={config.logit_softcap})"
+        )
     n_layer, n_head, head_dim = model.config.n_layer, model.config.n_head, model.config.head_dim
     names = ["hook_embed", "hook_pos_embed", "blocks.*.attn.hook_z", "blocks.*.hook_mlp_out"]
     names.append(f"blocks.{n_layer - 1}.hook_resid_post")
@@ -112,7 +122,10 @@ def direct_logit_attribution(
         attn_bias=attn_bias,
         mlp=mlp,
         embed=float(project(at_position("hook_embed"))),
-        pos_embed=float(project(cache["hook_pos_embed"][0, position].double())),
+        # Rotary or no position encoding adds nothing to the residual stream.
+        pos_embed=float(project(cache["hook_pos_embed"][0, position].double()))
+        if "hook_pos_embed" in cache
+        else 0.0,
         ln_final_bias=ln_final_bias,
     )
 

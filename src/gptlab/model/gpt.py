@@ -1,4 +1,4 @@
-"""GPT-2, readable top to bottom.
+"""GPT-2, readable top to bottom, with switchable architecture variants.
 
     tokens (B, T)
       -> token embedding + learned position embedding -> dropout       (B, T, C)
@@ -9,6 +9,10 @@
 
 Module names follow OpenAI's checkpoint (c_attn, c_proj, c_fc, ln_1, ln_2, ln_f) so that reading
 this file next to the paper or the Hugging Face weights is easy.
+
+ModelConfig's variant switches (all default to GPT-2) change single pieces: `pos` (learned, rope
+or none; see positions.py), `norm` (norms.py), `norm_placement`, `mlp` (mlp.py), `n_kv_head`
+(grouped-query attention), `qk_norm`, `bias`, `tie_weights` and `logit_softcap`.
 """
 
 from __future__ import annotations
@@ -23,23 +27,31 @@ from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
 from gptlab.model.hooks import HookFn, HookPoint, attached, name_hook_points, select_hook_points
 from gptlab.model.kv_cache import KVCache
+from gptlab.model.mlp import MLP
+from gptlab.model.norms import RMSNorm, make_norm
+from gptlab.model.positions import apply_rope, rope_angles
 
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
+        self.n_kv_head = config.kv_heads
         self.head_dim = config.head_dim
         self.dropout = config.dropout
         self.use_sdpa = config.attention == "sdpa"
-        # One matmul computes queries, keys and values for all heads.
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        # One matmul computes queries (n_head heads), keys and values (n_kv_head heads each).
+        self.kv_dim = self.n_kv_head * self.head_dim
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * self.kv_dim, bias=config.bias)
+        # QK-norm: normalising each head's q and k bounds the attention logits.
+        self.q_norm = make_norm(config, self.head_dim) if config.qk_norm else None
+        self.k_norm = make_norm(config, self.head_dim) if config.qk_norm else None
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.hook_q = HookPoint()  # (B, n_head, T, head_dim)
-        self.hook_k = HookPoint()  # (B, n_head, T, head_dim), this call's positions only
-        self.hook_v = HookPoint()  # (B, n_head, T, head_dim)
+        self.hook_k = HookPoint()  # (B, n_kv_head, T, head_dim), this call's positions only
+        self.hook_v = HookPoint()  # (B, n_kv_head, T, head_dim)
         self.hook_attn_scores = HookPoint()  # (B, n_head, T, T_k) before softmax, -inf where masked
         self.hook_pattern = HookPoint()  # (B, n_head, T, T_k) attention weights, rows sum to 1
         self.hook_z = HookPoint()  # (B, T, n_head, head_dim) each head's output before c_proj
@@ -51,16 +63,28 @@ class CausalSelfAttention(nn.Module):
         is_causal: bool = True,
         kv_cache: KVCache | None = None,
         layer: int = 0,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """rope: (cos, sin) of this call's positions when the model uses rotary positions."""
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        # (B, T, C) -> (B, n_head, T, head_dim): every head attends independently.
+        q, k, v = self.c_attn(x).split([C, self.kv_dim, self.kv_dim], dim=2)
+        # (B, T, heads * head_dim) -> (B, heads, T, head_dim): every head attends independently.
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:  # rotate by absolute position before caching: cached keys are final
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if kv_cache is not None:
-            k, v = kv_cache.update(layer, k, v)  # (B, n_head, T_past + T, head_dim)
+            k, v = kv_cache.update(layer, k, v)  # (B, n_kv_head, T_past + T, head_dim)
+        if self.n_kv_head != self.n_head:
+            # Grouped-query attention: each group of n_head / n_kv_head query heads shares one
+            # key/value head. The cache keeps the small tensors; expand them only here.
+            group = self.n_head // self.n_kv_head
+            k = k.repeat_interleave(group, dim=1)  # (B, n_head, T_k, head_dim)
+            v = v.repeat_interleave(group, dim=1)
 
         dropout_p = self.dropout if self.training else 0.0
         # The fused kernel never materialises the weights; hooks on them need the explicit path.
@@ -90,28 +114,19 @@ class CausalSelfAttention(nn.Module):
         return self.attn_dropout(weights)
 
 
-class MLP(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")  # GPT-2 used the tanh approximation
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-        self.hook_pre = HookPoint()  # (B, T, 4C) before the nonlinearity
-        self.hook_post = HookPoint()  # (B, T, 4C) after it
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.hook_post(self.gelu(self.hook_pre(self.c_fc(x))))))
-
-
 class Block(nn.Module):
-    """Pre-LN transformer block: normalise, transform, add back to the residual stream."""
+    """One transformer block.
+
+    Pre-LN (GPT-2): normalise, transform, add back to the residual stream: x + f(ln(x)).
+    Post-LN (the 2017 Transformer): transform, add, then normalise the sum: ln(x + f(x)).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.pre_norm = config.norm_placement == "pre"
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
         # The residual stream at each stage, and what each sublayer reads and writes. All (B, T, C).
         self.hook_resid_pre = HookPoint()
@@ -122,14 +137,21 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
-    def forward(self, x, attn_mask=None, is_causal=True, kv_cache=None, layer=0):
+    def forward(self, x, attn_mask=None, is_causal=True, kv_cache=None, layer=0, rope=None):
         x = self.hook_resid_pre(x)
-        attn_out = self.hook_attn_out(
-            self.attn(self.hook_ln1(self.ln_1(x)), attn_mask, is_causal, kv_cache, layer)
-        )
-        x = self.hook_resid_mid(x + attn_out)
-        mlp_out = self.hook_mlp_out(self.mlp(self.hook_ln2(self.ln_2(x))))
-        return self.hook_resid_post(x + mlp_out)
+        if self.pre_norm:
+            attn_out = self.hook_attn_out(
+                self.attn(self.hook_ln1(self.ln_1(x)), attn_mask, is_causal, kv_cache, layer, rope)
+            )
+            x = self.hook_resid_mid(x + attn_out)
+            mlp_out = self.hook_mlp_out(self.mlp(self.hook_ln2(self.ln_2(x))))
+            return self.hook_resid_post(x + mlp_out)
+        # Post-LN: the norms sit on the residual stream itself, so hook_ln1 is hook_resid_mid's
+        # input and hook_ln2 is hook_resid_post's.
+        attn_out = self.hook_attn_out(self.attn(x, attn_mask, is_causal, kv_cache, layer, rope))
+        x = self.hook_resid_mid(self.hook_ln1(self.ln_1(x + attn_out)))
+        mlp_out = self.hook_mlp_out(self.mlp(x))
+        return self.hook_resid_post(self.hook_ln2(self.ln_2(x + mlp_out)))
 
 
 class GPT(nn.Module):
@@ -137,15 +159,20 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)  # token embedding
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned position embedding
+        # Learned position embedding; rotary and no-position models have none ("none" relies on
+        # the causal mask alone, which lets a model count how many tokens precede it).
+        self.wpe = (
+            nn.Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
+        )
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_f = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying: one matrix reads and writes tokens
+        if config.tie_weights:  # one matrix reads tokens in and writes them out
+            self.lm_head.weight = self.wte.weight
         self.hook_embed = HookPoint()  # (B, T, C) token embeddings
-        self.hook_pos_embed = HookPoint()  # (B, T, C) position embeddings
-        self.hook_ln_final = HookPoint()  # (B, T, C) the final LayerNorm's output
+        self.hook_pos_embed = HookPoint()  # (B, T, C) position embeddings (pos = learned only)
+        self.hook_ln_final = HookPoint()  # (B, T, C) the final norm's output
         self.hook_logits = HookPoint()  # (B, T, vocab_size)
         self.hook_points = name_hook_points(self)
         self.reset_parameters()
@@ -163,9 +190,9 @@ class GPT(nn.Module):
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            elif isinstance(module, nn.LayerNorm):
+            elif isinstance(module, (nn.LayerNorm, RMSNorm)):
                 nn.init.ones_(module.weight)
-                if module.bias is not None:
+                if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for block in self.blocks:
@@ -202,17 +229,26 @@ class GPT(nn.Module):
         key_len = kv_cache.key_len(T) if kv_cache is not None else T  # a static cache: max_len
         attn_mask, is_causal = causal_mask(T, past, attention_mask, idx.device, key_len)
 
-        x = self.drop(
-            self.hook_embed(self.wte(idx)) + self.hook_pos_embed(self.wpe(position_ids))
-        )  # (B, T, C)
+        x = self.hook_embed(self.wte(idx))  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.hook_pos_embed(self.wpe(position_ids))
+        x = self.drop(x)
+        rope = (
+            rope_angles(position_ids, self.config.head_dim) if self.config.pos == "rope" else None
+        )
         for layer, block in enumerate(self.blocks):
-            x = block(x, attn_mask, is_causal, kv_cache, layer)
+            x = block(x, attn_mask, is_causal, kv_cache, layer, rope)
         x = self.hook_ln_final(self.ln_f(x))
         if only_last:
             x = x[:, -1:, :]
         logits = self.lm_head(x)  # (B, T, padded_vocab_size)
         if self.config.padded_vocab_size != self.config.vocab_size:
             logits = logits[..., : self.config.vocab_size]  # padding rows never leave the model
+        if self.config.logit_softcap is not None:
+            # Soft-capping squashes logits smoothly into (-cap, cap): no token gets runaway
+            # confidence, while small logits pass almost unchanged.
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
         logits = self.hook_logits(logits)
 
         loss = None
@@ -252,7 +288,7 @@ class GPT(nn.Module):
         return logits, cache
 
     def num_parameters(self) -> int:
-        """Distinct parameters (the tied head counted once)."""
+        """Distinct parameters (a tied head counted once)."""
         return sum(p.numel() for p in self.parameters())
 
 

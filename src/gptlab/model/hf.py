@@ -58,10 +58,11 @@ GPT2_VOCAB_SIZE = 50257  # tiktoken's GPT-2 BPE, the tokenizer load_hf_model pai
 
 def hf_config_dict(config: ModelConfig, eot_id: int | None = None) -> dict:
     """The GPT2Config fields (as written to config.json) that describe `config`'s model."""
-    if not config.bias:
+    changes = config.variant_changes()
+    if changes:
         raise GptlabError(
-            "this model has no biases (model.bias = false), which Hugging Face GPT-2 cannot "
-            "express; only models with bias = true can be exported"
+            f"this model is not a GPT-2 ({', '.join(changes)}), which Hugging Face GPT-2 cannot "
+            "express; only models with every variant at its GPT-2 default can be exported"
         )
     return {
         "model_type": "gpt2",

@@ -47,7 +47,7 @@ class StaticKVCache:
         return cls(
             config.n_layer,
             batch,
-            config.n_head,
+            config.kv_heads,  # grouped-query attention caches only n_kv_head heads
             max_len,
             config.head_dim,
             dtype=embedding.dtype,
