@@ -38,7 +38,7 @@ from gptlab.finetune.datasets import (
     read_labeled_texts,
     split_examples,
 )
-from gptlab.finetune.loop import EpochStats, FitConfig, fit
+from gptlab.finetune.loop import EpochStats, fit
 from gptlab.finetune.setup import (
     FinetuneOptions,
     Log,
@@ -141,13 +141,7 @@ def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyR
 
     # Only now, with every input checked, is an earlier result in --out replaced.
     out = prepare_output_dir(options.out, options.overwrite)
-    fit_config = FitConfig(
-        epochs=options.epochs,
-        lr=options.lr,
-        weight_decay=options.weight_decay,
-        warmup_steps=options.warmup_steps,
-        max_seconds=options.max_seconds,
-    )
+    fit_config = options.fit_config()
     started = time.perf_counter()
     fitted = fit(
         classifier,

@@ -35,7 +35,7 @@ from gptlab.finetune.instruct import (
     instruct_step,
     mean_loss,
 )
-from gptlab.finetune.loop import EpochStats, FitConfig, fit
+from gptlab.finetune.loop import EpochStats, fit
 from gptlab.finetune.setup import (
     FinetuneOptions,
     Log,
@@ -122,13 +122,7 @@ def finetune_instruct(options: InstructOptions, log: Log = print) -> InstructRes
 
     # Only now, with every input checked, is an earlier result in --out replaced.
     out = prepare_output_dir(options.out, options.overwrite)
-    fit_config = FitConfig(
-        epochs=options.epochs,
-        lr=options.lr,
-        weight_decay=options.weight_decay,
-        warmup_steps=options.warmup_steps,
-        max_seconds=options.max_seconds,
-    )
+    fit_config = options.fit_config()
     fitted = fit(
         model,
         lambda epoch: batches(encoded["train"], True, generator),

@@ -12,6 +12,7 @@ import torch
 
 from gptlab.errors import GptlabError
 from gptlab.finetune.checkpoint import load_init_model
+from gptlab.finetune.loop import FitConfig
 from gptlab.finetune.lora import LoRAConfig, add_lora
 from gptlab.finetune.trainable import TrainableSpec, set_trainable
 from gptlab.model.gpt import GPT
@@ -52,6 +53,16 @@ class FinetuneOptions:
             )
         if self.merge and self.lora is None:
             raise GptlabError("--merge folds a LoRA adapter into the model; it needs --lora-rank")
+
+    def fit_config(self) -> FitConfig:
+        """The optimisation settings for the fine-tuning loop."""
+        return FitConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            max_seconds=self.max_seconds,
+        )
 
 
 def seed_everything(seed: int) -> None:
