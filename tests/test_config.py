@@ -38,7 +38,7 @@ def test_overrides_are_parsed_by_the_declared_type():
         overrides=[
             "train.lr=3e-3",  # float
             "model.n_layer=6",  # int
-            "train.tokens_per_step=1e4",  # a whole number written as a float is still an int
+            "train.tokens_per_step=1.024e4",  # a whole number written as a float is still an int
             "train.compile=true",  # bool
             "data.source=my corpus.txt",  # str, kept verbatim
             "train.max_steps=none",  # Optional -> unset
@@ -50,7 +50,7 @@ def test_overrides_are_parsed_by_the_declared_type():
     )
     assert config.train.lr == 3e-3 and isinstance(config.train.lr, float)
     assert config.model.n_layer == 6 and isinstance(config.model.n_layer, int)
-    assert config.train.tokens_per_step == 10000 and isinstance(config.train.tokens_per_step, int)
+    assert config.train.tokens_per_step == 10240 and isinstance(config.train.tokens_per_step, int)
     assert config.train.compile is True
     assert config.data.source == "my corpus.txt"
     assert config.train.max_steps is None

@@ -257,11 +257,12 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
 
 
 def test_tokens_per_step_must_split_into_micro_batches(prepared_shakespeare, tmp_path):
-    config = tiny_config(prepared_shakespeare, "train.tokens_per_step=500", "train.max_steps=1")
+    # Caught when the config is built, before any run folder or data is touched.
     with pytest.raises(
         GptlabError, match=r"multiple of micro_batch_size x block_size x processes \(256\).*=512"
     ):
-        train(config, tmp_path / "run", show_progress=False)
+        tiny_config(prepared_shakespeare, "train.tokens_per_step=500", "train.max_steps=1")
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_train_and_plot(prepared_shakespeare, tmp_path, capsys):

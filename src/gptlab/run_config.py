@@ -160,7 +160,24 @@ class RunConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        self.accumulation_steps(processes=1)
         return self
+
+    def accumulation_steps(self, processes: int) -> int:
+        """Micro-steps per optimizer step for `processes` data-parallel processes.
+
+        train.tokens_per_step is the batch of the whole job, so it must split evenly into
+        micro-batches of micro_batch_size x block_size tokens on every process.
+        """
+        per_micro_step = self.train.micro_batch_size * self.model.block_size * processes
+        if self.train.tokens_per_step % per_micro_step:
+            suggestion = max(1, round(self.train.tokens_per_step / per_micro_step)) * per_micro_step
+            raise GptlabError(
+                f"train.tokens_per_step ({self.train.tokens_per_step}) must be a multiple of "
+                f"micro_batch_size x block_size x processes ({per_micro_step}); "
+                f"e.g. train.tokens_per_step={suggestion}"
+            )
+        return self.train.tokens_per_step // per_micro_step
 
     def to_dict(self) -> dict:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}

@@ -188,16 +188,7 @@ class Trainer:
         resume_from = check_run_folder(
             self.run_dir, self.config, resume=resume, overwrite=overwrite
         )
-        tokens_per_micro_step = (
-            cfg.micro_batch_size * self.config.model.block_size * context.world_size
-        )
-        if cfg.tokens_per_step % tokens_per_micro_step:
-            raise GptlabError(
-                f"train.tokens_per_step ({cfg.tokens_per_step}) must be a multiple of micro_batch_size x "
-                f"block_size x processes ({tokens_per_micro_step}); e.g. train.tokens_per_step="
-                f"{max(1, round(cfg.tokens_per_step / tokens_per_micro_step)) * tokens_per_micro_step}"
-            )
-        self.accumulation_steps = cfg.tokens_per_step // tokens_per_micro_step
+        self.accumulation_steps = self.config.accumulation_steps(context.world_size)
         self.data = TrainingData.open(self.config.data, context, self.device)
         # The data decides the vocabulary (a character vocabulary is whatever the corpus holds).
         self.config.model.vocab_size = self.data.tokenizer.vocab_size
