@@ -17,3 +17,14 @@ def spiky_model(config: ModelConfig, seed: int = 0) -> GPT:
             if param.dim() > 1:
                 param.normal_(0.0, 0.3)
     return model
+
+
+def save_tiny_gpt2_model(folder, block_size: int):
+    """A tiny random model with the GPT-2 tokenizer, saved as a model folder; returns the folder."""
+    from gptlab.checkpoint import save_model
+    from gptlab.tokenizers import GPT2Tokenizer
+
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=50257, block_size=block_size, n_layer=2, n_head=2, n_embd=16)
+    save_model(folder, GPT(config), GPT2Tokenizer())
+    return folder

@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
+from model_testing import save_tiny_gpt2_model
 
-from gptlab.checkpoint import load_model, save_model
+from gptlab.checkpoint import load_model
 from gptlab.cli import main
-from gptlab.config import ModelConfig
 from gptlab.finetune.checkpoint import load_finetuned
 from gptlab.finetune.datasets import read_instructions
 from gptlab.finetune.instruct import (
@@ -19,18 +19,12 @@ from gptlab.finetune.instruct import (
 )
 from gptlab.finetune.lora import LoRAConfig
 from gptlab.finetune.run_instruct import InstructOptions, finetune_instruct
-from gptlab.model.gpt import GPT
 from gptlab.tokenizers import GPT2Tokenizer
 
 
 @pytest.fixture(scope="module")
 def tiny_gpt2_dir(tmp_path_factory):
-    """A tiny random model with the GPT-2 tokenizer, saved as a model folder."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    config = ModelConfig(vocab_size=50257, block_size=160, n_layer=2, n_head=2, n_embd=16)
-    save_model(folder, GPT(config), GPT2Tokenizer())
-    return folder
+    return save_tiny_gpt2_model(tmp_path_factory.mktemp("tiny-gpt2"), block_size=160)
 
 
 @pytest.fixture(scope="module")
