@@ -35,6 +35,7 @@ DEFAULT_PRESET = "shakespeare-char"
 SECTIONS = ("model", "data", "train")
 LOADER_MODES = ("random", "sequential")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+OPTIMIZERS = ("adamw", "muon")
 
 
 @dataclass
@@ -74,6 +75,11 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off (the norm is still logged)
+    # adamw: AdamW for everything. muon: Muon (train/muon.py) for the blocks' weight matrices at
+    # peak muon_lr, AdamW for the rest at lr; the schedule scales both by the same factor.
+    optimizer: str = "adamw"
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
 
     # Budget: steps, seconds of training, or both (whichever ends first). The cosine decay follows
     # whichever is further along, so a wall-clock budget still ends at min_lr.
@@ -140,6 +146,12 @@ class TrainConfig:
             )
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise GptlabError("train.beta1 and train.beta2 must be in [0, 1)")
+        if self.optimizer not in OPTIMIZERS:
+            raise GptlabError(
+                f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if not (self.muon_lr > 0 and 0 <= self.muon_momentum < 1):
+            raise GptlabError("need train.muon_lr > 0 and 0 <= train.muon_momentum < 1")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise GptlabError("train.weight_decay and train.grad_clip must be >= 0")
         if self.dtype not in DTYPES:
@@ -356,8 +368,10 @@ def build_run_config(
     preset: str | None = None,
     config_file: str | Path | None = None,
     overrides: list[str] | None = None,
+    *,
+    validate: bool = True,
 ) -> RunConfig:
-    """defaults -> preset -> config file -> overrides, validated.
+    """defaults -> preset -> config file -> overrides, validated (unless validate=False).
 
     With neither a preset nor a config file, the default preset is used. A config file may name
     its own base with a top-level `preset = "NAME"`; without one it starts from the plain defaults
@@ -374,7 +388,7 @@ def build_run_config(
         apply_table(config, load_preset(base), f"preset {base}")
     apply_table(config, file_table, str(config_file))
     config.override(overrides or [])
-    return config.validate()
+    return config.validate() if validate else config
 
 
 # -- writing TOML ----------------------------------------------------------------------------------
