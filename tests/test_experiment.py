@@ -161,3 +161,17 @@ def test_a_finished_run_with_a_different_config_is_refused_not_reused(grid, prep
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert "holds a finished run with a different config" in err and len(err.splitlines()) == 1
+
+
+def test_a_base_that_only_the_varied_key_makes_valid_is_accepted(prepared, tmp_path):
+    from gptlab.experiment import parse_variation, plan_runs
+
+    # tokens_per_step=64 does not split into micro-batches of 4 x 32; both varied values do.
+    overrides = [*TINY, f"data.prepared_dir={prepared}", "model.block_size=32"]
+    planned = plan_runs(
+        [parse_variation("train.tokens_per_step=128,256")],
+        seeds=1,
+        out=tmp_path,
+        overrides=overrides,
+    )
+    assert [run.config.train.tokens_per_step for run in planned] == [128, 256]

@@ -101,7 +101,11 @@ def plan_runs(
     """
     if seeds < 1:
         raise GptlabError(f"--seeds must be >= 1, got {seeds}")
-    base = build_run_config(preset, config_file, [*(overrides or []), *(budget or [])])
+    # Only the combinations must be valid: the base alone may need a varied key to make sense
+    # (e.g. --vary train.tokens_per_step=2048,4096 over a base whose batch does not divide 1024).
+    base = build_run_config(
+        preset, config_file, [*(overrides or []), *(budget or [])], validate=False
+    )
     first_seed = base.train.seed  # seeds first_seed, first_seed + 1, ...: --seeds 1 is the base run
     planned = []
     for combination in combinations(variations):
