@@ -214,6 +214,32 @@ def test_an_occupied_run_folder_is_refused_unless_resume_or_overwrite(
     assert (stranger / "notes.txt").read_text() == "mine"
 
 
+def test_a_folder_another_process_trains_in_is_refused_even_with_overwrite(
+    prepared_shakespeare, tmp_path
+):
+    from gptlab.train.run_folder import lock_run_folder
+
+    run = tmp_path / "run"
+    config = tiny_config(prepared_shakespeare, "train.max_steps=2", "train.eval_every=0")
+    train(config, run, show_progress=False)  # a finished run releases its folder...
+    before = (run / "metrics.jsonl").read_text()
+    other_process = lock_run_folder(run)  # ...and a running one holds it (flock is per open file)
+    try:
+        for options in ({"overwrite": True}, {"resume": True}):
+            with pytest.raises(
+                GptlabError, match="in use by another gptlab process \\(pid \\d+\\)"
+            ):
+                train(config, run, show_progress=False, **options)
+        assert (run / "metrics.jsonl").read_text() == before  # nothing was cleared or written
+    finally:
+        other_process.close()
+    # A lock file is all a crashed-before-writing run leaves: the folder still counts as empty.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    lock_run_folder(empty).close()
+    train(config, empty, show_progress=False)
+
+
 def test_resuming_needs_a_checkpoint(prepared_shakespeare, tmp_path):
     config = tiny_config(prepared_shakespeare, "train.max_steps=2")
     with pytest.raises(GptlabError, match="nothing to resume"):
@@ -332,12 +358,15 @@ def run_python(args, **kwargs):
     )
 
 
-def test_a_run_killed_with_sigkill_resumes_exactly(prepared_shakespeare, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_run_killed_with_sigkill_resumes_exactly(prepared_shakespeare, tmp_path, optimizer):
     import signal
 
-    # Dropout draws from torch's RNG and the random loader from its own: both must be restored.
+    # Dropout draws from torch's RNG and the random loader from its own: both must be restored,
+    # and so must the optimizer's state (Muon's momentum buffers as well as AdamW's moments).
     config = tiny_config(
         prepared_shakespeare,
+        f"train.optimizer={optimizer}",
         "model.dropout=0.1",
         "train.max_steps=10",
         "train.checkpoint_every=4",

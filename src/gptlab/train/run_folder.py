@@ -7,16 +7,19 @@
     RUN/samples.txt      text sampled during training, newest last
     RUN/checkpoints/     resumable checkpoints (gptlab.train.checkpoint)
     RUN/tensorboard/     TensorBoard event files, when asked for
+    RUN/.gptlab.lock     locked while a process trains here (holds its pid)
 
 A folder that already holds a run is never silently reused: --resume continues it (same model and
 data required), --overwrite deletes that run's files and starts again; anything else is refused
-before anything is written.
+before anything is written. A folder another gptlab process is training in is refused too.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+from typing import IO
 
 from gptlab.errors import GptlabError
 from gptlab.run_config import RunConfig, build_run_config
@@ -27,6 +30,7 @@ from gptlab.train.plots import LOSS_PLOT_FILE
 RUN_CONFIG_FILE = "config.toml"
 SAMPLES_FILE = "samples.txt"
 TENSORBOARD_DIR = "tensorboard"
+LOCK_FILE = ".gptlab.lock"
 RUN_FILES = (
     RUN_CONFIG_FILE,
     METRICS_FILE,
@@ -75,7 +79,7 @@ def check_run_folder(
     if not folder.is_dir():
         raise GptlabError(f"{folder} is a file, not a folder; pick another --out")
     if not holds_run(folder):
-        if any(folder.iterdir()):
+        if any(path.name != LOCK_FILE for path in folder.iterdir()):
             raise GptlabError(f"{folder} is not empty and holds no gptlab run; pick another --out")
         if resume:
             raise GptlabError(f"nothing to resume: {folder} is empty")
@@ -111,3 +115,31 @@ def clear_run(folder: Path) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+def lock_run_folder(folder: Path) -> IO[str] | None:
+    """Lock `folder` for this process's run; the lock lasts until the returned file is closed.
+
+    An advisory flock: the OS drops it when the process ends, however it ends, so a killed run
+    never leaves a stale lock. Without fcntl (Windows) nothing is locked and None is returned.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(folder / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip()
+        handle.close()
+        raise GptlabError(
+            f"{folder} is in use by another gptlab process (pid {owner or 'unknown'}); "
+            "wait for it to finish or pick another --out"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle

@@ -54,7 +54,13 @@ from gptlab.train.metrics import (
 )
 from gptlab.train.optim import build_optimizer, learning_rate, schedule_progress, set_learning_rate
 from gptlab.train.precision import autocast_context, enable_tf32, grad_scaler, resolve_dtype
-from gptlab.train.run_folder import RUN_CONFIG_FILE, SAMPLES_FILE, check_run_folder, clear_run
+from gptlab.train.run_folder import (
+    RUN_CONFIG_FILE,
+    SAMPLES_FILE,
+    check_run_folder,
+    clear_run,
+    lock_run_folder,
+)
 
 
 @dataclass
@@ -94,6 +100,7 @@ def train(
     threads_before = torch.get_num_threads()
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
+    trainer = None
     try:
         trainer = Trainer(
             config, Path(out), context, device_name, extra_evals, on_step, show_progress
@@ -106,6 +113,8 @@ def train(
             "(gradient accumulation keeps train.tokens_per_step unchanged), or shrink the model or block_size"
         ) from None
     finally:
+        if trainer is not None and trainer.run_lock is not None:
+            trainer.run_lock.close()  # releases the run folder
         torch.set_num_threads(threads_before)  # a library call leaves the process as it found it
         shutdown_distributed(context)
 
@@ -156,6 +165,7 @@ class Trainer:
 
         self.config, self.cfg = config, config.train
         self.run_dir = run_dir
+        self.run_lock = None  # the open, locked RUN/.gptlab.lock while this process trains
         self.context = context
         self.device = resolve_device(device_name)
         self.dtype = resolve_dtype(self.cfg.dtype, self.device)
@@ -195,9 +205,12 @@ class Trainer:
         self.config.model.validate()
 
         if context.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            # Locked before anything is deleted or written: a second process (say, the same
+            # command started twice) is refused instead of clearing or interleaving this run.
+            self.run_lock = lock_run_folder(self.run_dir)
             if overwrite:
                 clear_run(self.run_dir)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / RUN_CONFIG_FILE)
         barrier(context)
 
