@@ -145,3 +145,15 @@ def test_repository_config_examples_load():
     assert configs
     for path in configs:
         assert isinstance(build_run_config(config_file=path), RunConfig)
+
+
+def test_model_presets_agree_with_the_run_presets_of_the_same_name():
+    from gptlab.config import MODEL_PRESETS
+
+    shared = set(MODEL_PRESETS) & set(preset_names())
+    assert {"shakespeare-char", "speedrun"} <= shared
+    for name in shared:
+        run_model = build_run_config(preset=name).model
+        for key, value in MODEL_PRESETS[name].items():
+            if key != "vocab_size":  # a run takes its vocabulary from the prepared data
+                assert getattr(run_model, key) == value, (name, key)
