@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not sys.stderr.isatty():
+        # A progress bar redrawn ten times a second writes thousands of lines into a log file or
+        # pipe; there, redraw every 10 s (tqdm reads this variable; a value the user set wins).
+        os.environ.setdefault("TQDM_MININTERVAL", "10")
     try:
         result = args.func(args)
     except GptlabError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 from gptlab.errors import GptlabError
@@ -119,8 +120,11 @@ class ProgressLine:
             dynamic_ncols=True,
             leave=True,
         )
+        self.last_refresh = float("-inf")
 
     def update(self, step: int, elapsed_s: float, record: dict) -> None:
+        if self.bar.disable:
+            return
         if self.by_time:
             self.bar.n = min(round(elapsed_s, 1), self.bar.total)
         else:
@@ -137,7 +141,12 @@ class ProgressLine:
         if record.get("val_loss") is not None:
             parts["val"] = f"{record['val_loss']:.4f}"
         self.bar.set_postfix(parts, refresh=False)
-        self.bar.refresh()
+        # Redraw at most every mininterval seconds (0.1 s in a terminal, 10 s into a log file:
+        # see gptlab.cli), but always when there is a new val loss to show.
+        now = time.monotonic()
+        if now - self.last_refresh >= self.bar.mininterval or "val" in parts:
+            self.bar.refresh()
+            self.last_refresh = now
 
     def write(self, message: str) -> None:
         self.bar.write(message)
