@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gptlab.errors import GptlabError
 from gptlab.experiment import parse_variation, plan_runs, run_experiment, summarize
 
 # (what the rung changes, its overrides): each rung keeps every change above it. The last rung is
@@ -37,23 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=40.0)
     parser.add_argument("--out", default="runs/speedrun-ladder")
     args = parser.parse_args(argv)
-
-    budget = [f"train.max_seconds={args.max_seconds}", "train.max_steps=none"]
-    rows, previous = [], []
-    for index, (change, overrides) in enumerate(LADDER):
-        # The rung's own change is its one "varied" setting, so its folder name says what it is.
-        planned = plan_runs(
-            [parse_variation(overrides[0])],
-            seeds=args.seeds,
-            out=f"{args.out}/rung{index}",
-            overrides=[*previous, *overrides[1:]],
-            budget=budget,
-        )
-        summary = summarize(run_experiment(planned))[0]
-        rows.append((change, summary))
-        previous += overrides
-        print(f"{change}: val loss {summary.val_loss_mean:.4f}", file=sys.stderr)
-
+    try:
+        rows = run_ladder(args.seeds, args.max_seconds, args.out)
+    except GptlabError as exc:
+        print(f"bench_speedrun: error: {exc}", file=sys.stderr)
+        return 1
     print(
         f"| rung | val loss (mean ± std over {args.seeds} seeds) | min-max | parameters | tokens/s |"
     )
@@ -64,6 +53,26 @@ def main(argv: list[str] | None = None) -> int:
             f"{s.val_loss_min:.4f}-{s.val_loss_max:.4f} | {s.num_parameters:,} | {s.tokens_per_s:,.0f} |"
         )
     return 0
+
+
+def run_ladder(seeds: int, max_seconds: float, out: str) -> list:
+    """Train every rung (reusing finished runs); (change, CombinationSummary) per rung."""
+    budget = [f"train.max_seconds={max_seconds}", "train.max_steps=none"]
+    rows, previous = [], []
+    for index, (change, overrides) in enumerate(LADDER):
+        # The rung's own change is its one "varied" setting, so its folder name says what it is.
+        planned = plan_runs(
+            [parse_variation(overrides[0])],
+            seeds=seeds,
+            out=f"{out}/rung{index}",
+            overrides=[*previous, *overrides[1:]],
+            budget=budget,
+        )
+        summary = summarize(run_experiment(planned))[0]
+        rows.append((change, summary))
+        previous += overrides
+        print(f"{change}: val loss {summary.val_loss_mean:.4f}", file=sys.stderr)
+    return rows
 
 
 if __name__ == "__main__":

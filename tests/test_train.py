@@ -195,9 +195,14 @@ def test_an_occupied_run_folder_is_refused_unless_resume_or_overwrite(
     with pytest.raises(GptlabError, match="already holds a run; add --resume"):
         train(config, run, show_progress=False)
     with pytest.raises(
-        GptlabError, match="cannot resume .* different model or data: model.n_layer"
+        GptlabError, match="cannot resume .* different model, data or optimizer: model.n_layer"
     ):
         train(different, run, resume=True, show_progress=False)
+    other_optimizer = tiny_config(prepared_shakespeare, "train.max_steps=3", "train.optimizer=muon")
+    config_before = (run / "config.toml").read_text()
+    with pytest.raises(GptlabError, match="train.optimizer \\('adamw' -> 'muon'\\)"):
+        train(other_optimizer, run, resume=True, show_progress=False)
+    assert (run / "config.toml").read_text() == config_before
     with pytest.raises(GptlabError, match="contradict"):
         train(config, run, resume=True, overwrite=True, show_progress=False)
     assert (run / "metrics.jsonl").read_text() == before  # nothing was touched

@@ -23,7 +23,6 @@ import math
 
 import torch
 
-from gptlab.errors import GptlabError
 from gptlab.run_config import TrainConfig
 from gptlab.train.muon import Muon
 
@@ -82,13 +81,13 @@ class OptimizerPair:
         return {"adamw": self.adamw.state_dict(), "muon": self.muon.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if set(state) != {"adamw", "muon"}:
-            raise GptlabError(
-                "the checkpoint's optimizer state is not AdamW + Muon; "
-                "resume it with the train.optimizer it was trained with"
-            )
         self.adamw.load_state_dict(state["adamw"])
         self.muon.load_state_dict(state["muon"])
+
+
+def saved_optimizer_name(state: dict) -> str:
+    """Which train.optimizer wrote an optimizer state_dict: "muon" (OptimizerPair) or "adamw"."""
+    return "muon" if set(state) == {"adamw", "muon"} else "adamw"
 
 
 def build_optimizer(

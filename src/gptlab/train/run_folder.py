@@ -51,13 +51,15 @@ def read_run_config(folder: str | Path) -> RunConfig:
 
 
 def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
-    """The model and data keys whose values differ (vocab_size is derived from the data)."""
+    """The keys a checkpoint depends on whose values differ: the model and data (vocab_size is
+    derived from the data), and train.optimizer (the checkpoint holds that optimizer's state)."""
     old_dict, new_dict = old.to_dict(), new.to_dict()
+    keys = [(section, key) for section in ("model", "data") for key in new_dict[section]]
     differences = []
-    for section in ("model", "data"):
-        for key, value in new_dict[section].items():
-            if key != "vocab_size" and old_dict[section].get(key) != value:
-                differences.append(f"{section}.{key} ({old_dict[section].get(key)!r} -> {value!r})")
+    for section, key in [*keys, ("train", "optimizer")]:
+        value = new_dict[section][key]
+        if key != "vocab_size" and old_dict[section].get(key) != value:
+            differences.append(f"{section}.{key} ({old_dict[section].get(key)!r} -> {value!r})")
     return differences
 
 
@@ -67,7 +69,7 @@ def check_run_folder(
     """Decide whether this run may use `folder`, writing nothing. Returns the checkpoint to resume from.
 
     Raises GptlabError for: both flags; a folder holding a run without --resume/--overwrite;
-    resuming a different model or data, or a folder with no checkpoint; a non-empty folder that
+    resuming a different model, data or optimizer, or a folder with no checkpoint; a non-empty folder that
     is not a run (never deleted, even with --overwrite).
     """
     if resume and overwrite:
@@ -96,7 +98,8 @@ def check_run_folder(
         )
     if differences:
         raise GptlabError(
-            f"cannot resume {folder} with a different model or data: {', '.join(differences[:3])}; "
+            f"cannot resume {folder} with a different model, data or optimizer: "
+            f"{', '.join(differences[:3])}; "
             "resume with the run's own config (gptlab train --out RUN --resume) or start a new run"
         )
     checkpoint = latest_checkpoint(folder)

@@ -52,7 +52,13 @@ from gptlab.train.metrics import (
     describe_run,
     truncate_metrics,
 )
-from gptlab.train.optim import build_optimizer, learning_rate, schedule_progress, set_learning_rate
+from gptlab.train.optim import (
+    build_optimizer,
+    learning_rate,
+    saved_optimizer_name,
+    schedule_progress,
+    set_learning_rate,
+)
 from gptlab.train.precision import autocast_context, enable_tf32, grad_scaler, resolve_dtype
 from gptlab.train.run_folder import (
     RUN_CONFIG_FILE,
@@ -211,7 +217,6 @@ class Trainer:
             self.run_lock = lock_run_folder(self.run_dir)
             if overwrite:
                 clear_run(self.run_dir)
-            self.config.save(self.run_dir / RUN_CONFIG_FILE)
         barrier(context)
 
         # The same seed on every rank gives every rank the same initial weights; after that each
@@ -226,6 +231,10 @@ class Trainer:
         )
         if resume_from is not None:
             self.load_checkpoint(resume_from)
+        # Written last: a resume refused on the way (say, another world size) keeps the run's
+        # own config.toml, so a later plain --resume still finds it.
+        if context.is_main:
+            self.config.save(self.run_dir / RUN_CONFIG_FILE)
         # Wrappers come last: checkpoints and samples use self.model, whose names carry no prefixes.
         self.forward_model = torch.compile(self.model) if cfg.compile else self.model
         self.forward_model = wrap_model(self.forward_model, context, self.device)
@@ -506,6 +515,12 @@ class Trainer:
         load_state_checked(
             self.model, load_file(str(checkpoint / WEIGHTS_FILE)), source=str(checkpoint)
         )
+        saved_optimizer = saved_optimizer_name(state["optimizer"])
+        if saved_optimizer != self.cfg.optimizer:
+            raise GptlabError(
+                f"{checkpoint} holds the state of train.optimizer={saved_optimizer}, not "
+                f"{self.cfg.optimizer}; resume with train.optimizer={saved_optimizer}"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         rank_state = state["ranks"][self.context.rank]
