@@ -37,6 +37,6 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def tiny_config():
-    from gptlab.config import ModelConfig
+    from gptlab.model.config import ModelConfig
 
     return ModelConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32)

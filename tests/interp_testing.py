@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from gptlab.config import ModelConfig
 from gptlab.model import GPT
+from gptlab.model.config import ModelConfig
 
 
 def random_model(seed: int = 0, **overrides) -> GPT:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from gptlab.config import ModelConfig
 from gptlab.model import GPT
+from gptlab.model.config import ModelConfig
 
 
 def spiky_model(config: ModelConfig, seed: int = 0) -> GPT:
@@ -21,8 +21,8 @@ def spiky_model(config: ModelConfig, seed: int = 0) -> GPT:
 
 def save_tiny_gpt2_model(folder, block_size: int):
     """A tiny random model with the GPT-2 tokenizer, saved as a model folder; returns the folder."""
-    from gptlab.checkpoint import save_model
-    from gptlab.tokenizers import GPT2Tokenizer
+    from gptlab.checkpoints.model_folder import save_model
+    from gptlab.tokenizers.base import GPT2Tokenizer
 
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=50257, block_size=block_size, n_layer=2, n_head=2, n_embd=16)

@@ -11,16 +11,16 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gptlab.bpe import GPT2_SPLIT_PATTERN, BPETokenizer, merge_pair, train_bpe
 from gptlab.cli import main
 from gptlab.errors import GptlabError
-from gptlab.tokenizers import (
+from gptlab.tokenizers.base import (
     GPT2Tokenizer,
     get_tokenizer,
     load_tokenizer,
     save_tokenizer,
     tokenizer_from_dict,
 )
+from gptlab.tokenizers.bpe import GPT2_SPLIT_PATTERN, BPETokenizer, merge_pair, train_bpe
 
 TRICKY_TEXTS = [
     "Hello, world! It's 2026; we'll see.",

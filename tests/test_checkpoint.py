@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from gptlab.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
+from gptlab.checkpoints.model_folder import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
 from gptlab.cli import main
-from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
 from gptlab.model import GPT
-from gptlab.tokenizers import CharTokenizer, GPT2Tokenizer
+from gptlab.model.config import ModelConfig
+from gptlab.tokenizers.base import CharTokenizer, GPT2Tokenizer
 
 
 def trained_looking_model(config: ModelConfig) -> GPT:

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from gptlab.checkpoint import load_model, save_model
+from gptlab.checkpoints.model_folder import load_model, save_model
 from gptlab.cli import main
-from gptlab.config import ModelConfig
-from gptlab.generate import GenerationConfig, generate_text
+from gptlab.inference.generate import GenerationConfig, generate_text
 from gptlab.model import GPT
-from gptlab.tokenizers import CharTokenizer
+from gptlab.model.config import ModelConfig
+from gptlab.tokenizers.base import CharTokenizer
 
 PROMPT = "ROMEO:\nBut soft"
 

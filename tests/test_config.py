@@ -3,7 +3,7 @@
 import pytest
 
 from gptlab.errors import GptlabError
-from gptlab.run_config import (
+from gptlab.train.config import (
     DEFAULT_PRESET,
     RunConfig,
     build_run_config,
@@ -148,7 +148,7 @@ def test_repository_config_examples_load():
 
 
 def test_model_presets_agree_with_the_run_presets_of_the_same_name():
-    from gptlab.config import MODEL_PRESETS
+    from gptlab.model.config import MODEL_PRESETS
 
     shared = set(MODEL_PRESETS) & set(preset_names())
     assert {"shakespeare-char", "speedrun"} <= shared

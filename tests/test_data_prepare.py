@@ -16,7 +16,7 @@ from gptlab.data.prepare import load_prepared_tokenizer, prepare_dataset, read_m
 from gptlab.data.shards import ShardWriter, token_dtype
 from gptlab.data.sources import download_path
 from gptlab.errors import GptlabError
-from gptlab.tokenizers import CharTokenizer, save_tokenizer
+from gptlab.tokenizers.base import CharTokenizer, save_tokenizer
 
 
 @pytest.fixture

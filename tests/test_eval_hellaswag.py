@@ -8,13 +8,8 @@ import torch
 
 from gptlab.cli import main
 from gptlab.errors import GptlabError
-from gptlab.eval.hellaswag import (
-    accuracy,
-    hellaswag_training_eval,
-    read_hellaswag,
-    score_endings,
-)
-from gptlab.tokenizers import GPT2Tokenizer
+from gptlab.eval.hellaswag import accuracy, hellaswag_training_eval, read_hellaswag, score_endings
+from gptlab.tokenizers.base import GPT2Tokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -142,7 +137,7 @@ def test_malformed_line_is_reported_with_its_number(tmp_path, items):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, hf_pair):
-    from gptlab.checkpoint import save_model
+    from gptlab.checkpoints.model_folder import save_model
 
     directory = tmp_path_factory.mktemp("model")
     save_model(directory, hf_pair[1], GPT2Tokenizer())
@@ -185,8 +180,8 @@ def test_cli_json_output(model_dir, capsys, shared_data):
 def test_training_logs_hellaswag_when_the_config_asks(tmp_path):
     """train.eval_hellaswag_every=N adds hellaswag_acc(_norm) to metrics.jsonl at those steps."""
     from gptlab.data.prepare import prepare_dataset
-    from gptlab.run_config import build_run_config
     from gptlab.train import train
+    from gptlab.train.config import build_run_config
 
     hellaswag = SHARED_DATA / "hellaswag" / "hellaswag_val.jsonl"
     fineweb = SHARED_DATA / "fineweb_edu" / "sample.jsonl"
@@ -227,8 +222,8 @@ def test_training_logs_hellaswag_when_the_config_asks(tmp_path):
 
 
 def test_training_with_a_missing_hellaswag_file_fails_before_it_starts(tmp_path):
-    from gptlab.run_config import build_run_config
     from gptlab.train import train
+    from gptlab.train.config import build_run_config
 
     config = build_run_config(
         overrides=[

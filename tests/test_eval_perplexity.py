@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from gptlab.cli import main
-from gptlab.config import ModelConfig
 from gptlab.eval.perplexity import (
     evaluate_prepared,
     evaluate_text,
@@ -19,7 +18,8 @@ from gptlab.eval.perplexity import (
     token_byte_lengths,
 )
 from gptlab.model import GPT
-from gptlab.tokenizers import CharTokenizer, GPT2Tokenizer
+from gptlab.model.config import ModelConfig
+from gptlab.tokenizers.base import CharTokenizer, GPT2Tokenizer
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -219,7 +219,7 @@ def test_prepared_split_counts_the_bytes_of_its_documents(fineweb_prepared):
 
 @pytest.fixture(scope="module")
 def gpt2_model_dir(tmp_path_factory):
-    from gptlab.checkpoint import save_model
+    from gptlab.checkpoints.model_folder import save_model
 
     torch.manual_seed(4)
     directory = tmp_path_factory.mktemp("gpt2-tiny")

@@ -4,13 +4,13 @@ import pytest
 import torch
 from model_testing import save_tiny_gpt2_model
 
+from gptlab.checkpoints.finetuned import load_finetuned, merge_checkpoint
 from gptlab.cli import main
-from gptlab.finetune.checkpoint import load_finetuned, merge_checkpoint
 from gptlab.finetune.classify import GPTClassifier, predict_probabilities
-from gptlab.finetune.datasets import read_labeled_texts
-from gptlab.finetune.lora import LoRAConfig
+from gptlab.finetune.examples import read_labeled_texts
 from gptlab.finetune.run_classify import ClassifyOptions, finetune_classifier
 from gptlab.model.gpt import GPT
+from gptlab.model.lora import LoRAConfig
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_classifier_trains_on_real_sms_and_reloads_identically(tiny_gpt2_dir, sm
 
 def read_test_texts(path, seed):
     """The test split's texts, as finetune_classifier drew it."""
-    from gptlab.finetune.datasets import split_examples
+    from gptlab.finetune.examples import split_examples
 
     return [e.text for e in split_examples(read_labeled_texts(path), 0.1, 0.2, seed, "sms").test]
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gptlab.errors import GptlabError
-from gptlab.finetune.datasets import (
+from gptlab.finetune.examples import (
     InstructionExample,
     LabeledText,
     downsample_to_smallest_class,

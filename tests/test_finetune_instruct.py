@@ -7,19 +7,19 @@ import pytest
 import torch
 from model_testing import save_tiny_gpt2_model
 
-from gptlab.checkpoint import load_model
+from gptlab.checkpoints.finetuned import load_finetuned
+from gptlab.checkpoints.model_folder import load_model
 from gptlab.cli import main
-from gptlab.finetune.checkpoint import load_finetuned
-from gptlab.finetune.datasets import read_instructions
+from gptlab.finetune.examples import read_instructions
 from gptlab.finetune.instruct import (
     EncodedExample,
     encode_example,
     format_prompt,
     inputs_and_targets,
 )
-from gptlab.finetune.lora import LoRAConfig
 from gptlab.finetune.run_instruct import InstructOptions, finetune_instruct
-from gptlab.tokenizers import GPT2Tokenizer
+from gptlab.model.lora import LoRAConfig
+from gptlab.tokenizers.base import GPT2Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_prompt_length_matches_encoding_the_whole_text(shared_data_dir):
 
 def test_long_examples_are_cut_to_max_length():
     tokenizer = GPT2Tokenizer()
-    from gptlab.finetune.datasets import InstructionExample
+    from gptlab.finetune.examples import InstructionExample
 
     encoded, cut = encode_example(
         tokenizer, InstructionExample("Say it.", "", "word " * 200), max_length=64

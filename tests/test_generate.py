@@ -10,9 +10,8 @@ import pytest
 import torch
 from model_testing import spiky_model
 
-from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
-from gptlab.generate import (
+from gptlab.inference.generate import (
     CACHE_KINDS,
     FINISH_EOT,
     FINISH_LENGTH,
@@ -27,7 +26,8 @@ from gptlab.generate import (
     top_p_filter,
 )
 from gptlab.model import GPT
-from gptlab.tokenizers import CharTokenizer, GPT2Tokenizer
+from gptlab.model.config import ModelConfig
+from gptlab.tokenizers.base import CharTokenizer, GPT2Tokenizer
 
 CHARS = list(" .,;!?\n" + string.ascii_lowercase + string.ascii_uppercase)
 

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from gptlab.checkpoint import save_model
+from gptlab.checkpoints.model_folder import save_model
 from gptlab.cli import main
-from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
 from gptlab.model import GPT
+from gptlab.model.config import ModelConfig
 from gptlab.model.hf import (
     export_hf,
     from_hf_model,
@@ -19,7 +19,7 @@ from gptlab.model.hf import (
     model_config_from_hf_config,
     to_hf_model,
 )
-from gptlab.tokenizers import GPT2Tokenizer
+from gptlab.tokenizers.base import GPT2Tokenizer
 
 transformers = pytest.importorskip("transformers")
 

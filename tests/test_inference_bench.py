@@ -7,11 +7,11 @@ import string
 import pytest
 import torch
 
-from gptlab.checkpoint import save_model
+from gptlab.checkpoints.model_folder import save_model
 from gptlab.cli import main
-from gptlab.config import ModelConfig
 from gptlab.model import GPT
-from gptlab.tokenizers import CharTokenizer
+from gptlab.model.config import ModelConfig
+from gptlab.tokenizers.base import CharTokenizer
 
 CHARS = list(" .,;!?\n" + string.ascii_lowercase + string.ascii_uppercase)
 

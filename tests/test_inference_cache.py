@@ -7,10 +7,16 @@ import pytest
 import torch
 from model_testing import spiky_model
 
-from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
-from gptlab.generate import CACHE_KINDS, GenerationConfig, generate, new_cache, next_token_logits
+from gptlab.inference.generate import (
+    CACHE_KINDS,
+    GenerationConfig,
+    generate,
+    new_cache,
+    next_token_logits,
+)
 from gptlab.model import GPT, KVCache
+from gptlab.model.config import ModelConfig
 from gptlab.model.static_cache import StaticKVCache, compiled_decode_step
 
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
 from gptlab.eval.perplexity import evaluate_text
-from gptlab.generate import GenerationConfig, generate
+from gptlab.inference.generate import GenerationConfig, generate
+from gptlab.inference.precision import cast_model, dtype_for_device, prepare_model, weight_bytes
 from gptlab.model import GPT
-from gptlab.quantize import cast_model, dtype_for_device, prepare_model, weight_bytes
-from gptlab.tokenizers import CharTokenizer
+from gptlab.model.config import ModelConfig
+from gptlab.tokenizers.base import CharTokenizer
 
 BLOCK = 32
 

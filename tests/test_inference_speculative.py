@@ -6,14 +6,14 @@ import string
 import pytest
 from model_testing import spiky_model
 
-from gptlab.checkpoint import save_model
+from gptlab.checkpoints.model_folder import save_model
 from gptlab.cli import main
-from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
-from gptlab.generate import GenerationConfig, generate
+from gptlab.inference.generate import GenerationConfig, generate
+from gptlab.inference.speculative import check_draft_compatible, speculative_generate
 from gptlab.model import GPT
-from gptlab.speculative import check_draft_compatible, speculative_generate
-from gptlab.tokenizers import CharTokenizer
+from gptlab.model.config import ModelConfig
+from gptlab.tokenizers.base import CharTokenizer
 
 CHARS = list(" .,;!?\n" + string.ascii_lowercase + string.ascii_uppercase)
 

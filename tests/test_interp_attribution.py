@@ -92,7 +92,7 @@ def test_attribution_plots(tmp_path):
 
 
 def test_unmerged_lora_layers_are_attributed_like_their_merged_weights():
-    from gptlab.finetune.lora import LoRAConfig, add_lora, merge_lora
+    from gptlab.model.lora import LoRAConfig, add_lora, merge_lora
 
     model = random_model()
     idx = random_tokens(model, 8)

@@ -6,11 +6,11 @@ import pytest
 import torch
 from interp_testing import random_model
 
-from gptlab.checkpoint import save_model
+from gptlab.checkpoints.model_folder import save_model
 from gptlab.cli import main
-from gptlab.config import ModelConfig
 from gptlab.model import GPT
-from gptlab.tokenizers import CharTokenizer
+from gptlab.model.config import ModelConfig
+from gptlab.tokenizers.base import CharTokenizer
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz ,.!?"
 
@@ -121,8 +121,8 @@ def test_bad_input_is_a_one_line_error(args, message, checkpoint, tmp_path, caps
 
 
 def test_ablate_reads_batches_of_a_prepared_dataset(shared_data, tmp_path, capsys):
+    from gptlab.data.folder import load_prepared_tokenizer
     from gptlab.data.prepare import prepare_dataset
-    from gptlab.data.prepared import load_prepared_tokenizer
 
     data = prepare_dataset(
         str(shared_data / "tinyshakespeare" / "input.txt"),

@@ -8,7 +8,7 @@ from interp_testing import random_model
 from gptlab.errors import GptlabError
 from gptlab.interp import prompts
 from gptlab.interp.neighbors import nearest_tokens
-from gptlab.tokenizers import CharTokenizer
+from gptlab.tokenizers.base import CharTokenizer
 
 TOKENIZER = CharTokenizer.from_text(
     "abcdefghijklmnopqrstuvwxyz ,.!?'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.finetune.lora import (
+from gptlab.model.gpt import GPT
+from gptlab.model.lora import (
     LoRAConfig,
     LoRALinear,
     add_lora,
@@ -12,7 +13,6 @@ from gptlab.finetune.lora import (
     merge_lora,
     save_adapter,
 )
-from gptlab.model.gpt import GPT
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
 from gptlab.model import GPT, KVCache
+from gptlab.model.config import ModelConfig
 
 
 def build(config: ModelConfig, seed: int = 0) -> GPT:

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from gptlab.checkpoint import save_model
+from gptlab.checkpoints.model_folder import save_model
 from gptlab.cli import main
-from gptlab.config import ModelConfig, model_preset
 from gptlab.model import GPT
-from gptlab.params import count_parameters
+from gptlab.model.config import ModelConfig, model_preset
+from gptlab.model.params import count_parameters
 
 GPT2_WITH_TYING = 124_439_808
 GPT2_WITHOUT_TYING = 163_037_184

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gptlab.errors import GptlabError
-from gptlab.tokenizers import (
+from gptlab.tokenizers.base import (
     CharTokenizer,
     GPT2Tokenizer,
     get_tokenizer,

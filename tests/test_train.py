@@ -6,12 +6,12 @@ import json
 import pytest
 import torch
 
-from gptlab.checkpoint import load_model
+from gptlab.checkpoints import run as ckpt
+from gptlab.checkpoints.model_folder import load_model
 from gptlab.cli import main
 from gptlab.errors import GptlabError
-from gptlab.run_config import build_run_config
 from gptlab.train import PeriodicEval, train
-from gptlab.train import checkpoint as ckpt
+from gptlab.train.config import build_run_config
 
 TINY = [
     "model.n_layer=2",
@@ -343,7 +343,7 @@ def test_cli_train_and_plot(prepared_shakespeare, tmp_path, capsys):
 
 KILL_AFTER_STEP = """
 import os, signal, sys
-from gptlab.run_config import build_run_config
+from gptlab.train.config import build_run_config
 from gptlab.train import train
 
 def kill_after(record):

@@ -5,7 +5,7 @@ import torch
 
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
-from gptlab.run_config import TrainConfig, build_run_config
+from gptlab.train.config import TrainConfig, build_run_config
 from gptlab.train.muon import Muon, orthogonalise
 from gptlab.train.optim import (
     OptimizerPair,

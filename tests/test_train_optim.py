@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gptlab.model.gpt import GPT
-from gptlab.run_config import TrainConfig
+from gptlab.train.config import TrainConfig
 from gptlab.train.flops import flops_per_token, mfu, peak_flops
 from gptlab.train.optim import build_optimizer, learning_rate, parameter_groups, schedule_progress
 from gptlab.train.precision import grad_scaler
@@ -103,7 +103,7 @@ def test_mfu_uses_known_peaks_only(tiny_config):
     assert mfu(1000.0, 6e9, None) is None
     # Hand value for GPT-2 124M at context 1024: 6 * (124.4M - 0.79M position table) + 12*12*1024*768.
     model_params = 124_439_808
-    from gptlab.config import model_preset
+    from gptlab.model.config import model_preset
 
     per_token = flops_per_token(model_preset("gpt2"), model_params)
     assert per_token == 6 * (model_params - 1024 * 768) + 12 * 12 * 1024 * 768

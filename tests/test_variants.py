@@ -8,11 +8,11 @@ import pytest
 import torch
 from model_testing import spiky_model
 
-from gptlab.checkpoint import load_model, save_model
-from gptlab.config import ModelConfig
+from gptlab.checkpoints.model_folder import load_model, save_model
 from gptlab.errors import GptlabError
-from gptlab.generate import GenerationConfig, generate
+from gptlab.inference.generate import GenerationConfig, generate
 from gptlab.model import GPT
+from gptlab.model.config import ModelConfig
 from gptlab.model.hf import export_hf, hf_config_from_model_config
 from gptlab.model.norms import RMSNorm
 from gptlab.model.positions import apply_rope, rope_angles
@@ -226,7 +226,7 @@ def test_untied_model_round_trips_through_a_checkpoint(tmp_path):
 
 
 def test_parameter_accounting_counts_an_untied_head_once():
-    from gptlab.params import count_parameters
+    from gptlab.model.params import count_parameters
 
     tied = variant_config(dict(mlp="swiglu"))
     untied = variant_config(dict(mlp="swiglu", tie_weights=False))

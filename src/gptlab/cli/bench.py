@@ -122,9 +122,9 @@ SUBJECTS = (register_generate,)
 def run_generate(args: argparse.Namespace) -> int:
     import json
 
-    from gptlab.bench import bench_generate, format_generate_table, plot_generate
     from gptlab.cli.common import load_model_from_args
     from gptlab.errors import require
+    from gptlab.inference.bench import bench_generate, format_generate_table, plot_generate
 
     if args.quick:
         args.new_tokens, args.repeats, args.batches = 8, 1, [1, 2]
@@ -148,8 +148,8 @@ def run_generate(args: argparse.Namespace) -> int:
     )
     draft = None
     if args.draft:
-        from gptlab.checkpoint import load_model
-        from gptlab.speculative import check_draft_compatible
+        from gptlab.checkpoints.model_folder import load_model
+        from gptlab.inference.speculative import check_draft_compatible
 
         draft, draft_tokenizer = load_model(args.draft, device=next(model.parameters()).device)
         check_draft_compatible(tokenizer, draft_tokenizer)

@@ -42,11 +42,11 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
+    from gptlab.checkpoints.finetuned import TASK_FILE, load_finetuned
     from gptlab.cli.common import resolve_device
     from gptlab.errors import GptlabError
-    from gptlab.finetune.checkpoint import TASK_FILE, load_finetuned
     from gptlab.finetune.instruct import answer_config, prompt_ids
-    from gptlab.generate import generate
+    from gptlab.inference.generate import generate
 
     device = resolve_device(args.device)
     if (Path(args.checkpoint) / TASK_FILE).is_file():
@@ -57,7 +57,7 @@ def run(args) -> int:
             )
         model, tokenizer = loaded.body, loaded.tokenizer
     else:  # a plain model folder: the template still applies, whatever the model learned
-        from gptlab.checkpoint import load_model
+        from gptlab.checkpoints.model_folder import load_model
 
         model, tokenizer = load_model(args.checkpoint, device)
         if tokenizer is None:

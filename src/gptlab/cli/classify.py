@@ -27,9 +27,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import sys
 
+    from gptlab.checkpoints.finetuned import load_finetuned
     from gptlab.cli.common import resolve_device
     from gptlab.errors import GptlabError
-    from gptlab.finetune.checkpoint import load_finetuned
     from gptlab.finetune.classify import GPTClassifier, predict_probabilities
 
     loaded = load_finetuned(args.checkpoint, resolve_device(args.device))

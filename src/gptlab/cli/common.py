@@ -51,7 +51,7 @@ def load_model_from_args(args: argparse.Namespace):
     """(model, tokenizer) from --checkpoint, --hf or --preset, on the chosen device, in eval mode."""
     device = resolve_device(args.device)
     if args.checkpoint:
-        from gptlab.checkpoint import load_model
+        from gptlab.checkpoints.model_folder import load_model
 
         model, tokenizer = load_model(args.checkpoint, device=device)
         if tokenizer is None:
@@ -66,9 +66,9 @@ def load_model_from_args(args: argparse.Namespace):
     else:
         import torch
 
-        from gptlab.config import model_preset
         from gptlab.model import GPT
-        from gptlab.tokenizers import GPT2Tokenizer
+        from gptlab.model.config import model_preset
+        from gptlab.tokenizers.base import GPT2Tokenizer
 
         config = model_preset(args.preset)
         if config.vocab_size != 50257:

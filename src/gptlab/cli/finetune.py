@@ -190,7 +190,7 @@ def add_common_args(
 
 
 def common_options(args, task: str) -> dict:
-    from gptlab.finetune.lora import LoRAConfig
+    from gptlab.model.lora import LoRAConfig
 
     lora = None
     if args.lora_rank is not None:
@@ -244,7 +244,7 @@ def run_instruct(args) -> int:
 
 
 def run_merge(args) -> int:
-    from gptlab.finetune.checkpoint import merge_checkpoint
+    from gptlab.checkpoints.finetuned import merge_checkpoint
 
     out = merge_checkpoint(args.checkpoint, args.out)
     print(f"merged the adapter into the base weights: {out} is a standard model folder")

@@ -21,14 +21,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptlab.params import count_parameters, format_parameter_table
+    from gptlab.model.params import count_parameters, format_parameter_table
 
     if args.preset:
-        from gptlab.config import model_preset
+        from gptlab.model.config import model_preset
 
         config, title = model_preset(args.preset), args.preset
     else:
-        from gptlab.checkpoint import read_model_config, resolve_model_dir
+        from gptlab.checkpoints.model_folder import read_model_config, resolve_model_dir
 
         directory = resolve_model_dir(args.checkpoint)
         config, title = read_model_config(directory), str(directory)

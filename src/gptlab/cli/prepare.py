@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
-    from gptlab.data.prepared import DEFAULT_SHARD_TOKENS, DEFAULT_VAL_FRACTION
+    from gptlab.data.folder import DEFAULT_SHARD_TOKENS, DEFAULT_VAL_FRACTION
 
     parser = subparsers.add_parser(
         "prepare",

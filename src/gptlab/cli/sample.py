@@ -135,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
 def sample(args: argparse.Namespace) -> int:
     from gptlab.cli.common import load_model_from_args
     from gptlab.errors import require
-    from gptlab.generate import GenerationConfig, generate_text
-    from gptlab.quantize import prepare_model
+    from gptlab.inference.generate import GenerationConfig, generate_text
+    from gptlab.inference.precision import prepare_model
 
     require(len(args.prompt) > 0, "--prompt is empty; give some text to continue")
     if args.draft:
@@ -181,9 +181,9 @@ def sample(args: argparse.Namespace) -> int:
 
 def run_speculative(args: argparse.Namespace, model, tokenizer) -> int:
     """Greedy decoding with a draft model; the acceptance rate goes to stderr."""
-    from gptlab.checkpoint import load_model
-    from gptlab.quantize import prepare_model
-    from gptlab.speculative import check_draft_compatible, speculative_generate
+    from gptlab.checkpoints.model_folder import load_model
+    from gptlab.inference.precision import prepare_model
+    from gptlab.inference.speculative import check_draft_compatible, speculative_generate
 
     draft, draft_tokenizer = load_model(args.draft, device=next(model.parameters()).device)
     check_draft_compatible(tokenizer, draft_tokenizer)

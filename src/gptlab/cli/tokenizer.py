@@ -93,9 +93,9 @@ def register(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from gptlab.bpe import train_bpe
     from gptlab.data.sources import iter_documents
-    from gptlab.tokenizers import save_tokenizer
+    from gptlab.tokenizers.base import save_tokenizer
+    from gptlab.tokenizers.bpe import train_bpe
 
     out = Path(args.out)
     if out.is_dir():
@@ -133,7 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    from gptlab.tokenizers import get_tokenizer
+    from gptlab.tokenizers.base import get_tokenizer
 
     tokenizer = get_tokenizer(args.tokenizer)
     print(" ".join(str(i) for i in tokenizer.encode(args.text, allow_special=args.allow_special)))
@@ -141,7 +141,7 @@ def run_encode(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from gptlab.tokenizers import GPT2Tokenizer, get_tokenizer
+    from gptlab.tokenizers.base import GPT2Tokenizer, get_tokenizer
 
     path = Path(args.text_file)
     try:

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from gptlab.tokenizers import Tokenizer, tokenizer_from_dict
+from gptlab.tokenizers.base import Tokenizer, tokenizer_from_dict
 
 BATCH_CHARS = 1 << 20  # about 1 MB of text per batch sent to a worker
 BATCHES_IN_FLIGHT_PER_WORKER = 2

@@ -1,6 +1,6 @@
 """Prepare a dataset: stream a source's documents, tokenize them in parallel, write token shards.
 
-Prepared folders (see gptlab.data.prepared for their layout) live in
+Prepared folders (see gptlab.data.folder for their layout) live in
 `$GPTLAB_HOME/prepared/<source>-<tokenizer>-<settings hash>` unless `out` is given; preparing
 again with the same settings finds the folder and does nothing. The settings are the source (for
 local files: their paths, sizes and modification times), the tokenizer, the budgets, the
@@ -35,8 +35,7 @@ import numpy as np
 
 from gptlab.data.cache import prepared_root
 from gptlab.data.files import TextStats
-from gptlab.data.parallel import batch_documents, encode_in_order, split_at_token_boundaries
-from gptlab.data.prepared import (
+from gptlab.data.folder import (
     DEFAULT_SHARD_TOKENS,
     DEFAULT_VAL_FRACTION,
     FORMAT_VERSION,
@@ -46,11 +45,12 @@ from gptlab.data.prepared import (
     read_meta,
     settings_hash,
 )
+from gptlab.data.parallel import batch_documents, encode_in_order, split_at_token_boundaries
 from gptlab.data.progress import PrepareProgress
 from gptlab.data.shards import ShardWriter, token_dtype
 from gptlab.data.sources import resolve_source
 from gptlab.errors import GptlabError, require
-from gptlab.tokenizers import CharTokenizer, Tokenizer, get_tokenizer, save_tokenizer
+from gptlab.tokenizers.base import CharTokenizer, Tokenizer, get_tokenizer, save_tokenizer
 
 __all__ = ["prepare_dataset", "read_meta", "load_prepared_tokenizer"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.errors import GptlabError
-from gptlab.run_config import RunConfig, build_run_config
+from gptlab.train.config import RunConfig, build_run_config
 
 RUNS_DIR = "runs"
 # The grid decides these for every run alike; varying them would break the comparison.

@@ -12,7 +12,7 @@ from pathlib import Path
 from gptlab.errors import GptlabError
 from gptlab.experiment.grid import PlannedRun
 from gptlab.fileio import atomic_write_text
-from gptlab.run_config import RunConfig
+from gptlab.train.config import RunConfig
 
 RESULT_FILE = "result.json"
 TRAIN_LOG_FILE = "train.log"

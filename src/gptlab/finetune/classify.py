@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gptlab.finetune.datasets import LabeledText, pad_right
+from gptlab.finetune.examples import LabeledText, pad_right
 from gptlab.finetune.loop import StepResult
 from gptlab.model.gpt import GPT
-from gptlab.tokenizers import Tokenizer
+from gptlab.tokenizers.base import Tokenizer
 
 
 def final_hidden_states(body: GPT, tokens: torch.Tensor) -> torch.Tensor:

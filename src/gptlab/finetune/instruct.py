@@ -33,11 +33,11 @@ from dataclasses import dataclass
 
 import torch
 
-from gptlab.finetune.datasets import InstructionExample, pad_right
+from gptlab.finetune.examples import InstructionExample, pad_right
 from gptlab.finetune.loop import StepResult
-from gptlab.generate import GenerationConfig, generate
+from gptlab.inference.generate import GenerationConfig, generate
 from gptlab.model.gpt import GPT
-from gptlab.tokenizers import Tokenizer
+from gptlab.tokenizers.base import Tokenizer
 
 IGNORE_INDEX = -100  # targets the cross-entropy loss skips (GPT.forward's ignore_index)
 TEMPLATE_NAME = "alpaca"

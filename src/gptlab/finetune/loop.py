@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from gptlab.errors import GptlabError
-from gptlab.run_config import TrainConfig
+from gptlab.train.config import TrainConfig
 from gptlab.train.optim import build_optimizer, learning_rate, schedule_progress, set_learning_rate
 
 

@@ -4,7 +4,7 @@ file -> labelled texts -> (balance) -> train / val / test split
      -> pretrained GPT (+ LoRA or --train head|last-K|all) + a new linear head
      -> epochs of AdamW, val loss and accuracy after each
      -> train / val / test accuracy, test confusion matrix (table + PNG)
-     -> the fine-tuned folder (see gptlab.finetune.checkpoint) and metrics.json
+     -> the fine-tuned folder (see gptlab.checkpoints.finetuned) and metrics.json
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
+from gptlab.checkpoints.finetuned import init_reference, prepare_output_dir, save_finetuned
 from gptlab.cli.common import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
-from gptlab.finetune.checkpoint import init_reference, prepare_output_dir, save_finetuned
 from gptlab.finetune.classify import (
     GPTClassifier,
     SplitScore,
@@ -31,7 +31,7 @@ from gptlab.finetune.classify import (
     make_batches,
 )
 from gptlab.finetune.confusion import confusion_matrix, confusion_table, save_confusion_png
-from gptlab.finetune.datasets import (
+from gptlab.finetune.examples import (
     BALANCE_MODES,
     downsample_to_smallest_class,
     label_names,
@@ -39,7 +39,7 @@ from gptlab.finetune.datasets import (
     split_examples,
 )
 from gptlab.finetune.loop import EpochStats, fit
-from gptlab.finetune.setup import (
+from gptlab.finetune.options import (
     FinetuneOptions,
     Log,
     load_trainable_model,

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from gptlab.checkpoints.finetuned import init_reference, prepare_output_dir, save_finetuned
 from gptlab.cli.common import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
-from gptlab.finetune.checkpoint import init_reference, prepare_output_dir, save_finetuned
-from gptlab.finetune.datasets import batch_indices, read_instructions, split_examples
+from gptlab.finetune.examples import batch_indices, read_instructions, split_examples
 from gptlab.finetune.instruct import (
     ANSWER_STOP,
     TEMPLATE_NAME,
@@ -36,7 +36,7 @@ from gptlab.finetune.instruct import (
     mean_loss,
 )
 from gptlab.finetune.loop import EpochStats, fit
-from gptlab.finetune.setup import (
+from gptlab.finetune.options import (
     FinetuneOptions,
     Log,
     load_trainable_model,

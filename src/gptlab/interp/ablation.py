@@ -19,9 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from gptlab.errors import GptlabError
-from gptlab.interp.plotting import heatmap
-from gptlab.interp.tables import format_table, ranked_cells
 from gptlab.interp.tokens import model_device
+from gptlab.plotting import heatmap
+from gptlab.tables import format_table, ranked_cells
 
 ABLATION_MODES = ("zero", "mean")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from gptlab.interp.plotting import attention_grid
-from gptlab.interp.tables import format_table, quoted
+from gptlab.plotting import attention_grid
+from gptlab.tables import format_table, quoted
 
 
 @torch.no_grad()

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.interp.plotting import bar_chart, heatmap
-from gptlab.interp.tables import format_table, quoted
+from gptlab.plotting import bar_chart, heatmap
+from gptlab.tables import format_table, quoted
 
 
 @dataclass

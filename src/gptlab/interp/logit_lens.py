@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from gptlab.interp.plotting import heatmap
-from gptlab.interp.tables import format_number, format_table, quoted
 from gptlab.interp.tokens import token_label
-from gptlab.tokenizers import Tokenizer
+from gptlab.plotting import heatmap
+from gptlab.tables import format_number, format_table, quoted
+from gptlab.tokenizers.base import Tokenizer
 
 
 def lens_stage_names(n_layer: int) -> list[str]:

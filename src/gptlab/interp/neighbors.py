@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from gptlab.interp.tables import format_table, quoted
 from gptlab.interp.tokens import token_label
-from gptlab.tokenizers import Tokenizer
+from gptlab.tables import format_table, quoted
+from gptlab.tokenizers.base import Tokenizer
 
 
 @torch.no_grad()

@@ -24,8 +24,8 @@ import torch
 from tqdm.auto import tqdm
 
 from gptlab.errors import GptlabError
-from gptlab.interp.plotting import heatmap
-from gptlab.interp.tables import format_table, quoted, ranked_cells
+from gptlab.plotting import heatmap
+from gptlab.tables import format_table, quoted, ranked_cells
 
 # metric(logits (B, T, V)) -> (B,): one number per sequence, read at the last position.
 Metric = Callable[[torch.Tensor], torch.Tensor]

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.interp.tables import format_table, quoted
 from gptlab.interp.tokens import encode_prompt, token_label
-from gptlab.tokenizers import Tokenizer
+from gptlab.tables import format_table, quoted
+from gptlab.tokenizers.base import Tokenizer
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.tokenizers import Tokenizer
+from gptlab.tokenizers.base import Tokenizer
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
+from gptlab.model.config import ModelConfig
 from gptlab.model.hooks import HookFn, HookPoint, attached, name_hook_points, select_hook_points
 from gptlab.model.kv_cache import KVCache
 from gptlab.model.mlp import MLP

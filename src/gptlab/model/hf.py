@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from gptlab.checkpoint import load_state_checked
-from gptlab.config import ModelConfig
+from gptlab.checkpoints.model_folder import load_state_checked
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write, atomic_write_text
+from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.optional import import_optional
-from gptlab.tokenizers import GPT2Tokenizer, Tokenizer
+from gptlab.tokenizers.base import GPT2Tokenizer, Tokenizer
 
 HF_CONFIG_FILE = "config.json"
 HF_SAFETENSORS_FILE = "model.safetensors"

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlab.config import ModelConfig
+from gptlab.model.config import ModelConfig
 from gptlab.model.hooks import HookPoint
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from gptlab.config import ModelConfig
+from gptlab.model.config import ModelConfig
 
 
 class RMSNorm(nn.Module):

@@ -8,7 +8,7 @@ not counted, which is what makes MFU comparable across implementations.
 
 from __future__ import annotations
 
-from gptlab.config import ModelConfig
+from gptlab.model.config import ModelConfig
 
 # Dense (no sparsity) bf16 tensor-core peaks with fp32 accumulation, from NVIDIA's datasheets.
 # Matched by substring of torch.cuda.get_device_name(), most specific first.

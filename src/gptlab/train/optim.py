@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from gptlab.run_config import TrainConfig
+from gptlab.train.config import TrainConfig
 from gptlab.train.muon import Muon
 
 

@@ -5,7 +5,7 @@
     RUN/metrics.jsonl    one JSON line per logged step (gptlab.train.metrics)
     RUN/loss.png         the loss curves, redrawn at every eval
     RUN/samples.txt      text sampled during training, newest last
-    RUN/checkpoints/     resumable checkpoints (gptlab.train.checkpoint)
+    RUN/checkpoints/     resumable checkpoints (gptlab.checkpoints.run)
     RUN/tensorboard/     TensorBoard event files, when asked for
     RUN/.gptlab.lock     locked while a process trains here (holds its pid)
 
@@ -21,9 +21,9 @@ import shutil
 from pathlib import Path
 from typing import IO
 
+from gptlab.checkpoints.run import CHECKPOINTS_DIR, latest_checkpoint
 from gptlab.errors import GptlabError
-from gptlab.run_config import RunConfig, build_run_config
-from gptlab.train.checkpoint import CHECKPOINTS_DIR, latest_checkpoint
+from gptlab.train.config import RunConfig, build_run_config
 from gptlab.train.metrics import METRICS_FILE
 from gptlab.train.plots import LOSS_PLOT_FILE
 

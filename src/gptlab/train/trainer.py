@@ -27,13 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gptlab.checkpoint import load_state_checked
+from gptlab.checkpoints import run as ckpt
+from gptlab.checkpoints.model_folder import load_state_checked
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
 from gptlab.optional import import_optional
-from gptlab.run_config import RunConfig
-from gptlab.train import checkpoint as ckpt
-from gptlab.train.data import TrainingData
+from gptlab.train.config import RunConfig
 from gptlab.train.distributed import (
     DistributedContext,
     barrier,
@@ -43,7 +42,6 @@ from gptlab.train.distributed import (
     shutdown_distributed,
     wrap_model,
 )
-from gptlab.train.evaluation import PeriodicEval, mean_loss, perplexity, sample_text
 from gptlab.train.flops import device_peak_flops, flops_per_token, mfu
 from gptlab.train.metrics import (
     MetricsLogger,
@@ -59,6 +57,7 @@ from gptlab.train.optim import (
     schedule_progress,
     set_learning_rate,
 )
+from gptlab.train.periodic_eval import PeriodicEval, mean_loss, perplexity, sample_text
 from gptlab.train.precision import autocast_context, enable_tf32, grad_scaler, resolve_dtype
 from gptlab.train.run_folder import (
     RUN_CONFIG_FILE,
@@ -67,6 +66,7 @@ from gptlab.train.run_folder import (
     clear_run,
     lock_run_folder,
 )
+from gptlab.train.training_data import TrainingData
 
 
 @dataclass
@@ -505,7 +505,7 @@ class Trainer:
     def load_checkpoint(self, checkpoint: Path) -> None:
         from safetensors.torch import load_file
 
-        from gptlab.checkpoint import WEIGHTS_FILE
+        from gptlab.checkpoints.model_folder import WEIGHTS_FILE
 
         state = ckpt.load_training_state(checkpoint)
         if state["world_size"] != self.context.world_size:

@@ -9,7 +9,7 @@ models (memory placement, machine noise) is the floor below which no difference 
 Repeats are interleaved, in rotating order, so drifting machine load hits all alike; the table
 shows medians.
 
-    python bench/bench_hooks.py [--repeats 15] [--shapes gpt2,small] [--threads N]
+    python benchmarks/hooks.py [--repeats 15] [--shapes gpt2,small] [--threads N]
                                 [--batches 1,8] [--cases forward,decode] [--clock wall|cpu]
 
 On a machine shared with other jobs use `--threads 1 --clock cpu` (see CLOCKS).
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from gptlab.config import ModelConfig
 from gptlab.model import GPT, KVCache
+from gptlab.model.config import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE_COMMIT = "50671bb"

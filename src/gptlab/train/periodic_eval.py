@@ -57,7 +57,7 @@ def sample_text(
     seed: int,
 ) -> str:
     """A sample continuing `prompt`, drawn from its own seeded generator (training RNGs untouched)."""
-    from gptlab.generate import GenerationConfig, generate_text
+    from gptlab.inference.generate import GenerationConfig, generate_text
 
     was_training = model.training
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)

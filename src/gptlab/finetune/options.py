@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gptlab.checkpoints.finetuned import load_init_model
 from gptlab.errors import GptlabError
-from gptlab.finetune.checkpoint import load_init_model
 from gptlab.finetune.loop import FitConfig
-from gptlab.finetune.lora import LoRAConfig, add_lora
 from gptlab.finetune.trainable import TrainableSpec, set_trainable
 from gptlab.model.gpt import GPT
-from gptlab.tokenizers import Tokenizer
+from gptlab.model.lora import LoRAConfig, add_lora
+from gptlab.tokenizers.base import Tokenizer
 
 Log = Callable[[str], None]
 

@@ -33,9 +33,9 @@ from fnmatch import fnmatch
 
 import torch
 
-from gptlab.generate import GenerationConfig, generate
+from gptlab.inference.generate import GenerationConfig, generate
+from gptlab.inference.precision import dtype_for_device, prepare_model, weight_bytes
 from gptlab.optional import import_optional
-from gptlab.quantize import dtype_for_device, prepare_model, weight_bytes
 
 WARMUP_TOKENS = 8
 BASELINE, UNCACHED, DYNAMIC = "transformers generate", "no cache", "dynamic cache"
@@ -139,7 +139,7 @@ def transformers_row(model) -> BenchRow:
 
 
 def speculative_row(model, draft, draft_tokens: int) -> BenchRow:
-    from gptlab.speculative import speculative_generate
+    from gptlab.inference.speculative import speculative_generate
 
     row = BenchRow(
         f"speculative (draft {draft.num_parameters() / 1e6:.1f}M, k={draft_tokens})", 1, None

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gptlab.checkpoint import (
+from gptlab.checkpoints.model_folder import (
     CONFIG_FILE,
     TOKENIZER_FILE,
     WEIGHTS_FILE,
@@ -39,9 +39,9 @@ from gptlab.checkpoint import (
 )
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write, atomic_write_text
-from gptlab.finetune.lora import LoRAConfig, load_adapter, merge_lora, save_adapter
 from gptlab.model.gpt import GPT
-from gptlab.tokenizers import Tokenizer
+from gptlab.model.lora import LoRAConfig, load_adapter, merge_lora, save_adapter
+from gptlab.tokenizers.base import Tokenizer
 
 TASK_FILE = "task.json"
 HEAD_FILE = "classifier_head.safetensors"

@@ -1,7 +1,7 @@
 """Training checkpoints inside a run folder, written atomically as a unit.
 
     RUN/checkpoints/step-0000500/
-        model.safetensors, config.json, tokenizer.json   a model folder (gptlab.checkpoint)
+        model.safetensors, config.json, tokenizer.json   a model folder (gptlab.checkpoints.model_folder)
         training_state.pt    optimizer, grad scaler, RNG states, loader position (tensors and
                              plain values only: read back with torch.load(weights_only=True))
         checkpoint.json      step, tokens, elapsed seconds, val loss (for people and for choosing)
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gptlab.checkpoint import save_model
+from gptlab.checkpoints.model_folder import save_model
 from gptlab.errors import GptlabError
 
 CHECKPOINTS_DIR = "checkpoints"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gptlab.config import ModelConfig
+from gptlab.model.config import ModelConfig
 
 # Which component each parameter belongs to, by a piece of its name (checked in this order).
 COMPONENTS = (

@@ -159,7 +159,7 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
             d["chars"], unknown=d.get("unknown", "error"), replacement=d.get("replacement")
         )
     if kind == "bpe":
-        from gptlab.bpe import BPETokenizer
+        from gptlab.tokenizers.bpe import BPETokenizer
 
         return BPETokenizer.from_dict(d)
     raise GptlabError(

@@ -246,7 +246,7 @@ def train_bpe(documents: Iterable[str], vocab_size: int, progress: bool = True) 
 
 
 class BPETokenizer:
-    """A trained byte-level BPE tokenizer: the Tokenizer interface of gptlab.tokenizers.
+    """A trained byte-level BPE tokenizer: the Tokenizer interface of gptlab.tokenizers.base.
 
     Ids 0-255 are the single bytes, 256 onwards the merged tokens in the order they were
     learned, and the last id is "<|endoftext|>". `encode` runs through tiktoken;

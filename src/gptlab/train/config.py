@@ -2,7 +2,7 @@
 
 A run is described by three typed sections, each a dataclass:
 
-    [model]  ModelConfig (gptlab.config): the network's shape
+    [model]  ModelConfig (gptlab.model.config): the network's shape
     [data]   DataConfig: which corpus, which tokenizer, how batches are drawn
     [train]  TrainConfig: optimizer, schedule, budget, precision, evals, checkpoints, logging
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
+from gptlab.model.config import ModelConfig
 
 DEFAULT_PRESET = "shakespeare-char"
 SECTIONS = ("model", "data", "train")

@@ -9,7 +9,7 @@ The machine may be shared, so the scorers take turns: the items are cut into chu
 items, every scorer scores each chunk (in rotating order), and each scorer's time is summed over
 the chunks. Load that drifts during the run then falls on all scorers alike.
 
-    python bench/bench_hellaswag.py [--limit 48] [--batch-sizes 1,4] [--chunk 8] [--no-reference]
+    python benchmarks/hellaswag.py [--limit 48] [--batch-sizes 1,4] [--chunk 8] [--no-reference]
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from gptlab.config import model_preset
 from gptlab.eval.hellaswag import read_hellaswag, score_endings
 from gptlab.model import GPT
-from gptlab.tokenizers import GPT2Tokenizer
+from gptlab.model.config import model_preset
+from gptlab.tokenizers.base import GPT2Tokenizer
 
 SHARED_HELLASWAG = Path(__file__).resolve().parents[2] / "shared/data/hellaswag/hellaswag_val.jsonl"
 

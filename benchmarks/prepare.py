@@ -1,6 +1,6 @@
 """Benchmark `gptlab prepare` with GPT-2 BPE against raw tiktoken, and its peak memory.
 
-    python bench/bench_prepare.py [--mb 200] [--workers N] [--repeats 2]
+    python benchmarks/prepare.py [--mb 200] [--workers N] [--repeats 2]
 
 1. Builds a corpus of about --mb megabytes of UTF-8 text as a .jsonl file, by repeating the
    real documents of ../shared/data (FineWeb-Edu and FineWeb samples) in order.

@@ -4,7 +4,7 @@ Each rung adds one change to the rung before and is trained by the experiment ru
 (gptlab.experiment) with the same seeds and the same wall-clock budget, so the table says what
 each change is worth on this machine. Finished runs are reused on a re-run (same --out).
 
-    python bench/bench_speedrun.py --seeds 2 --max-seconds 40 --out runs/speedrun-ladder
+    python benchmarks/speedrun.py --seeds 2 --max-seconds 40 --out runs/speedrun-ladder
 
 Run it alone on the machine: the budget is wall-clock, so anything else running costs steps.
 """
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = run_ladder(args.seeds, args.max_seconds, args.out)
     except GptlabError as exc:
-        print(f"bench_speedrun: error: {exc}", file=sys.stderr)
+        print(f"benchmarks/speedrun.py: error: {exc}", file=sys.stderr)
         return 1
     print(
         f"| rung | val loss (mean ± std over {args.seeds} seeds) | min-max | parameters | tokens/s |"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from gptlab.run_config import DataConfig
+from gptlab.train.config import DataConfig
 from gptlab.train.distributed import DistributedContext, broadcast_from_main
 
 EVAL_SEED = 0  # the evaluation windows never change with the training seed
@@ -32,8 +32,8 @@ class TrainingData:
         cls, config: DataConfig, context: DistributedContext, device: torch.device
     ) -> TrainingData:
         """Prepare the data if needed (rank 0; the others wait), then open it."""
+        from gptlab.data.folder import load_prepared_tokenizer, read_meta
         from gptlab.data.prepare import prepare_dataset
-        from gptlab.data.prepared import load_prepared_tokenizer, read_meta
 
         folder = Path(config.prepared_dir) if config.prepared_dir else None
         already_prepared = folder is not None and (folder / "meta.json").is_file()

@@ -22,7 +22,7 @@ Speed switches (GenerationConfig): `cache` picks the KV cache ("dynamic" grows b
 "static" is preallocated to the prompt + max_new_tokens and written in place, "none" recomputes
 the context every step); `compile` runs the one-token decode step through torch.compile, which
 needs the static cache so the step's shapes never change. Weight dtypes and int8 quantization
-are properties of the model: see gptlab.quantize. Speculative decoding: gptlab.speculative.
+are properties of the model: see gptlab.inference.precision. Speculative decoding: gptlab.inference.speculative.
 """
 
 from __future__ import annotations

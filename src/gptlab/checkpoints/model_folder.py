@@ -5,7 +5,7 @@
     DIR/tokenizer.json      the tokenizer the model was trained with
 
 Weights are never unpickled, so a model folder from a stranger cannot run code. Training adds
-its own files (optimizer state and so on) next to these; see gptlab.train.checkpoint.
+its own files (optimizer state and so on) next to these; see gptlab.checkpoints.run.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from gptlab.config import ModelConfig
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write, atomic_write_text
+from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
-from gptlab.tokenizers import Tokenizer, load_tokenizer, save_tokenizer
+from gptlab.tokenizers.base import Tokenizer, load_tokenizer, save_tokenizer
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -137,7 +137,7 @@ def resolve_model_dir(path: str | Path) -> Path:
         raise GptlabError(f"checkpoint {path} does not exist")
     if is_model_dir(path):
         return path
-    from gptlab.train.checkpoint import find_run_checkpoint
+    from gptlab.checkpoints.run import find_run_checkpoint
 
     found = find_run_checkpoint(path)
     if found is None:

@@ -3,7 +3,7 @@
 A prepared folder holds
 
     meta.json        what was prepared and how (written last)
-    tokenizer.json   the tokenizer, as gptlab.tokenizers.save_tokenizer writes it
+    tokenizer.json   the tokenizer, as gptlab.tokenizers.base.save_tokenizer writes it
     train_000000.bin ...  val_000000.bin ...   token shards (see gptlab.data.shards)
 
 It is built under a temporary name beside its final place and renamed into place only when
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gptlab.errors import GptlabError
-from gptlab.tokenizers import Tokenizer, load_tokenizer
+from gptlab.tokenizers.base import Tokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
 DEFAULT_VAL_FRACTION = 0.1

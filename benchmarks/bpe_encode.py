@@ -2,13 +2,13 @@
 tiktoken export, and GPT-2's tiktoken, on the same text (one thread each).
 
     gptlab tokenizer train tinyshakespeare --vocab-size 4096 --out ts4096.json
-    python bench/bench_bpe_encode.py ts4096.json ../shared/data/openwebtext/openwebtext_sample.txt
+    python benchmarks/bpe_encode.py ts4096.json ../shared/data/openwebtext/openwebtext_sample.txt
 """
 
 import argparse
 import time
 
-from gptlab.tokenizers import GPT2Tokenizer, load_tokenizer
+from gptlab.tokenizers.base import GPT2Tokenizer, load_tokenizer
 
 
 def megabytes_per_second(encode, text: str) -> float:
