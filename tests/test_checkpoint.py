@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from gptlab.checkpoints.model_folder import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
+from gptlab.checkpoints.load import load_model
+from gptlab.checkpoints.model_folder import CONFIG_FILE, WEIGHTS_FILE, save_model
 from gptlab.cli import main
 from gptlab.errors import GptlabError
 from gptlab.model import GPT

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from gptlab.checkpoints.model_folder import load_model, save_model
+from gptlab.checkpoints.load import load_model
+from gptlab.checkpoints.model_folder import save_model
 from gptlab.cli import main
 from gptlab.inference.generate import GenerationConfig, generate_text
 from gptlab.model import GPT

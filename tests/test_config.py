@@ -1,15 +1,18 @@
 """Run configuration: presets, TOML round-trips, typed dotted overrides and their errors."""
 
+import dataclasses
+
 import pytest
 
 from gptlab.errors import GptlabError
+from gptlab.model.config import model_preset
+from gptlab.model.params import count_parameters
+from gptlab.overrides import read_toml
+from gptlab.presets import load_preset, preset_names
 from gptlab.train.config import (
     DEFAULT_PRESET,
     RunConfig,
     build_run_config,
-    load_preset,
-    preset_names,
-    read_toml,
 )
 
 
@@ -147,13 +150,24 @@ def test_repository_config_examples_load():
         assert isinstance(build_run_config(config_file=path), RunConfig)
 
 
-def test_model_presets_agree_with_the_run_presets_of_the_same_name():
-    from gptlab.model.config import MODEL_PRESETS
+def test_a_model_preset_is_the_model_of_the_run_preset_of_the_same_name():
+    for name in preset_names():
+        assert model_preset(name) == build_run_config(preset=name).model, name
 
-    shared = set(MODEL_PRESETS) & set(preset_names())
-    assert {"shakespeare-char", "speedrun"} <= shared
-    for name in shared:
-        run_model = build_run_config(preset=name).model
-        for key, value in MODEL_PRESETS[name].items():
-            if key != "vocab_size":  # a run takes its vocabulary from the prepared data
-                assert getattr(run_model, key) == value, (name, key)
+
+@pytest.mark.parametrize(
+    "name, shape, parameters",
+    [  # OpenAI's released GPT-2 sizes, parameters counted with the head tied to wte
+        ("gpt2", (12, 12, 768), 124_439_808),
+        ("gpt2-medium", (24, 16, 1024), 354_823_168),
+        ("gpt2-large", (36, 20, 1280), 774_030_080),
+        ("gpt2-xl", (48, 25, 1600), 1_557_611_200),
+    ],
+)
+def test_the_gpt2_family_presets_have_openais_shapes(name, shape, parameters):
+    config = model_preset(name)
+    assert (config.n_layer, config.n_head, config.n_embd) == shape
+    assert (config.vocab_size, config.block_size) == (50257, 1024)
+    assert count_parameters(dataclasses.replace(config, pad_vocab_multiple=1)).total_with_tying == (
+        parameters
+    )

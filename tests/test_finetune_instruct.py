@@ -8,7 +8,7 @@ import torch
 from model_testing import save_tiny_gpt2_model
 
 from gptlab.checkpoints.finetuned import load_finetuned
-from gptlab.checkpoints.model_folder import load_model
+from gptlab.checkpoints.load import load_model
 from gptlab.cli import main
 from gptlab.finetune.examples import read_instructions
 from gptlab.finetune.instruct import (

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gptlab.checkpoints import run as ckpt
-from gptlab.checkpoints.model_folder import load_model
+from gptlab.checkpoints.load import load_model
 from gptlab.cli import main
 from gptlab.errors import GptlabError
 from gptlab.train import PeriodicEval, train

@@ -103,9 +103,11 @@ def test_mfu_uses_known_peaks_only(tiny_config):
     assert mfu(1000.0, 6e9, None) is None
     # Hand value for GPT-2 124M at context 1024: 6 * (124.4M - 0.79M position table) + 12*12*1024*768.
     model_params = 124_439_808
+    from dataclasses import replace
+
     from gptlab.model.config import model_preset
 
-    per_token = flops_per_token(model_preset("gpt2"), model_params)
+    per_token = flops_per_token(replace(model_preset("gpt2"), pad_vocab_multiple=1), model_params)
     assert per_token == 6 * (model_params - 1024 * 768) + 12 * 12 * 1024 * 768
     assert mfu(400_000.0, per_token, 989e12) == pytest.approx(400_000 * per_token / 989e12)
     assert mfu(400_000.0, per_token, 989e12, world_size=8) == pytest.approx(

@@ -8,7 +8,8 @@ import pytest
 import torch
 from model_testing import spiky_model
 
-from gptlab.checkpoints.model_folder import load_model, save_model
+from gptlab.checkpoints.load import load_model
+from gptlab.checkpoints.model_folder import save_model
 from gptlab.errors import GptlabError
 from gptlab.inference.generate import GenerationConfig, generate
 from gptlab.model import GPT

@@ -29,12 +29,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gptlab.checkpoints.load import load_model
 from gptlab.checkpoints.model_folder import (
     CONFIG_FILE,
     TOKENIZER_FILE,
     WEIGHTS_FILE,
     is_model_dir,
-    load_model,
     save_model,
 )
 from gptlab.errors import GptlabError

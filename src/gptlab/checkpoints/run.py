@@ -15,12 +15,10 @@ one with the lowest val loss.
 from __future__ import annotations
 
 import json
-import random
 import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gptlab.checkpoints.model_folder import save_model
@@ -122,41 +120,3 @@ def load_training_state(checkpoint: Path) -> dict:
         raise GptlabError(
             f"{checkpoint} has no {STATE_FILE}: it is a model folder, not a resumable checkpoint"
         ) from None
-
-
-# -- random number generators ----------------------------------------------------------------------
-
-
-def capture_rng_state() -> dict:
-    """Every RNG a training step may draw from, as tensors and plain values."""
-    numpy_state = np.random.get_state(legacy=False)
-    state = {
-        "python": random.getstate(),
-        "numpy_key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
-        "numpy_pos": numpy_state["state"]["pos"],
-        "numpy_has_gauss": numpy_state["has_gauss"],
-        "numpy_gauss": numpy_state["gauss"],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    np.random.set_state(
-        {
-            "bit_generator": "MT19937",
-            "state": {
-                "key": state["numpy_key"].numpy().astype(np.uint32),
-                "pos": int(state["numpy_pos"]),
-            },
-            "has_gauss": int(state["numpy_has_gauss"]),
-            "gauss": float(state["numpy_gauss"]),
-        }
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -148,7 +148,7 @@ def run_generate(args: argparse.Namespace) -> int:
     )
     draft = None
     if args.draft:
-        from gptlab.checkpoints.model_folder import load_model
+        from gptlab.checkpoints.load import load_model
         from gptlab.inference.speculative import check_draft_compatible
 
         draft, draft_tokenizer = load_model(args.draft, device=next(model.parameters()).device)

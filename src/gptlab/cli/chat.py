@@ -57,7 +57,7 @@ def run(args) -> int:
             )
         model, tokenizer = loaded.body, loaded.tokenizer
     else:  # a plain model folder: the template still applies, whatever the model learned
-        from gptlab.checkpoints.model_folder import load_model
+        from gptlab.checkpoints.load import load_model
 
         model, tokenizer = load_model(args.checkpoint, device)
         if tokenizer is None:

@@ -51,7 +51,7 @@ def load_model_from_args(args: argparse.Namespace):
     """(model, tokenizer) from --checkpoint, --hf or --preset, on the chosen device, in eval mode."""
     device = resolve_device(args.device)
     if args.checkpoint:
-        from gptlab.checkpoints.model_folder import load_model
+        from gptlab.checkpoints.load import load_model
 
         model, tokenizer = load_model(args.checkpoint, device=device)
         if tokenizer is None:

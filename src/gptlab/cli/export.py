@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise GptlabError(f"--out {out} is not empty; choose another folder or pass --overwrite")
 
-    from gptlab.checkpoints.model_folder import load_model
+    from gptlab.checkpoints.load import load_model
     from gptlab.model.hf import export_hf
 
     model, tokenizer = load_model(args.checkpoint, device="cpu")

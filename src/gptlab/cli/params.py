@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
         config, title = model_preset(args.preset), args.preset
     else:
-        from gptlab.checkpoints.model_folder import read_model_config, resolve_model_dir
+        from gptlab.checkpoints.load import resolve_model_dir
+        from gptlab.checkpoints.model_folder import read_model_config
 
         directory = resolve_model_dir(args.checkpoint)
         config, title = read_model_config(directory), str(directory)

@@ -181,7 +181,7 @@ def sample(args: argparse.Namespace) -> int:
 
 def run_speculative(args: argparse.Namespace, model, tokenizer) -> int:
     """Greedy decoding with a draft model; the acceptance rate goes to stderr."""
-    from gptlab.checkpoints.model_folder import load_model
+    from gptlab.checkpoints.load import load_model
     from gptlab.inference.precision import prepare_model
     from gptlab.inference.speculative import check_draft_compatible, speculative_generate
 

@@ -61,7 +61,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptlab.train.config import DEFAULT_PRESET, build_run_config, preset_names
+    from gptlab.presets import preset_names
+    from gptlab.train.config import DEFAULT_PRESET, build_run_config
 
     if args.list_presets:
         print("\n".join(preset_names()))

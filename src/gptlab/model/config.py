@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from gptlab.errors import GptlabError
+from gptlab.overrides import apply_fields
+from gptlab.presets import load_preset
 
 ATTENTION_IMPLS = ("sdpa", "explicit")
 # Architecture variants; the first of each is GPT-2's.
@@ -185,31 +187,8 @@ def _nearest_divisor(n: int, target: int) -> int:
     return min(divisors, key=lambda d: (abs(d - target), d))
 
 
-# Model shapes by name. The GPT-2 family is OpenAI's; "shakespeare-char" is sized for a 2-core
-# CPU and "speedrun" is the speedrun preset's model; "small-bpe" is the SmallGPT write-up's
-# 6-layer, 6-head, 384-wide, 256-context model.
-MODEL_PRESETS: dict[str, dict] = {
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024, block_size=1024, vocab_size=50257),
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, block_size=1024, vocab_size=50257),
-    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600, block_size=1024, vocab_size=50257),
-    "shakespeare-char": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65),
-    "small-bpe": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=50257),
-    # presets/speedrun.toml's model: the fastest-training char model on a 2-core CPU
-    "speedrun": dict(
-        n_layer=3,
-        n_head=4,
-        n_embd=64,
-        block_size=128,
-        vocab_size=65,
-        pos="rope",
-        mlp="relu2",
-        qk_norm=True,
-    ),
-}
-
-
 def model_preset(name: str, **overrides) -> ModelConfig:
-    if name not in MODEL_PRESETS:
-        raise GptlabError(f"unknown preset {name!r}; valid presets: {', '.join(MODEL_PRESETS)}")
-    return ModelConfig(**{**MODEL_PRESETS[name], **overrides})
+    """The model of a named preset (its [model] table; see gptlab.presets), with overrides."""
+    config = ModelConfig()
+    apply_fields(config, load_preset(name).get("model", {}), f"preset {name}", prefix="model.")
+    return dataclasses.replace(config, **overrides)  # replace() validates via __post_init__

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-from gptlab.checkpoints.model_folder import load_state_checked
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write, atomic_write_text
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
+from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
 from gptlab.tokenizers.base import GPT2Tokenizer, Tokenizer
 

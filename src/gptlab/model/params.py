@@ -37,6 +37,7 @@ class ParamCounts:
     tied: bool  # lm_head shares the token embedding's matrix
     total_with_tying: int  # distinct parameters: the head counted once, as the embedding
     total_without_tying: int  # as if the head had its own matrix
+    padding: int  # rows added by pad_vocab_multiple (in the embedding, and in an untied head)
 
     def memory_bytes(self, dtype: str) -> int:
         """Bytes to hold the weights (as stored, i.e. with tying) in `dtype`."""
@@ -69,12 +70,14 @@ def count_parameters(config: ModelConfig) -> ParamCounts:
     rows.append(ParamRow(HEAD, head))
     tied = model.lm_head.weight is model.wte.weight
     with_tying = model.num_parameters()
+    padding_rows = config.padded_vocab_size - config.vocab_size
     return ParamCounts(
         config=config,
         rows=rows,
         tied=tied,
         total_with_tying=with_tying,
         total_without_tying=with_tying + head if tied else with_tying,
+        padding=padding_rows * config.n_embd * (1 if tied else 2),
     )
 
 
@@ -99,6 +102,8 @@ def format_parameter_table(counts: ParamCounts, title: str) -> str:
         f"{'total with tying':<46}{counts.total_with_tying:>16,}  ({_short(counts.total_with_tying)})",
         f"{'total without tying':<46}{counts.total_without_tying:>16,}  ({_short(counts.total_without_tying)})",
     ]
+    if counts.padding:
+        lines.append(f"{'of which padding rows (never used)':<46}{counts.padding:>16,}")
     for dtype in BYTES_PER_PARAM:
         lines.append(f"{f'weights in {dtype}':<46}{_mib(counts.memory_bytes(dtype)):>16}")
     return "\n".join(lines)

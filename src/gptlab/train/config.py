@@ -19,17 +19,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
-import math
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from gptlab.errors import GptlabError
 from gptlab.model.config import ModelConfig
+from gptlab.overrides import (
+    dump_toml,
+    field_names,
+    field_type,
+    nearest_key,
+    parse_value,
+    read_toml,
+    set_field,
+    split_assignment,
+)
+from gptlab.presets import load_preset
 
 DEFAULT_PRESET = "shakespeare-char"
 SECTIONS = ("model", "data", "train")
@@ -207,43 +212,27 @@ class RunConfig:
     def override(self, assignments: list[str]) -> RunConfig:
         """Apply `section.key=value` strings in order; returns self."""
         for assignment in assignments:
-            key, sep, text = assignment.partition("=")
-            if not sep:
-                raise GptlabError(
-                    f"override {assignment!r} is not of the form section.key=value (e.g. train.lr=1e-3)"
-                )
-            key = key.strip()
+            key, text = split_assignment(assignment, "section.key=value", "train.lr=1e-3")
             self.set(key, parse_value(key, text, self.field_type(key)))
         return self
 
     def field_type(self, dotted: str) -> object:
+        """The declared type of `section.key` (an unknown key fails, naming the nearest one)."""
         section, name = self._split_key(dotted)
-        return typing.get_type_hints(type(getattr(self, section)))[name]
+        return field_type(getattr(self, section), name)
 
     def set(self, dotted: str, value: object) -> None:
         section, name = self._split_key(dotted)
-        setattr(getattr(self, section), name, check_value(dotted, value, self.field_type(dotted)))
+        set_field(getattr(self, section), name, value, dotted)
 
     def _split_key(self, dotted: str) -> tuple[str, str]:
         section, _, name = dotted.partition(".")
-        if section in SECTIONS and name in _field_names(getattr(self, section)):
+        if section in SECTIONS and name in field_names(getattr(self, section)):
             return section, name
-        valid = all_keys()
-        # A right name under a wrong (or misspelt) section is the likeliest slip; otherwise the
-        # closest spelling of the whole key.
-        same_name = [key for key in valid if key.partition(".")[2] == name]
-        nearest = (
-            same_name[0]
-            if same_name
-            else difflib.get_close_matches(dotted, valid, n=1, cutoff=0.0)[0]
-        )
         raise GptlabError(
-            f"unknown config key {dotted!r}; did you mean {nearest!r}? (keys are section.name)"
+            f"unknown config key {dotted!r}; did you mean {nearest_key(dotted, all_keys())!r}? "
+            "(keys are section.name)"
         )
-
-
-def _field_names(obj) -> list[str]:
-    return [f.name for f in dataclasses.fields(obj)]
 
 
 def all_keys() -> list[str]:
@@ -254,99 +243,7 @@ def all_keys() -> list[str]:
     ]
 
 
-# -- typed values --------------------------------------------------------------------------------
-
-
-def _unwrap_optional(tp: object) -> tuple[type, bool]:
-    """(inner type, is_optional) for `X | None`, else (X, False)."""
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
-def parse_value(key: str, text: str, tp: object) -> object:
-    """Parse the text of a command-line override by the field's declared type.
-
-    Strings are kept verbatim (a prompt may start with a space); other values may carry spaces.
-    """
-    inner, optional = _unwrap_optional(tp)
-    if inner is not str:
-        text = text.strip()
-    if optional and text.lower() in ("none", "null"):
-        return None
-    try:
-        if inner is bool:
-            lowered = text.lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            raise ValueError
-        if inner is int:
-            as_float = float(text)  # accepts 1e6 and 1_000, but only when it is a whole number
-            if not as_float.is_integer():
-                raise ValueError
-            return int(as_float) if "e" in text.lower() or "." in text else int(text)
-        if inner is float:
-            return float(text)
-        if inner is str:
-            return text
-    except ValueError:
-        raise GptlabError(f"{key} must be {_type_name(tp)}, got {text!r}") from None
-    raise TypeError(f"config field {key} has unsupported type {tp!r}")  # a bug in the dataclass
-
-
-def check_value(key: str, value: object, tp: object) -> object:
-    """Check a value (from TOML or parse_value) against the declared type; ints widen to floats."""
-    inner, optional = _unwrap_optional(tp)
-    if optional and (
-        value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
-    ):
-        return None  # TOML has no null: an unset optional is written as "none"
-    if inner is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if inner in (int, float) and isinstance(value, bool):
-        value_ok = False
-    else:
-        value_ok = isinstance(value, inner)
-    if not value_ok:
-        raise GptlabError(f"{key} must be {_type_name(tp)}, got {value!r}")
-    return value
-
-
-def _type_name(tp: object) -> str:
-    inner, optional = _unwrap_optional(tp)
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    return names.get(inner, str(inner)) + (" or none" if optional else "")
-
-
 # -- building configs ----------------------------------------------------------------------------
-
-
-def preset_names() -> list[str]:
-    folder = resources.files("gptlab") / "presets"
-    return sorted(
-        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
-    )
-
-
-def load_preset(name: str) -> dict:
-    """The TOML table of a named preset."""
-    path = resources.files("gptlab") / "presets" / f"{name}.toml"
-    if not path.is_file():
-        raise GptlabError(f"unknown preset {name!r}; valid presets: {', '.join(preset_names())}")
-    return tomllib.loads(path.read_text(encoding="utf-8"))
-
-
-def read_toml(path: str | Path) -> dict:
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GptlabError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise GptlabError(f"config file {path} is not valid TOML ({exc})") from None
 
 
 def apply_table(config: RunConfig, table: dict, source: str) -> None:
@@ -389,33 +286,3 @@ def build_run_config(
     apply_table(config, file_table, str(config_file))
     config.override(overrides or [])
     return config.validate() if validate else config
-
-
-# -- writing TOML ----------------------------------------------------------------------------------
-
-
-def toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)  # shortest round-tripping form: 0.001, 1e-05, 3.0
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-    raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
-
-
-def dump_toml(tables: dict[str, dict], header: str = "") -> str:
-    """Tables of scalars as TOML; None (unset) is written as the string "none"."""
-    lines = [f"# {header}", ""] if header else []
-    for name, values in tables.items():
-        lines.append(f"[{name}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {toml_value('none' if value is None else value)}")
-        lines.append("")
-    return "\n".join(lines)

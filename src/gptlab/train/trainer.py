@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from gptlab.checkpoints import run as ckpt
-from gptlab.checkpoints.model_folder import load_state_checked
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
+from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
 from gptlab.train.config import RunConfig
 from gptlab.train.distributed import (
@@ -53,12 +53,17 @@ from gptlab.train.metrics import (
 from gptlab.train.optim import (
     build_optimizer,
     learning_rate,
-    saved_optimizer_name,
     schedule_progress,
     set_learning_rate,
 )
 from gptlab.train.periodic_eval import PeriodicEval, mean_loss, perplexity, sample_text
 from gptlab.train.precision import autocast_context, enable_tf32, grad_scaler, resolve_dtype
+from gptlab.train.resume import (
+    check_resumable,
+    rank_state,
+    restore_training_state,
+    training_state,
+)
 from gptlab.train.run_folder import (
     RUN_CONFIG_FILE,
     SAMPLES_FILE,
@@ -475,11 +480,10 @@ class Trainer:
 
     def save_checkpoint(self, record: dict) -> None:
         # Every rank's RNG and loader position are needed to continue exactly; rank 0 writes them all.
-        rank_state = {"rng": ckpt.capture_rng_state(), "loader": self.train_batches.state_dict()}
-        rank_states = [rank_state]
+        rank_states = [rank_state(self.train_batches)]
         if self.context.enabled:
             rank_states = [None] * self.context.world_size
-            torch.distributed.all_gather_object(rank_states, rank_state)
+            torch.distributed.all_gather_object(rank_states, rank_state(self.train_batches))
         if self.context.is_main:
             ckpt.save_checkpoint(
                 self.run_dir,
@@ -492,12 +496,7 @@ class Trainer:
                     "val_loss": record.get("val_loss"),
                     "best_val_loss": self.best_val_loss,
                 },
-                training_state={
-                    "optimizer": self.optimizer.state_dict(),
-                    "scaler": self.scaler.state_dict(),
-                    "world_size": self.context.world_size,
-                    "ranks": rank_states,
-                },
+                training_state=training_state(self.optimizer, self.scaler, rank_states),
                 keep_last=self.cfg.keep_last,
             )
         barrier(self.context)
@@ -508,24 +507,22 @@ class Trainer:
         from gptlab.checkpoints.model_folder import WEIGHTS_FILE
 
         state = ckpt.load_training_state(checkpoint)
-        if state["world_size"] != self.context.world_size:
-            raise GptlabError(
-                f"{checkpoint} was written by {state['world_size']} process(es); resume it with the same number"
-            )
+        check_resumable(
+            state,
+            str(checkpoint),
+            world_size=self.context.world_size,
+            optimizer=self.cfg.optimizer,
+        )
         load_state_checked(
             self.model, load_file(str(checkpoint / WEIGHTS_FILE)), source=str(checkpoint)
         )
-        saved_optimizer = saved_optimizer_name(state["optimizer"])
-        if saved_optimizer != self.cfg.optimizer:
-            raise GptlabError(
-                f"{checkpoint} holds the state of train.optimizer={saved_optimizer}, not "
-                f"{self.cfg.optimizer}; resume with train.optimizer={saved_optimizer}"
-            )
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        rank_state = state["ranks"][self.context.rank]
-        ckpt.restore_rng_state(rank_state["rng"])
-        self.train_batches.load_state_dict(rank_state["loader"])
+        restore_training_state(
+            state,
+            rank=self.context.rank,
+            optimizer=self.optimizer,
+            scaler=self.scaler,
+            loader=self.train_batches,
+        )
         info = ckpt.read_info(checkpoint)
         self.step, self.tokens, self.train_seconds = info["step"], info["tokens"], info["elapsed_s"]
         self.best_val_loss = info["best_val_loss"]

@@ -1,0 +1,72 @@
+"""load_model: one call for every folder gptlab writes a model into.
+
+A path may be a model folder (model.safetensors + config.json [+ tokenizer.json]) or a training
+run folder, which stands for its best checkpoint (lowest val loss), else its latest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from gptlab.checkpoints.model_folder import (
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    is_model_dir,
+    read_model_config,
+)
+from gptlab.checkpoints.run import find_run_checkpoint
+from gptlab.errors import GptlabError
+from gptlab.model.gpt import GPT
+from gptlab.model.state import load_state_checked
+from gptlab.tokenizers.base import Tokenizer, load_tokenizer
+
+
+def load_model(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[GPT, Tokenizer | None]:
+    """Load a model folder written by save_model (or a training run; see resolve_model_dir)."""
+    directory = resolve_model_dir(directory)
+    config = read_model_config(directory)
+    try:
+        state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise GptlabError(
+            f"{directory / WEIGHTS_FILE} could not be read as safetensors ({exc})"
+        ) from None
+    model = GPT(config)
+    load_state_checked(model, state, source=str(directory))
+    tokenizer = (
+        load_tokenizer(directory / TOKENIZER_FILE)
+        if (directory / TOKENIZER_FILE).exists()
+        else None
+    )
+    if tokenizer is not None and tokenizer.vocab_size != config.vocab_size:
+        raise GptlabError(
+            f"{directory}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
+            f"{config.vocab_size}; the folder mixes files from different models"
+        )
+    return model.to(device), tokenizer
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model folder itself, or the checkpoint a training run folder points to.
+
+    For a run folder the best checkpoint is preferred, then the latest.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise GptlabError(f"checkpoint {path} does not exist")
+    if is_model_dir(path):
+        return path
+    found = find_run_checkpoint(path)
+    if found is None:
+        raise GptlabError(
+            f"{path} holds no model: expected {WEIGHTS_FILE}, {CONFIG_FILE} and {TOKENIZER_FILE}, "
+            "or a training run folder with checkpoints"
+        )
+    return found
