@@ -9,11 +9,7 @@ from gptlab.model.config import model_preset
 from gptlab.model.params import count_parameters
 from gptlab.overrides import read_toml
 from gptlab.presets import load_preset, preset_names
-from gptlab.train.config import (
-    DEFAULT_PRESET,
-    RunConfig,
-    build_run_config,
-)
+from gptlab.train.config import DEFAULT_PRESET, RunConfig, build_run_config
 
 
 def test_every_preset_builds_and_the_default_is_the_tinyshakespeare_char_run():

@@ -128,7 +128,7 @@ def test_fp16_on_cpu_falls_back_to_fp32_with_one_line():
 
 def test_bad_precision_requests_raise():
     model = GPT(ModelConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8))
-    with pytest.raises(GptlabError, match="unknown dtype"):
+    with pytest.raises(GptlabError, match="dtype must be one of fp32, bf16, fp16"):
         prepare_model(model, "fp8")
     with pytest.raises(GptlabError, match="unknown quantization"):
         prepare_model(model, quantize="int4")

@@ -149,9 +149,10 @@ def run_generate(args: argparse.Namespace) -> int:
     draft = None
     if args.draft:
         from gptlab.checkpoints.load import load_model
+        from gptlab.device import model_device
         from gptlab.inference.speculative import check_draft_compatible
 
-        draft, draft_tokenizer = load_model(args.draft, device=next(model.parameters()).device)
+        draft, draft_tokenizer = load_model(args.draft, device=model_device(model))
         check_draft_compatible(tokenizer, draft_tokenizer)
     name = f"preset {args.preset}" if args.preset else str(args.checkpoint)
     result = bench_generate(

@@ -43,7 +43,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from gptlab.checkpoints.finetuned import TASK_FILE, load_finetuned
-    from gptlab.cli.common import resolve_device
+    from gptlab.device import resolve_device
     from gptlab.errors import GptlabError
     from gptlab.finetune.instruct import answer_config, prompt_ids
     from gptlab.inference.generate import generate

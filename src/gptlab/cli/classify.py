@@ -28,7 +28,7 @@ def run(args) -> int:
     import sys
 
     from gptlab.checkpoints.finetuned import load_finetuned
-    from gptlab.cli.common import resolve_device
+    from gptlab.device import resolve_device
     from gptlab.errors import GptlabError
     from gptlab.finetune.classify import GPTClassifier, predict_probabilities
 

@@ -27,28 +27,10 @@ def add_model_source_args(parser: argparse.ArgumentParser, presets: bool = True)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
 
 
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise GptlabError(f"unknown device {name!r}: use cpu, cuda, cuda:N, mps or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GptlabError(
-            "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
-        )
-    return device
-
-
 def load_model_from_args(args: argparse.Namespace):
     """(model, tokenizer) from --checkpoint, --hf or --preset, on the chosen device, in eval mode."""
+    from gptlab.device import resolve_device
+
     device = resolve_device(args.device)
     if args.checkpoint:
         from gptlab.checkpoints.load import load_model

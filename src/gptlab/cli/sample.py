@@ -94,9 +94,9 @@ def register(subparsers) -> None:
     )
     speed.add_argument(
         "--dtype",
-        choices=["fp32", "bf16", "fp16"],
         default="fp32",
-        help="weight/activation dtype (fp16 needs a GPU; on CPU fp32 is used)",
+        help="weight/activation dtype: fp32 (default), bf16 or fp16 (float32, bfloat16, float16 "
+        "also work; fp16 needs a GPU, on CPU fp32 is used)",
     )
     speed.add_argument(
         "--quantize",
@@ -134,11 +134,13 @@ def run(args: argparse.Namespace) -> int:
 
 def sample(args: argparse.Namespace) -> int:
     from gptlab.cli.common import load_model_from_args
+    from gptlab.device import dtype_name
     from gptlab.errors import require
     from gptlab.inference.generate import GenerationConfig, generate_text
     from gptlab.inference.precision import prepare_model
 
     require(len(args.prompt) > 0, "--prompt is empty; give some text to continue")
+    args.dtype = dtype_name(args.dtype, "--dtype")
     if args.draft:
         require(args.greedy, "--draft (speculative decoding) is greedy only here: add --greedy")
         require(args.num_samples == 1, "--draft decodes one sequence: drop --num-samples")
@@ -182,10 +184,11 @@ def sample(args: argparse.Namespace) -> int:
 def run_speculative(args: argparse.Namespace, model, tokenizer) -> int:
     """Greedy decoding with a draft model; the acceptance rate goes to stderr."""
     from gptlab.checkpoints.load import load_model
+    from gptlab.device import model_device
     from gptlab.inference.precision import prepare_model
     from gptlab.inference.speculative import check_draft_compatible, speculative_generate
 
-    draft, draft_tokenizer = load_model(args.draft, device=next(model.parameters()).device)
+    draft, draft_tokenizer = load_model(args.draft, device=model_device(model))
     check_draft_compatible(tokenizer, draft_tokenizer)
     draft = prepare_model(draft, args.dtype, args.quantize)
     prompt_ids = tokenizer.encode(args.prompt, allow_special=True)

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
+from gptlab.device import model_device
 from gptlab.errors import GptlabError
-from gptlab.eval.scoring import IGNORE, model_device, right_pad, target_log_probs
+from gptlab.eval.scoring import IGNORE, right_pad, target_log_probs
 
 HELLASWAG_VAL_URL = (
     "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"

@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gptlab.device import model_device
 from gptlab.errors import GptlabError
-from gptlab.eval.scoring import IGNORE, model_device, target_log_probs
+from gptlab.eval.scoring import IGNORE, target_log_probs
 
 BYTE_COUNT_CHUNK = 1 << 24  # tokens per numpy pass when counting bytes of a long split
 

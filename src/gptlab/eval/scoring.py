@@ -40,7 +40,3 @@ def right_pad(rows: Sequence[Sequence[int]], value: int, device: torch.device) -
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
     return out.to(device)
-
-
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device

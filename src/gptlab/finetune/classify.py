@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gptlab.device import model_device
 from gptlab.finetune.examples import LabeledText, pad_right
 from gptlab.finetune.loop import StepResult
 from gptlab.model.gpt import GPT
@@ -182,7 +183,7 @@ def predict_probabilities(
 ) -> torch.Tensor:
     """Class probabilities (len(texts), n_classes) for raw texts, cut to max_length tokens."""
     classifier.eval()
-    device = next(classifier.parameters()).device
+    device = model_device(classifier)
     ids = [seq[:max_length] for seq in tokenizer.encode_batch(list(texts))]
     tokens = pad_right(ids, pad_id).to(device)
     lengths = torch.tensor([len(s) for s in ids], device=device)

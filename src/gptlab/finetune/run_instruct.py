@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from gptlab.checkpoints.finetuned import init_reference, prepare_output_dir, save_finetuned
-from gptlab.cli.common import resolve_device
+from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
 from gptlab.finetune.examples import batch_indices, read_instructions, split_examples

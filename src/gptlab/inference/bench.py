@@ -33,6 +33,7 @@ from fnmatch import fnmatch
 
 import torch
 
+from gptlab.device import model_device
 from gptlab.inference.generate import GenerationConfig, generate
 from gptlab.inference.precision import dtype_for_device, prepare_model, weight_bytes
 from gptlab.optional import import_optional
@@ -108,7 +109,7 @@ def transformers_row(model) -> BenchRow:
     transformers = import_optional("transformers", "hf")
     from gptlab.model.hf import to_hf_model
 
-    hf_model = to_hf_model(model).to(next(model.parameters()).device)
+    hf_model = to_hf_model(model).to(model_device(model))
     hf_model.generation_config.eos_token_id = None  # no early stop: time a fixed number of tokens
     hf_model.generation_config.pad_token_id = 0
 
@@ -338,7 +339,7 @@ def bench_generate(
     from tqdm import tqdm
 
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     # A fixed pseudo-random prompt: any tokenizer's model can take it, and speed does not depend on it.
     ids = torch.randint(
         model.config.vocab_size, (1, prompt_tokens), generator=torch.Generator().manual_seed(0)

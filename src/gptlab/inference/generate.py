@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gptlab.device import model_device
 from gptlab.errors import GptlabError, require
 from gptlab.model.kv_cache import KVCache
 from gptlab.model.static_cache import StaticKVCache, compiled_decode_step
@@ -318,7 +319,7 @@ def generate(
     if (config.stop_strings or on_text is not None) and tokenizer is None:
         raise GptlabError("stop strings and streaming need the tokenizer: pass tokenizer=")
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     vocab_size = model.config.vocab_size
     for prompt in prompts:
         require(

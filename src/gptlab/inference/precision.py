@@ -19,16 +19,15 @@ import warnings
 import torch
 import torch.nn as nn
 
+from gptlab.device import dtype_name, model_device, torch_dtype
 from gptlab.errors import GptlabError
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 QUANTIZATIONS = ("int8",)
 
 
 def dtype_for_device(name: str, device: torch.device) -> tuple[str, str | None]:
     """The dtype to use for `name` on `device`, and a one-line note when it had to change."""
-    if name not in DTYPES:
-        raise GptlabError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    name = dtype_name(name)
     if name == "fp16" and device.type == "cpu":
         return "fp32", "fp16 needs a GPU (CPU fp16 matmuls are emulated and slow); using fp32"
     return name, None
@@ -36,11 +35,11 @@ def dtype_for_device(name: str, device: torch.device) -> tuple[str, str | None]:
 
 def cast_model(model: nn.Module, dtype: str) -> nn.Module:
     """The model in `dtype` ("fp32", "bf16" or "fp16"; fp16 on CPU falls back to fp32, warning)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     dtype, note = dtype_for_device(dtype, device)
     if note is not None:
         warnings.warn(note, stacklevel=2)
-    return model.to(DTYPES[dtype])
+    return model.to(torch_dtype(dtype))
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -49,7 +48,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     The tied lm_head becomes its own int8 copy of the token embedding, which stays fp32 for the
     input lookup. CPU only: the int8 kernels (fbgemm/onednn) have no GPU version.
     """
-    if next(model.parameters()).device.type != "cpu":
+    if model_device(model).type != "cpu":
         raise GptlabError(
             "int8 dynamic quantization runs on CPU only; drop --quantize or use --device cpu"
         )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gptlab.device import model_device
 from gptlab.errors import GptlabError, require
 from gptlab.model.kv_cache import KVCache
 
@@ -82,7 +83,7 @@ def speculative_generate(
     )
     target.eval()
     draft.eval()
-    device = next(target.parameters()).device
+    device = model_device(target)
     target_cache, draft_cache = KVCache(target.config.n_layer), KVCache(draft.config.n_layer)
     tokens = [int(t) for t in prompt_ids]
     new: list[int] = []

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from gptlab.device import model_device
 from gptlab.errors import GptlabError
-from gptlab.interp.tokens import model_device
 from gptlab.plotting import heatmap
 from gptlab.tables import format_table, ranked_cells
 

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from gptlab.device import model_device
 from gptlab.errors import GptlabError
 from gptlab.tokenizers.base import Tokenizer
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def token_label(tokenizer: Tokenizer, token_id: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gptlab.device import BYTES_PER_ELEMENT, dtype_name
 from gptlab.model.config import ModelConfig
 
 # Which component each parameter belongs to, by a piece of its name (checked in this order).
@@ -20,7 +21,7 @@ COMPONENTS = (
     ("ln_", "layer norms (ln_1, ln_2, ln_f)"),
 )
 HEAD = "head (lm_head)"
-BYTES_PER_PARAM = {"fp32": 4, "bf16": 2}
+TABLE_DTYPES = ("fp32", "bf16")  # the memory lines of the table
 
 
 @dataclass
@@ -41,7 +42,7 @@ class ParamCounts:
 
     def memory_bytes(self, dtype: str) -> int:
         """Bytes to hold the weights (as stored, i.e. with tying) in `dtype`."""
-        return self.total_with_tying * BYTES_PER_PARAM[dtype]
+        return self.total_with_tying * BYTES_PER_ELEMENT[dtype_name(dtype)]
 
 
 def count_parameters(config: ModelConfig) -> ParamCounts:
@@ -104,7 +105,7 @@ def format_parameter_table(counts: ParamCounts, title: str) -> str:
     ]
     if counts.padding:
         lines.append(f"{'of which padding rows (never used)':<46}{counts.padding:>16,}")
-    for dtype in BYTES_PER_PARAM:
+    for dtype in TABLE_DTYPES:
         lines.append(f"{f'weights in {dtype}':<46}{_mib(counts.memory_bytes(dtype)):>16}")
     return "\n".join(lines)
 

@@ -22,6 +22,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gptlab.device import dtype_name
 from gptlab.errors import GptlabError
 from gptlab.model.config import ModelConfig
 from gptlab.overrides import (
@@ -39,7 +40,6 @@ from gptlab.presets import load_preset
 DEFAULT_PRESET = "shakespeare-char"
 SECTIONS = ("model", "data", "train")
 LOADER_MODES = ("random", "sequential")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 OPTIMIZERS = ("adamw", "muon")
 
 
@@ -109,7 +109,8 @@ class TrainConfig:
 
     seed: int = 1337
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    # auto: bfloat16 on GPUs that have it, float16 on older GPUs, float32 on CPU.
+    # auto | fp32 | bf16 | fp16 (float32, bfloat16, float16 are aliases). auto: bf16 on GPUs
+    # that have it, fp16 on older GPUs, fp32 on CPU.
     dtype: str = "auto"
     compile: bool = False  # torch.compile the model
     threads: int | None = None  # CPU threads for torch (none: torch's default)
@@ -159,8 +160,9 @@ class TrainConfig:
             raise GptlabError("need train.muon_lr > 0 and 0 <= train.muon_momentum < 1")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise GptlabError("train.weight_decay and train.grad_clip must be >= 0")
-        if self.dtype not in DTYPES:
-            raise GptlabError(f"train.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        self.dtype = dtype_name(
+            self.dtype, "train.dtype", extra=("auto",)
+        )  # aliases -> one spelling
         if self.final_eval_tokens is not None and self.final_eval_tokens < 1:
             raise GptlabError(
                 "train.final_eval_tokens must be >= 1, or none for the whole val split"

@@ -1,7 +1,7 @@
 """Numeric precision for training: which dtype, autocast, loss scaling, TF32.
 
-The weights and optimizer state stay in float32. Under autocast, matmuls run in bfloat16 or
-float16 (the tensor cores' formats) while reductions such as softmax and the loss stay in float32.
+The weights and optimizer state stay in float32. Under autocast, matmuls run in bf16 or
+fp16 (the tensor cores' formats) while reductions such as softmax and the loss stay in float32.
 float16's narrow exponent range makes small gradients underflow to zero, so with float16 the loss
 is multiplied by a large factor before backward and the gradients divided by it before the
 update (GradScaler); bfloat16 has float32's range and needs no scaling.
@@ -13,20 +13,20 @@ import contextlib
 
 import torch
 
+from gptlab.device import torch_dtype
 from gptlab.errors import GptlabError
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """'auto' is bfloat16 on GPUs that have it, float16 on older GPUs, and float32 elsewhere."""
+    """train.dtype as a torch dtype: 'auto' is bf16 on GPUs that have it, fp16 on older GPUs,
+    and fp32 elsewhere; a name may be an alias (bfloat16 for bf16, ...)."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    dtype = _DTYPES[name]
+    dtype = torch_dtype(name)
     if dtype == torch.float16 and device.type == "cpu":
-        raise GptlabError("train.dtype=float16 needs a GPU; on CPU use float32 or bfloat16")
+        raise GptlabError("train.dtype=fp16 needs a GPU; on CPU use fp32 or bf16")
     return dtype
 
 

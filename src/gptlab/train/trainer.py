@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from gptlab.checkpoints import run as ckpt
+from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
 from gptlab.model.state import load_state_checked
@@ -50,20 +51,10 @@ from gptlab.train.metrics import (
     describe_run,
     truncate_metrics,
 )
-from gptlab.train.optim import (
-    build_optimizer,
-    learning_rate,
-    schedule_progress,
-    set_learning_rate,
-)
+from gptlab.train.optim import build_optimizer, learning_rate, schedule_progress, set_learning_rate
 from gptlab.train.periodic_eval import PeriodicEval, mean_loss, perplexity, sample_text
 from gptlab.train.precision import autocast_context, enable_tf32, grad_scaler, resolve_dtype
-from gptlab.train.resume import (
-    check_resumable,
-    rank_state,
-    restore_training_state,
-    training_state,
-)
+from gptlab.train.resume import check_resumable, rank_state, restore_training_state, training_state
 from gptlab.train.run_folder import (
     RUN_CONFIG_FILE,
     SAMPLES_FILE,
@@ -172,8 +163,6 @@ class Trainer:
         on_step: Callable[[dict], None] | None,
         show_progress: bool,
     ) -> None:
-        from gptlab.cli.common import resolve_device
-
         self.config, self.cfg = config, config.train
         self.run_dir = run_dir
         self.run_lock = None  # the open, locked RUN/.gptlab.lock while this process trains

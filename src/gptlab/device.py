@@ -1,0 +1,53 @@
+"""Where tensors live and in which number format: device names and the one dtype vocabulary.
+
+Every setting that takes a dtype (train.dtype, `gptlab sample --dtype`, `gptlab bench`) speaks the
+same words: fp32, bf16, fp16. PyTorch's names (float32, bfloat16, float16) are accepted as
+aliases everywhere and mean the same thing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gptlab.errors import GptlabError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+BYTES_PER_ELEMENT = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+def dtype_name(name: str, setting: str = "dtype", extra: tuple[str, ...] = ()) -> str:
+    """The canonical spelling of a dtype name (an alias maps to it); `extra` allows e.g. "auto"."""
+    name = DTYPE_ALIASES.get(name, name)
+    if name not in DTYPES and name not in extra:
+        valid = ", ".join((*extra, *DTYPES))
+        raise GptlabError(
+            f"{setting} must be one of {valid} (or float32, bfloat16, float16), got {name!r}"
+        )
+    return name
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return DTYPES[dtype_name(name)]
+
+
+def resolve_device(name: str) -> torch.device:
+    """A torch.device from cpu, cuda, cuda:N, mps or auto (the best one available)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GptlabError(f"unknown device {name!r}: use cpu, cuda, cuda:N, mps or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GptlabError("device cuda was asked for but no CUDA GPU is available; use cpu")
+    return device
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's parameters."""
+    return next(model.parameters()).device
