@@ -28,7 +28,7 @@ import torch  # noqa: E402  (after OMP_NUM_THREADS, which torch reads when it st
 torch.set_num_threads(1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present beside the checkout")

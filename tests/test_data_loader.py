@@ -2,7 +2,6 @@
 every window once, disjoint ranks, windows across shard boundaries, clear errors."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +13,9 @@ from gptlab.errors import GptlabError
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def prepared(tmp_path_factory, shared_data):
     """TinyShakespeare, char-level, in shards of 100,000 tokens (so windows cross shards)."""
-    text_file = (
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
-    )
-    if not text_file.is_file():
-        pytest.skip("../shared/data is not present beside the checkout")
+    text_file = shared_data / "tinyshakespeare" / "input.txt"
     out = tmp_path_factory.mktemp("loader") / "ts"
     return prepare_dataset(
         str(text_file),

@@ -1,7 +1,6 @@
 """HellaSwag scoring against Hugging Face transformers, on real items; bad input through the CLI."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +11,6 @@ from gptlab.eval.hellaswag import accuracy, hellaswag_training_eval, read_hellas
 from gptlab.tokenizers.base import GPT2Tokenizer
 
 transformers = pytest.importorskip("transformers")
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +28,8 @@ def hf_pair():
 
 
 @pytest.fixture(scope="module")
-def items():
-    path = SHARED_DATA / "hellaswag" / "hellaswag_val.jsonl"
-    if not path.is_file():
-        pytest.skip("../shared/data/hellaswag is not present beside the checkout")
+def items(shared_data):
+    path = shared_data / "hellaswag" / "hellaswag_val.jsonl"
     return read_hellaswag(path)[:8]
 
 
@@ -79,8 +74,10 @@ def test_accuracy_is_argmax_of_sum_and_of_mean(items, scores):
     assert result["acc_norm"] == result["correct_norm"] / len(items)
 
 
-def test_training_eval_logs_the_accuracy_of_the_first_items(hf_pair, items, scores, tmp_path):
-    run = hellaswag_training_eval(SHARED_DATA / "hellaswag" / "hellaswag_val.jsonl", limit=4)
+def test_training_eval_logs_the_accuracy_of_the_first_items(
+    hf_pair, items, scores, tmp_path, shared_data
+):
+    run = hellaswag_training_eval(shared_data / "hellaswag" / "hellaswag_val.jsonl", limit=4)
     expected = accuracy(items[:4], scores[:4])
     assert run(hf_pair[1], GPT2Tokenizer()) == {
         "hellaswag_acc": expected["acc"],
@@ -177,16 +174,14 @@ def test_cli_json_output(model_dir, capsys, shared_data):
     assert 0 <= result["acc_norm"] <= 1 and result["correct_norm"] == round(result["acc_norm"] * 6)
 
 
-def test_training_logs_hellaswag_when_the_config_asks(tmp_path):
+def test_training_logs_hellaswag_when_the_config_asks(tmp_path, shared_data):
     """train.eval_hellaswag_every=N adds hellaswag_acc(_norm) to metrics.jsonl at those steps."""
     from gptlab.data.prepare import prepare_dataset
     from gptlab.train import train
     from gptlab.train.config import build_run_config
 
-    hellaswag = SHARED_DATA / "hellaswag" / "hellaswag_val.jsonl"
-    fineweb = SHARED_DATA / "fineweb_edu" / "sample.jsonl"
-    if not (hellaswag.is_file() and fineweb.is_file()):
-        pytest.skip("../shared/data is not present beside the checkout")
+    hellaswag = shared_data / "hellaswag" / "hellaswag_val.jsonl"
+    fineweb = shared_data / "fineweb_edu" / "sample.jsonl"
     prepared = prepare_dataset(
         str(fineweb), out=tmp_path / "data", max_docs=10, workers=1, show_progress=False
     )

@@ -11,13 +11,14 @@ from gptlab.errors import GptlabError
 from gptlab.inference.generate import (
     CACHE_KINDS,
     GenerationConfig,
+    compiled_decode_step,
     generate,
     new_cache,
     next_token_logits,
 )
 from gptlab.model import GPT, KVCache
 from gptlab.model.config import ModelConfig
-from gptlab.model.static_cache import StaticKVCache, compiled_decode_step
+from gptlab.model.static_cache import StaticKVCache
 
 
 @pytest.fixture(scope="module")

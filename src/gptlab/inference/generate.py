@@ -28,6 +28,9 @@ are properties of the model: see gptlab.inference.precision. Speculative decodin
 from __future__ import annotations
 
 import codecs
+import os
+import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,7 +39,7 @@ import torch
 from gptlab.device import model_device
 from gptlab.errors import GptlabError, require
 from gptlab.model.kv_cache import KVCache
-from gptlab.model.static_cache import StaticKVCache, compiled_decode_step
+from gptlab.model.static_cache import StaticKVCache
 
 FINISH_LENGTH = "length"  # max_new_tokens reached
 FINISH_EOT = "eot"  # the model produced the end-of-text token
@@ -438,3 +441,37 @@ def _as_prompt_list(prompt_ids) -> list[list[int]]:
         all(len(p) > 0 for p in prompts), "a prompt is empty (0 tokens); give some text to continue"
     )
     return prompts
+
+
+# -- torch.compile of the decode step ---------------------------------------------------------------
+
+
+def compiled_decode_step(model, backend: str = "inductor"):
+    """torch.compile(model), kept on the model so later calls reuse the compiled code.
+
+    With a static cache the decode step's tensors keep one shape; only the cache's write
+    position (a Python int) changes, so torch.compile specialises on the first one, recompiles
+    once with it symbolic, and never again. backend="eager" traces without generating code
+    (tests use it: the same graph capture, no C++ compiler needed).
+    """
+    device = model.wte.weight.device
+    if backend == "inductor" and device.type == "cpu" and not _cpp_compiler():
+        warnings.warn(
+            "torch.compile needs a C++ compiler on CPU and none was found (install g++ or set "
+            "CXX); decoding without compile",
+            stacklevel=3,
+        )
+        return None
+    compiled = getattr(model, "_gptlab_compiled", {})
+    if backend not in compiled:
+        compiled[backend] = torch.compile(model, backend=backend)
+        model._gptlab_compiled = compiled
+    return compiled[backend]
+
+
+def _cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would find, or None."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None

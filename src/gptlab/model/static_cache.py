@@ -1,4 +1,4 @@
-"""Static-shape decoding: a preallocated KV cache, and torch.compile of the decode step it enables.
+"""Static-shape decoding: a preallocated KV cache (what lets torch.compile reuse one decode graph).
 
 StaticKVCache is preallocated to max_len positions and written in place, with KVCache's interface
 (`update(layer, k, v)`, `seq_len`, `key_len(T)`, `crop(n)`). Its tensors keep one shape for the whole
@@ -7,10 +7,6 @@ slots not yet written are hidden by the causal mask, since they lie after every 
 """
 
 from __future__ import annotations
-
-import os
-import shutil
-import warnings
 
 import torch
 
@@ -83,34 +79,3 @@ class StaticKVCache:
 
     def reset(self) -> None:
         self._len = 0
-
-
-def compiled_decode_step(model, backend: str = "inductor"):
-    """torch.compile(model), kept on the model so later calls reuse the compiled code.
-
-    With a static cache the decode step's tensors keep one shape; only the cache's write
-    position (a Python int) changes, so torch.compile specialises on the first one, recompiles
-    once with it symbolic, and never again. backend="eager" traces without generating code
-    (tests use it: the same graph capture, no C++ compiler needed).
-    """
-    device = model.wte.weight.device
-    if backend == "inductor" and device.type == "cpu" and not _cpp_compiler():
-        warnings.warn(
-            "torch.compile needs a C++ compiler on CPU and none was found (install g++ or set "
-            "CXX); decoding without compile",
-            stacklevel=3,
-        )
-        return None
-    compiled = getattr(model, "_gptlab_compiled", {})
-    if backend not in compiled:
-        compiled[backend] = torch.compile(model, backend=backend)
-        model._gptlab_compiled = compiled
-    return compiled[backend]
-
-
-def _cpp_compiler() -> str | None:
-    """The C++ compiler torch.compile's CPU backend would find, or None."""
-    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if name and shutil.which(name):
-            return name
-    return None
