@@ -8,9 +8,9 @@ from gptlab.checkpoints.finetuned import load_finetuned, merge_checkpoint
 from gptlab.cli import main
 from gptlab.finetune.classify import GPTClassifier, predict_probabilities
 from gptlab.finetune.examples import read_labeled_texts
-from gptlab.finetune.run_classify import ClassifyOptions, finetune_classifier
+from gptlab.finetune.options import ClassifyOptions
+from gptlab.finetune.run_classify import finetune_classifier
 from gptlab.model.gpt import GPT
-from gptlab.model.lora import LoRAConfig
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,9 @@ def test_lora_classifier_loads_unmerged_and_merged_alike(tiny_gpt2_dir, sms_slic
             batch_size=16,
             max_length=24,
             device="cpu",
-            lora=LoRAConfig(rank=2, alpha=4, targets=("c_attn",)),
+            lora_rank=2,
+            lora_alpha=4,
+            lora_targets="c_attn",
         ),
         log=lambda line: None,
     )
@@ -151,7 +153,7 @@ def test_classify_cli_prints_label_and_probability(tiny_gpt2_dir, sms_slice, tmp
         (
             "ham\thello\nspam\tbuy\n",
             "/nonexistent/model",
-            "--init /nonexistent/model does not exist",
+            "init /nonexistent/model does not exist",
         ),
     ],
 )

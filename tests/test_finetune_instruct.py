@@ -17,8 +17,8 @@ from gptlab.finetune.instruct import (
     format_prompt,
     inputs_and_targets,
 )
-from gptlab.finetune.run_instruct import InstructOptions, finetune_instruct
-from gptlab.model.lora import LoRAConfig
+from gptlab.finetune.options import InstructOptions
+from gptlab.finetune.run_instruct import finetune_instruct
 from gptlab.tokenizers.base import GPT2Tokenizer
 
 
@@ -28,22 +28,13 @@ def tiny_gpt2_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def alpaca_slice(tmp_path_factory, shared_data_dir):
+def alpaca_slice(tmp_path_factory, shared_data):
     records = json.loads(
-        (shared_data_dir / "instruction_data_alpaca" / "instruction-data.json").read_text()
+        (shared_data / "instruction_data_alpaca" / "instruction-data.json").read_text()
     )
     path = tmp_path_factory.mktemp("alpaca") / "slice.json"
     path.write_text(json.dumps(records[:24]))
     return path
-
-
-@pytest.fixture(scope="module")
-def shared_data_dir():
-    from conftest import SHARED_DATA
-
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present beside the checkout")
-    return SHARED_DATA
 
 
 def test_template_is_exactly_alpaca():
@@ -67,10 +58,10 @@ def test_masking_by_hand():
     assert kept.tolist() == [[2, 3, 4, 5, 9], [7, 8, 9, -100, -100]]
 
 
-def test_prompt_length_matches_encoding_the_whole_text(shared_data_dir):
+def test_prompt_length_matches_encoding_the_whole_text(shared_data):
     tokenizer = GPT2Tokenizer()
     for example in read_instructions(
-        shared_data_dir / "instruction_data_alpaca" / "instruction-data.json"
+        shared_data / "instruction_data_alpaca" / "instruction-data.json"
     )[:50]:
         encoded, cut = encode_example(tokenizer, example, max_length=1024)
         prompt = format_prompt(example.instruction, example.input)
@@ -153,7 +144,8 @@ def test_lora_instruct_saves_the_adapter_alone_and_merges(tiny_gpt2_dir, alpaca_
             batch_size=8,
             answers=0,
             device="cpu",
-            lora=LoRAConfig(rank=2, alpha=4),
+            lora_rank=2,
+            lora_alpha=4,
         ),
         log=lambda line: None,
     )

@@ -8,7 +8,7 @@ import torch
 from gptlab.model.gpt import GPT
 from gptlab.train.config import TrainConfig
 from gptlab.train.flops import flops_per_token, mfu, peak_flops
-from gptlab.train.optim import build_optimizer, learning_rate, parameter_groups, schedule_progress
+from gptlab.train.optim import Schedule, build_optimizer, parameter_groups
 from gptlab.train.precision import grad_scaler
 from gptlab.train.trainer import accumulate_gradients
 
@@ -43,10 +43,10 @@ def test_optimizer_uses_the_config(tiny_config):
 
 
 def test_learning_rate_schedule_by_steps_matches_hand_values():
-    config = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110, max_seconds=None)
+    schedule = Schedule(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110, max_seconds=None)
 
     def lr(step):
-        return learning_rate(step, schedule_progress(step, 0.0, config), config)
+        return schedule.lr_at(step, 0.0)
 
     assert lr(0) == pytest.approx(1e-4)  # 1e-3 * 1/10
     assert lr(4) == pytest.approx(5e-4)  # 1e-3 * 5/10
@@ -59,15 +59,16 @@ def test_learning_rate_schedule_by_steps_matches_hand_values():
 
 
 def test_learning_rate_schedule_by_seconds_and_by_whichever_is_further():
-    by_time = TrainConfig(lr=1e-3, min_lr=0.0, warmup_steps=5, max_steps=None, max_seconds=100.0)
-    assert schedule_progress(50, 25.0, by_time) == pytest.approx(0.25)
-    assert learning_rate(50, 0.25, by_time) == pytest.approx(
-        1e-3 * 0.5 * (1 + math.cos(math.pi * 0.25))
-    )
-    assert learning_rate(2, 0.01, by_time) == pytest.approx(1e-3 * 3 / 5)  # warmup is in steps
-    both = TrainConfig(lr=1e-3, min_lr=0.0, warmup_steps=0, max_steps=100, max_seconds=100.0)
-    assert schedule_progress(10, 60.0, both) == pytest.approx(0.6)  # time is further along
-    assert schedule_progress(70, 20.0, both) == pytest.approx(0.7)  # steps are further along
+    by_time = Schedule(lr=1e-3, min_lr=0.0, warmup_steps=5, max_steps=None, max_seconds=100.0)
+    assert by_time.progress(50, 25.0) == pytest.approx(0.25)
+    assert by_time.lr_at(50, 25.0) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 0.25)))
+    assert by_time.lr_at(2, 1.0) == pytest.approx(1e-3 * 3 / 5)  # warmup is in steps
+    both = Schedule(lr=1e-3, min_lr=0.0, warmup_steps=0, max_steps=100, max_seconds=100.0)
+    assert both.progress(10, 60.0) == pytest.approx(0.6)  # time is further along
+    assert both.progress(70, 20.0) == pytest.approx(0.7)  # steps are further along
+    # pretraining's schedule is read from its config
+    config = TrainConfig(lr=2e-3, min_lr=2e-4, warmup_steps=7, max_steps=50, max_seconds=9.0)
+    assert Schedule.of(config) == Schedule(2e-3, 2e-4, 7, 50, 9.0)
 
 
 def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(tiny_config):

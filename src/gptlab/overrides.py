@@ -177,8 +177,16 @@ def dump_toml(tables: dict[str, dict], header: str = "") -> str:
     """Tables of scalars as TOML; None (unset) is written as the string "none"."""
     lines = [f"# {header}", ""] if header else []
     for name, values in tables.items():
-        lines.append(f"[{name}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {toml_value('none' if value is None else value)}")
-        lines.append("")
+        lines += [f"[{name}]", *toml_lines(values), ""]
     return "\n".join(lines)
+
+
+def dump_flat_toml(values: dict, header: str = "") -> str:
+    """Top-level `key = value` lines (a flat dataclass, e.g. fine-tuning options)."""
+    return "\n".join([*([f"# {header}", ""] if header else []), *toml_lines(values), ""])
+
+
+def toml_lines(values: dict) -> list[str]:
+    return [
+        f"{key} = {toml_value('none' if value is None else value)}" for key, value in values.items()
+    ]

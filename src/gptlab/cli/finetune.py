@@ -40,13 +40,11 @@ def register(subparsers) -> None:
         description="Replace the language-model output by a class head reading the last token; "
         "prints loss and accuracy per epoch, final train/val/test accuracy and a confusion matrix.",
     )
-    add_common_args(
-        classify, default_train="last-1", default_epochs=5, default_lr=5e-5, splits=(0.1, 0.2)
-    )
+    add_common_args(classify)
     classify.add_argument(
         "--balance",
         choices=("none", "downsample", "weight"),
-        default="none",
+        default=argparse.SUPPRESS,
         help="class balancing: downsample every class to the smallest, or weight the "
         "loss by inverse class frequency (default none)",
     )
@@ -60,21 +58,23 @@ def register(subparsers) -> None:
         description="Train on the Alpaca prompt template with the prompt and padding masked out of "
         "the loss; afterwards the held-out examples are answered into test_answers.json.",
     )
-    add_common_args(
-        instruct, default_train="all", default_epochs=2, default_lr=5e-5, splits=(0.05, 0.1)
-    )
+    add_common_args(instruct)
     instruct.add_argument(
         "--keep-prompt-loss",
         action="store_true",
+        default=argparse.SUPPRESS,
         help="count the prompt tokens in the loss too (default: only the response)",
     )
     instruct.add_argument(
-        "--max-new-tokens", type=int, default=256, help="answer length limit (default 256)"
+        "--max-new-tokens",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="answer length limit (default 256)",
     )
     instruct.add_argument(
         "--answers",
         type=int,
-        default=None,
+        default=argparse.SUPPRESS,
         metavar="N",
         help="answer only the first N held-out examples (default all; 0 skips answering)",
     )
@@ -93,154 +93,147 @@ def register(subparsers) -> None:
     merge.set_defaults(func=run_merge)
 
 
-def add_common_args(
-    parser, default_train: str, default_epochs: int, default_lr: float, splits: tuple[float, float]
-) -> None:
-    """Arguments both tasks take; `splits` are the default validation and test fractions."""
-    val, test = splits
-    parser.add_argument("--data", required=True, metavar="FILE", help="the training data file")
+def add_common_args(parser) -> None:
+    """Arguments both tasks take. Each flag sets the option of the same name (--batch-size is
+    batch_size); a flag not given keeps the task's default, or the --config file's value."""
+    flag = argparse.SUPPRESS  # only flags actually given reach the options
+    parser.add_argument("--data", default=flag, metavar="FILE", help="the training data file")
     parser.add_argument(
         "--init",
-        required=True,
+        default=flag,
         metavar="DIR|hf:NAME",
         help="start from a gptlab model/run folder, or Hugging Face GPT-2 weights (hf:gpt2)",
     )
     parser.add_argument(
-        "--out", metavar="DIR", help="output folder (default runs/finetune-TASK-DATE-TIME)"
+        "--out",
+        default=flag,
+        metavar="DIR",
+        help="output folder (default runs/finetune-TASK-DATE-TIME)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    parser.add_argument(
+        "--overwrite", action="store_true", default=flag, help="replace a model already in --out"
+    )
     parser.add_argument(
         "--train",
-        default=default_train,
+        default=flag,
         metavar="head|last-K|all",
-        help=f"what trains besides the task head (default {default_train}); last-K also "
-        "trains the final LayerNorm",
+        help="what trains besides the task head; last-K also trains the final LayerNorm",
+    )
+    parser.add_argument("--epochs", type=int, default=flag)
+    parser.add_argument("--lr", type=float, default=flag, help="peak AdamW learning rate")
+    parser.add_argument(
+        "--weight-decay", type=float, default=flag, help="AdamW weight decay on 2-D weights"
     )
     parser.add_argument(
-        "--epochs", type=int, default=default_epochs, help=f"default {default_epochs}"
+        "--warmup-steps", type=int, default=flag, help="linear warmup steps before the cosine decay"
     )
-    parser.add_argument(
-        "--lr",
-        type=float,
-        default=default_lr,
-        help=f"peak AdamW learning rate (default {default_lr:g})",
-    )
-    parser.add_argument(
-        "--weight-decay",
-        type=float,
-        default=0.1,
-        help="AdamW weight decay on 2-D weights (default 0.1)",
-    )
-    parser.add_argument(
-        "--warmup-steps", type=int, default=0, help="linear warmup steps before the cosine decay"
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="examples per step (default 8)")
+    parser.add_argument("--batch-size", type=int, default=flag, help="examples per step")
     parser.add_argument(
         "--max-length",
         type=int,
-        default=None,
+        default=flag,
         metavar="N",
         help="tokens per example (default the model's context); longer ones are cut, with a warning",
     )
+    parser.add_argument("--val-fraction", type=float, default=flag, help="held out for validation")
+    parser.add_argument("--test-fraction", type=float, default=flag, help="held out for the test")
     parser.add_argument(
-        "--val-fraction", type=float, default=val, help=f"held out for validation (default {val})"
-    )
-    parser.add_argument(
-        "--test-fraction", type=float, default=test, help=f"held out for the test (default {test})"
-    )
-    parser.add_argument(
-        "--max-seconds", type=float, default=None, help="stop training after this many seconds"
+        "--max-seconds", type=float, default=flag, help="stop training after this many seconds"
     )
     parser.add_argument(
         "--seed",
         type=int,
-        default=123,
+        default=flag,
         help="drives the split, the head's init and the batch order",
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    parser.add_argument("--device", default=flag, help="cpu, cuda, cuda:N, mps or auto (default)")
     lora = parser.add_argument_group("LoRA (freezes the base model and trains low-rank adapters)")
     lora.add_argument(
-        "--lora-rank", type=int, default=None, metavar="R", help="adapter rank; turns LoRA on"
+        "--lora-rank", type=int, default=flag, metavar="R", help="adapter rank; turns LoRA on"
     )
     lora.add_argument(
         "--lora-alpha",
         type=float,
-        default=None,
+        default=flag,
         metavar="A",
         help="scale alpha/rank (default alpha = 2 x rank)",
     )
     lora.add_argument(
-        "--lora-dropout",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="dropout on the adapter input (default 0)",
+        "--lora-dropout", type=float, default=flag, metavar="P", help="dropout on the adapter input"
     )
     lora.add_argument(
         "--lora-targets",
-        default="c_attn,c_proj,c_fc",
+        default=flag,
         metavar="NAMES",
         help="comma-separated linear layers to adapt (default c_attn,c_proj,c_fc)",
     )
     lora.add_argument(
         "--merge",
         action="store_true",
+        default=flag,
         help="also save the adapter merged into the base as a model folder",
     )
-
-
-def common_options(args, task: str) -> dict:
-    from gptlab.model.lora import LoRAConfig
-
-    lora = None
-    if args.lora_rank is not None:
-        lora = LoRAConfig(
-            rank=args.lora_rank,
-            alpha=args.lora_alpha if args.lora_alpha is not None else 2.0 * args.lora_rank,
-            dropout=args.lora_dropout,
-            targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()),
-        )
-    return dict(
-        data=args.data,
-        init=args.init,
-        out=args.out or time.strftime(f"runs/finetune-{task}-%Y%m%d-%H%M%S"),
-        overwrite=args.overwrite,
-        train=args.train,
-        epochs=args.epochs,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        max_seconds=args.max_seconds,
-        seed=args.seed,
-        device=args.device,
-        lora=lora,
-        merge=args.merge,
+    settings = parser.add_argument_group(
+        "settings as in a file (every option, with its default: --print-options)"
     )
+    settings.add_argument(
+        "--config", metavar="FILE.toml", help="options as `key = value` lines (e.g. epochs = 3)"
+    )
+    settings.add_argument(
+        "--print-options", action="store_true", help="print the resolved options as TOML and exit"
+    )
+    settings.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="options applied last, e.g. epochs=3 lora_rank=8 (the names --print-options shows)",
+    )
+
+
+# Arguments that are not fine-tuning options.
+NOT_OPTIONS = ("verb", "finetune_verb", "func", "config", "print_options", "overrides")
+
+
+def resolve_options(args, options_class, task: str):
+    """The task's options: its defaults -> --config -> the flags given -> KEY=VALUE."""
+    from gptlab.finetune.options import load_options
+
+    given = {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS}
+    given.setdefault("out", time.strftime(f"runs/finetune-{task}-%Y%m%d-%H%M%S"))
+    if args.print_options:
+        given.setdefault("data", "FILE")  # so the template prints before they are chosen
+        given.setdefault("init", "DIR_OR_hf:NAME")
+    return load_options(
+        options_class, args.config, given, args.overrides, validate=not args.print_options
+    )
+
+
+def run_task(args, options_class, task: str, finetune) -> int:
+    import dataclasses
+
+    from gptlab.overrides import dump_flat_toml
+
+    options = resolve_options(args, options_class, task)
+    if args.print_options:
+        header = f"gptlab finetune {task} options (use with --config FILE.toml)"
+        print(dump_flat_toml(dataclasses.asdict(options), header=header))
+        return 0
+    finetune(options)
+    return 0
 
 
 def run_classify(args) -> int:
-    from gptlab.finetune.run_classify import ClassifyOptions, finetune_classifier
+    from gptlab.finetune.options import ClassifyOptions
+    from gptlab.finetune.run_classify import finetune_classifier
 
-    finetune_classifier(ClassifyOptions(**common_options(args, "classify"), balance=args.balance))
-    return 0
+    return run_task(args, ClassifyOptions, "classify", finetune_classifier)
 
 
 def run_instruct(args) -> int:
-    from gptlab.finetune.run_instruct import InstructOptions, finetune_instruct
+    from gptlab.finetune.options import InstructOptions
+    from gptlab.finetune.run_instruct import finetune_instruct
 
-    finetune_instruct(
-        InstructOptions(
-            **common_options(args, "instruct"),
-            keep_prompt_loss=args.keep_prompt_loss,
-            max_new_tokens=args.max_new_tokens,
-            answers=args.answers,
-        )
-    )
-    return 0
+    return run_task(args, InstructOptions, "instruct", finetune_instruct)
 
 
 def run_merge(args) -> int:

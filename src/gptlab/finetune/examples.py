@@ -26,6 +26,7 @@ from typing import Generic, TypeVar
 import torch
 
 from gptlab.errors import GptlabError
+from gptlab.tokenizers.base import Tokenizer
 
 LABELED_SUFFIXES = (".tsv", ".txt", ".csv", ".jsonl")
 INSTRUCTION_SUFFIXES = (".json", ".jsonl")
@@ -281,3 +282,9 @@ def pad_right(sequences: Sequence[Sequence[int]], pad_value: int) -> torch.Tenso
     for row, seq in enumerate(sequences):
         out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
     return out
+
+
+def pad_id_for(tokenizer: Tokenizer) -> int:
+    """GPT-2 style tokenizers pad with end-of-text; others (char) with 0, which is safe because
+    padding never reaches a real position (right padding, causal attention) nor the loss."""
+    return tokenizer.eot_id if tokenizer.eot_id is not None else 0

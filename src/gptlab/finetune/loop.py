@@ -4,8 +4,8 @@
                      then on_epoch_end(epoch, train statistics of that epoch)
 
 The optimizer and schedule are the pretraining ones (gptlab.train.optim): AdamW with weight
-decay on 2-D weights only, over the parameters that require gradients; linear warmup, then a
-cosine to lr/10 at the end of the last epoch, or of the time budget when `max_seconds` is set and
+decay on 2-D weights only, over the parameters that require gradients; a Schedule of linear
+warmup, then a cosine to lr/10 at the end of the last epoch, or of the time budget when `max_seconds` is set and
 is further along. A time budget stops after the step that crosses it (the epoch is reported as
 partial), so a run fits a fixed wall-clock allowance.
 """
@@ -20,26 +20,8 @@ import torch
 from tqdm import tqdm
 
 from gptlab.errors import GptlabError
-from gptlab.train.config import TrainConfig
-from gptlab.train.optim import build_optimizer, learning_rate, schedule_progress, set_learning_rate
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    epochs: int = 3
-    lr: float = 5e-5
-    weight_decay: float = 0.1
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    max_seconds: float | None = None  # stop once this much training time has passed
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise GptlabError(f"--epochs must be >= 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise GptlabError(f"--lr must be > 0, got {self.lr}")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise GptlabError(f"--max-seconds must be > 0, got {self.max_seconds}")
+from gptlab.finetune.options import FinetuneOptions
+from gptlab.train.optim import Schedule, adamw_optimizer, set_learning_rate
 
 
 @dataclass
@@ -72,7 +54,7 @@ def fit(
     epoch_batches: Callable[[int], Sequence],
     steps_per_epoch: int,
     step: Callable[[object], StepResult],
-    config: FitConfig,
+    options: FinetuneOptions,
     device: torch.device,
     on_epoch_end: Callable[[EpochStats], None] = lambda stats: None,
 ) -> FitResult:
@@ -82,36 +64,34 @@ def fit(
     are steps_per_epoch (the schedule's length depends on it); step(batch) runs the forward pass
     and returns a StepResult.
     """
-    schedule = TrainConfig(
-        lr=config.lr,
-        min_lr=config.lr / 10,
-        warmup_steps=config.warmup_steps,
-        weight_decay=config.weight_decay,
-        beta1=0.9,
-        beta2=0.999,
-        max_steps=config.epochs * steps_per_epoch,
-        max_seconds=config.max_seconds,
+    schedule = Schedule(
+        lr=options.lr,
+        min_lr=options.lr / 10,
+        warmup_steps=options.warmup_steps,
+        max_steps=options.epochs * steps_per_epoch,
+        max_seconds=options.max_seconds,
     )
-    optimizer = build_optimizer(model, schedule, device)
+    optimizer = adamw_optimizer(
+        model, lr=options.lr, weight_decay=options.weight_decay, betas=(0.9, 0.999), device=device
+    )
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
     if not trainable:
         raise GptlabError("nothing to train: every parameter is frozen")
 
     step_count, train_seconds, stopped = 0, 0.0, False
     history: list[EpochStats] = []
-    for epoch in range(config.epochs):
+    for epoch in range(options.epochs):
         model.train()
         loss_sum, weight_sum, correct_sum, counts_correct = 0.0, 0, 0, False
         batches = epoch_batches(epoch)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch", leave=False)
         for batch in bar:
             started = time.perf_counter()
-            progress = schedule_progress(step_count, train_seconds, schedule)
-            set_learning_rate(optimizer, learning_rate(step_count, progress, schedule))
+            set_learning_rate(optimizer, schedule.lr_at(step_count, train_seconds))
             result = step(batch)
             result.loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+            if options.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, options.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step_count += 1
@@ -123,7 +103,7 @@ def fit(
                 counts_correct = True
                 correct_sum += result.correct
             bar.set_postfix(loss=f"{loss_sum / max(weight_sum, 1):.4f}")
-            if config.max_seconds is not None and train_seconds >= config.max_seconds:
+            if options.max_seconds is not None and train_seconds >= options.max_seconds:
                 stopped = True
                 break
         bar.close()

@@ -1,39 +1,45 @@
-"""What every fine-tuning run shares: its options, the seed, and the starting model made trainable."""
+"""The settings of a fine-tuning run: one dataclass per task, loaded like run configs.
+
+    defaults (per task) -> a TOML file (flat: `epochs = 3`) -> the given values -> key=value
+
+`gptlab finetune classify|instruct` passes its --flags as the given values and takes
+`--config FILE.toml` and `key=value` overrides on top, with the same typed parsing and
+nearest-key errors as `gptlab train` (gptlab.overrides). Errors name the setting as it is written
+in a TOML file or an override (`epochs`, `lora_rank`), never a command-line flag.
+"""
 
 from __future__ import annotations
 
-import random
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from gptlab.checkpoints.finetuned import load_init_model
 from gptlab.errors import GptlabError
-from gptlab.finetune.loop import FitConfig
-from gptlab.finetune.trainable import TrainableSpec, set_trainable
-from gptlab.model.gpt import GPT
-from gptlab.model.lora import LoRAConfig, add_lora
-from gptlab.tokenizers.base import Tokenizer
+from gptlab.finetune.examples import BALANCE_MODES
+from gptlab.model.lora import DEFAULT_TARGETS, LoRAConfig
+from gptlab.overrides import apply_fields, override_fields, read_toml, set_field
 
-Log = Callable[[str], None]
+Log = Callable[[str], None]  # where a fine-tuning run reports progress (print, or a list's append)
 
 
 @dataclass
 class FinetuneOptions:
-    data: str  # the data file
-    init: str  # a gptlab model/run folder, or hf:NAME
-    out: str  # the output folder
+    data: str = ""  # the data file (required)
+    init: str = ""  # a gptlab model/run folder, or hf:NAME (required)
+    out: str = ""  # the output folder (required)
     epochs: int = 3
     lr: float = 5e-5
     weight_decay: float = 0.1
     warmup_steps: int = 0
+    grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off
     batch_size: int = 8
-    max_length: int | None = None  # tokens per example; None: the model's block_size
+    max_length: int | None = None  # tokens per example; none: the model's block_size
     train: str = "all"  # head | last-K | all (see gptlab.finetune.trainable)
-    lora: LoRAConfig | None = None  # LoRA instead of updating the base weights
+    lora_rank: int | None = None  # set: train LoRA adapters instead of the base weights
+    lora_alpha: float | None = None  # none: 2 x lora_rank
+    lora_dropout: float = 0.0
+    lora_targets: str = ",".join(DEFAULT_TARGETS)  # comma-separated module names
     merge: bool = False  # with LoRA: also save the merged model folder
     val_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -42,65 +48,109 @@ class FinetuneOptions:
     device: str = "auto"
     overwrite: bool = False
 
-    def check(self) -> None:
-        if self.batch_size < 1:
-            raise GptlabError(f"--batch-size must be >= 1, got {self.batch_size}")
+    def validate(self) -> FinetuneOptions:
+        for name in ("data", "init", "out"):
+            if not getattr(self, name):
+                raise GptlabError(f"{name} is required: set it (e.g. {name}=...)")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise GptlabError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise GptlabError(f"lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise GptlabError("warmup_steps, weight_decay and grad_clip must be >= 0")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise GptlabError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.max_length is not None and self.max_length < 2:
-            raise GptlabError(f"--max-length must be >= 2, got {self.max_length}")
+            raise GptlabError(f"max_length must be >= 2, got {self.max_length}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise GptlabError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise GptlabError("val_fraction + test_fraction must leave examples to train on")
         if not self.init.startswith("hf:") and not Path(self.init).exists():
             raise GptlabError(
-                f"--init {self.init} does not exist: give a gptlab model or training-run folder, or hf:NAME"
+                f"init {self.init} does not exist: give a gptlab model or training-run folder, or hf:NAME"
             )
-        if self.merge and self.lora is None:
-            raise GptlabError("--merge folds a LoRA adapter into the model; it needs --lora-rank")
+        if self.merge and self.lora_rank is None:
+            raise GptlabError("merge folds a LoRA adapter into the model; it needs lora_rank")
+        self.lora()  # LoRA settings are checked even before they are used
+        return self
 
-    def fit_config(self) -> FitConfig:
-        """The optimisation settings for the fine-tuning loop."""
-        return FitConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps,
-            max_seconds=self.max_seconds,
+    def lora(self) -> LoRAConfig | None:
+        """The LoRA adapters to train, or None to update the base weights."""
+        if self.lora_rank is None:
+            return None
+        return LoRAConfig(
+            rank=self.lora_rank,
+            alpha=self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_rank,
+            dropout=self.lora_dropout,
+            targets=tuple(t.strip() for t in self.lora_targets.split(",") if t.strip()),
         )
 
-
-def seed_everything(seed: int) -> None:
-    """One seed for Python, NumPy and torch, so a CPU run repeats exactly."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def max_length_for(options: FinetuneOptions, body: GPT) -> int:
-    block_size = body.config.block_size
-    if options.max_length is None:
-        return block_size
-    if options.max_length > block_size:
-        raise GptlabError(
-            f"--max-length {options.max_length} is longer than the model's context ({block_size} tokens); "
-            f"use at most {block_size}"
-        )
-    return options.max_length
+    def max_length_for(self, block_size: int) -> int:
+        """Tokens per example: max_length, or the model's whole context."""
+        if self.max_length is None:
+            return block_size
+        if self.max_length > block_size:
+            raise GptlabError(
+                f"max_length {self.max_length} is longer than the model's context ({block_size} "
+                f"tokens); use at most {block_size}"
+            )
+        return self.max_length
 
 
-def pad_id_for(tokenizer: Tokenizer) -> int:
-    """GPT-2 style tokenizers pad with end-of-text; others (char) with 0, which is safe because
-    padding never reaches a real position (right padding, causal attention) nor the loss (-100)."""
-    return tokenizer.eot_id if tokenizer.eot_id is not None else 0
+@dataclass
+class ClassifyOptions(FinetuneOptions):
+    epochs: int = 5
+    train: str = "last-1"  # the book's recipe: the last block and the final LayerNorm
+    balance: str = "none"  # none | downsample (to the smallest class) | weight (the loss)
+
+    def validate(self) -> ClassifyOptions:
+        if self.balance not in BALANCE_MODES:
+            raise GptlabError(
+                f"balance must be one of {', '.join(BALANCE_MODES)}, got {self.balance!r}"
+            )
+        return super().validate()
 
 
-def load_trainable_model(
-    options: FinetuneOptions, device: torch.device, log: Log
-) -> tuple[GPT, Tokenizer]:
-    """The --init model on `device`, with LoRA adapters added or the --train parameters unfrozen."""
-    body, tokenizer = load_init_model(options.init, device)
-    if options.lora is not None:
-        wrapped = add_lora(body, options.lora)
-        log(
-            f"LoRA rank {options.lora.rank}, alpha {options.lora.alpha:g} on {len(wrapped)} layers "
-            f"({', '.join(options.lora.targets)}); base weights frozen"
-        )
-    else:
-        set_trainable(body, TrainableSpec.parse(options.train, body.config.n_layer))
-    return body.to(device), tokenizer
+@dataclass
+class InstructOptions(FinetuneOptions):
+    epochs: int = 2
+    val_fraction: float = 0.05  # the book's 85 / 5 / 10 split
+    test_fraction: float = 0.1
+    keep_prompt_loss: bool = False
+    max_new_tokens: int = 256
+    answers: int | None = None  # answer the first N test examples; none: all
+
+    def validate(self) -> InstructOptions:
+        if self.train == "head":
+            raise GptlabError(
+                "train=head has no meaning for instruction tuning (the output layer is the "
+                "token embedding); use last-K, all or lora_rank"
+            )
+        if self.max_new_tokens < 1:
+            raise GptlabError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.answers is not None and self.answers < 0:
+            raise GptlabError(f"answers must be >= 0, got {self.answers}")
+        return super().validate()
+
+
+def load_options(
+    cls: type[FinetuneOptions],
+    config_file: str | Path | None = None,
+    given: dict | None = None,
+    overrides: list[str] | None = None,
+    *,
+    validate: bool = True,
+) -> FinetuneOptions:
+    """cls's defaults -> config_file -> given -> overrides, validated (unless validate=False)."""
+    options = cls()
+    if config_file is not None:
+        apply_fields(options, read_toml(config_file), str(config_file))
+    for name, value in (given or {}).items():
+        if name not in {f.name for f in dataclasses.fields(cls)}:
+            raise TypeError(f"{cls.__name__} has no setting {name!r}")  # a bug in the caller
+        set_field(options, name, value, name)
+    override_fields(options, overrides or [])
+    return options.validate() if validate else options

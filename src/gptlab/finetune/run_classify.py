@@ -19,7 +19,6 @@ import torch
 
 from gptlab.checkpoints.finetuned import init_reference, prepare_output_dir, save_finetuned
 from gptlab.device import resolve_device
-from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
 from gptlab.finetune.classify import (
     GPTClassifier,
@@ -32,32 +31,20 @@ from gptlab.finetune.classify import (
 )
 from gptlab.finetune.confusion import confusion_matrix, confusion_table, save_confusion_png
 from gptlab.finetune.examples import (
-    BALANCE_MODES,
     downsample_to_smallest_class,
     label_names,
+    pad_id_for,
     read_labeled_texts,
     split_examples,
 )
 from gptlab.finetune.loop import EpochStats, fit
-from gptlab.finetune.options import (
-    FinetuneOptions,
-    Log,
-    load_trainable_model,
-    max_length_for,
-    pad_id_for,
-    seed_everything,
-)
-from gptlab.finetune.trainable import describe_parameters
+from gptlab.finetune.options import ClassifyOptions, Log
+from gptlab.finetune.trainable import describe_parameters, load_trainable_model
+from gptlab.rng import seed_everything
 
 METRICS_FILE = "metrics.json"
 CONFUSION_TABLE_FILE = "confusion.md"
 CONFUSION_PNG_FILE = "confusion.png"
-
-
-@dataclass
-class ClassifyOptions(FinetuneOptions):
-    train: str = "last-1"
-    balance: str = "none"  # none | downsample (to the smallest class) | weight (the loss)
 
 
 @dataclass(frozen=True)
@@ -76,11 +63,7 @@ def _pct(x: float) -> str:
 
 
 def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyResult:
-    options.check()
-    if options.balance not in BALANCE_MODES:
-        raise GptlabError(
-            f"--balance must be one of {', '.join(BALANCE_MODES)}, got {options.balance!r}"
-        )
+    options.validate()
     seed_everything(options.seed)
     examples = read_labeled_texts(options.data)
     labels = label_names(examples, options.data)
@@ -94,7 +77,7 @@ def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyR
     body, tokenizer = load_trainable_model(options, device, log)
     classifier = GPTClassifier(body, len(labels)).to(device)  # the new head always trains
     log(describe_parameters(classifier))
-    max_length, pad_id = max_length_for(options, body), pad_id_for(tokenizer)
+    max_length, pad_id = options.max_length_for(body.config.block_size), pad_id_for(tokenizer)
     encoded = {
         name: encode_texts(tokenizer, getattr(splits, name), labels, max_length)
         for name in ("train", "val", "test")
@@ -141,14 +124,13 @@ def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyR
 
     # Only now, with every input checked, is an earlier result in --out replaced.
     out = prepare_output_dir(options.out, options.overwrite)
-    fit_config = options.fit_config()
     started = time.perf_counter()
     fitted = fit(
         classifier,
         train_batches,
         math.ceil(len(encoded["train"]) / options.batch_size),
         classification_step(classifier, class_weights),
-        fit_config,
+        options,
         device,
         on_epoch_end,
     )
@@ -182,13 +164,13 @@ def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyR
         "max_length": max_length,
         "pad_id": pad_id,
         "base": init_reference(options.init),
-        "train": "lora" if options.lora is not None else options.train,
+        "train": "lora" if options.lora_rank is not None else options.train,
         "balance": options.balance,
         "data": str(Path(options.data).resolve()),
         "seed": options.seed,
     }
     save_finetuned(
-        out, body, tokenizer, task, head=classifier.head, lora=options.lora, merge=options.merge
+        out, body, tokenizer, task, head=classifier.head, lora=options.lora(), merge=options.merge
     )
     metrics = {
         "epochs": history,

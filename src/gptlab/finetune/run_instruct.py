@@ -23,7 +23,7 @@ from gptlab.checkpoints.finetuned import init_reference, prepare_output_dir, sav
 from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
-from gptlab.finetune.examples import batch_indices, read_instructions, split_examples
+from gptlab.finetune.examples import batch_indices, pad_id_for, read_instructions, split_examples
 from gptlab.finetune.instruct import (
     ANSWER_STOP,
     TEMPLATE_NAME,
@@ -36,27 +36,12 @@ from gptlab.finetune.instruct import (
     mean_loss,
 )
 from gptlab.finetune.loop import EpochStats, fit
-from gptlab.finetune.options import (
-    FinetuneOptions,
-    Log,
-    load_trainable_model,
-    max_length_for,
-    pad_id_for,
-    seed_everything,
-)
-from gptlab.finetune.trainable import describe_parameters
+from gptlab.finetune.options import InstructOptions, Log
+from gptlab.finetune.trainable import describe_parameters, load_trainable_model
+from gptlab.rng import seed_everything
 
 ANSWERS_FILE = "test_answers.json"
 METRICS_FILE = "metrics.json"
-
-
-@dataclass
-class InstructOptions(FinetuneOptions):
-    val_fraction: float = 0.05  # the book's 85 / 5 / 10 split
-    test_fraction: float = 0.1
-    keep_prompt_loss: bool = False
-    max_new_tokens: int = 256
-    answers: int | None = None  # answer the first N test examples; None: all
 
 
 @dataclass(frozen=True)
@@ -69,12 +54,7 @@ class InstructResult:
 
 
 def finetune_instruct(options: InstructOptions, log: Log = print) -> InstructResult:
-    options.check()
-    if options.train == "head":
-        raise GptlabError(
-            "--train head has no meaning for instruction tuning (the output layer is the "
-            "token embedding); use last-K, all or --lora-rank"
-        )
+    options.validate()
     seed_everything(options.seed)
     examples = read_instructions(options.data)
     splits = split_examples(
@@ -84,7 +64,7 @@ def finetune_instruct(options: InstructOptions, log: Log = print) -> InstructRes
 
     model, tokenizer = load_trainable_model(options, device, log)
     log(describe_parameters(model))
-    max_length, pad_id = max_length_for(options, model), pad_id_for(tokenizer)
+    max_length, pad_id = options.max_length_for(model.config.block_size), pad_id_for(tokenizer)
     encoded = {
         name: _encode_split(tokenizer, getattr(splits, name), max_length, name, log)
         for name in ("train", "val")
@@ -122,13 +102,12 @@ def finetune_instruct(options: InstructOptions, log: Log = print) -> InstructRes
 
     # Only now, with every input checked, is an earlier result in --out replaced.
     out = prepare_output_dir(options.out, options.overwrite)
-    fit_config = options.fit_config()
     fitted = fit(
         model,
         lambda epoch: batches(encoded["train"], True, generator),
         math.ceil(len(encoded["train"]) / options.batch_size),
         instruct_step(model),
-        fit_config,
+        options,
         device,
         on_epoch_end,
     )
@@ -144,11 +123,11 @@ def finetune_instruct(options: InstructOptions, log: Log = print) -> InstructRes
         "pad_id": pad_id,
         "keep_prompt_loss": options.keep_prompt_loss,
         "base": init_reference(options.init),
-        "train": "lora" if options.lora is not None else options.train,
+        "train": "lora" if options.lora_rank is not None else options.train,
         "data": str(Path(options.data).resolve()),
         "seed": options.seed,
     }
-    save_finetuned(out, model, tokenizer, task, lora=options.lora, merge=options.merge)
+    save_finetuned(out, model, tokenizer, task, lora=options.lora(), merge=options.merge)
     log(f"saved the model to {out}")
 
     answers_file = None

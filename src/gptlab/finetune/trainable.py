@@ -14,10 +14,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
+from gptlab.checkpoints.finetuned import load_init_model
 from gptlab.errors import GptlabError
+from gptlab.finetune.options import FinetuneOptions, Log
 from gptlab.model.gpt import GPT
+from gptlab.model.lora import add_lora
+from gptlab.tokenizers.base import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,20 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 def describe_parameters(model: nn.Module) -> str:
     trainable, total = count_parameters(model)
     return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)"
+
+
+def load_trainable_model(
+    options: FinetuneOptions, device: torch.device, log: Log
+) -> tuple[GPT, Tokenizer]:
+    """The `init` model on `device`, with LoRA adapters added or the `train` parameters unfrozen."""
+    body, tokenizer = load_init_model(options.init, device)
+    lora = options.lora()
+    if lora is not None:
+        wrapped = add_lora(body, lora)
+        log(
+            f"LoRA rank {lora.rank}, alpha {lora.alpha:g} on {len(wrapped)} layers "
+            f"({', '.join(lora.targets)}); base weights frozen"
+        )
+    else:
+        set_trainable(body, TrainableSpec.parse(options.train, body.config.n_layer))
+    return body.to(device), tokenizer

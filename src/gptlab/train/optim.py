@@ -20,6 +20,7 @@ training seconds, or whichever is further along when both are set.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -90,23 +91,39 @@ def saved_optimizer_name(state: dict) -> str:
     return "muon" if set(state) == {"adamw", "muon"} else "adamw"
 
 
-def build_optimizer(
-    model: torch.nn.Module, config: TrainConfig, device: torch.device
-) -> torch.optim.AdamW | OptimizerPair:
-    """AdamW over every trainable parameter, or (train.optimizer = muon) an OptimizerPair."""
-    muon_params = hidden_matrices(model) if config.optimizer == "muon" else []
-    muon_ids = {id(p) for p in muon_params}
-    adamw_groups = [
-        {**group, "params": [p for p in group["params"] if id(p) not in muon_ids], "lr_scale": 1.0}
-        for group in parameter_groups(model, config.weight_decay)
+def adamw_optimizer(
+    model: torch.nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    device: torch.device,
+    exclude: list[torch.nn.Parameter] = (),
+) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (less `exclude`), weight decay on 2-D tensors only."""
+    excluded = {id(p) for p in exclude}
+    groups = [
+        {**group, "params": [p for p in group["params"] if id(p) not in excluded], "lr_scale": 1.0}
+        for group in parameter_groups(model, weight_decay)
     ]
     # The fused kernel updates every tensor in one pass; without it torch picks the per-tensor
     # loop on CPU, which costs ~2 ms a step more on the 0.8M-parameter char model (BENCHMARKS.md).
-    adamw = torch.optim.AdamW(
-        adamw_groups,
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device.type in ("cuda", "cpu"))
+
+
+def build_optimizer(
+    model: torch.nn.Module, config: TrainConfig, device: torch.device
+) -> torch.optim.AdamW | OptimizerPair:
+    """Pretraining's optimizer: AdamW over every trainable parameter, or (train.optimizer = muon)
+    Muon for the hidden matrices and AdamW for the rest, as one OptimizerPair."""
+    muon_params = hidden_matrices(model) if config.optimizer == "muon" else []
+    adamw = adamw_optimizer(
+        model,
         lr=config.lr,
+        weight_decay=config.weight_decay,
         betas=(config.beta1, config.beta2),
-        fused=device.type in ("cuda", "cpu"),
+        device=device,
+        exclude=muon_params,
     )
     if not muon_params:
         return adamw
@@ -119,23 +136,42 @@ def build_optimizer(
     return OptimizerPair(adamw, muon)
 
 
-def schedule_progress(step: int, elapsed_s: float, config: TrainConfig) -> float:
-    """How far through the post-warmup budget the run is, in [0, 1]."""
-    fractions = []
-    if config.max_steps is not None:
-        decay_steps = max(config.max_steps - config.warmup_steps, 1)
-        fractions.append((step - config.warmup_steps) / decay_steps)
-    if config.max_seconds is not None:
-        fractions.append(elapsed_s / config.max_seconds)
-    return min(max(max(fractions), 0.0), 1.0)
+@dataclass(frozen=True)
+class Schedule:
+    """Linear warmup to `lr`, then a cosine to `min_lr` at the end of the budget (module docstring).
 
+    The budget is `max_steps`, `max_seconds` of training, or both (whichever is further along);
+    pretraining and fine-tuning both step by it.
+    """
 
-def learning_rate(step: int, progress: float, config: TrainConfig) -> float:
-    """The learning rate for optimizer step `step` (0-based) at budget `progress`."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
-    return config.min_lr + (config.lr - config.min_lr) * cosine
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    max_steps: int | None
+    max_seconds: float | None = None
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> Schedule:
+        return cls(
+            config.lr, config.min_lr, config.warmup_steps, config.max_steps, config.max_seconds
+        )
+
+    def progress(self, step: int, elapsed_s: float) -> float:
+        """How far through the post-warmup budget the run is, in [0, 1]."""
+        fractions = []
+        if self.max_steps is not None:
+            decay_steps = max(self.max_steps - self.warmup_steps, 1)
+            fractions.append((step - self.warmup_steps) / decay_steps)
+        if self.max_seconds is not None:
+            fractions.append(elapsed_s / self.max_seconds)
+        return min(max(max(fractions), 0.0), 1.0)
+
+    def lr_at(self, step: int, elapsed_s: float) -> float:
+        """The learning rate for optimizer step `step` (0-based) after `elapsed_s` of training."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        cosine = 0.5 * (1.0 + math.cos(math.pi * self.progress(step, elapsed_s)))  # 1 -> 0
+        return self.min_lr + (self.lr - self.min_lr) * cosine
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer | OptimizerPair, lr: float) -> None:

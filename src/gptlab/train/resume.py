@@ -6,54 +6,15 @@
         world_size   how many processes wrote it (a resume must use as many)
         ranks        per process: every random number generator's state and the loader position
 
-It is read back with torch.load(weights_only=True), so it holds tensors and plain values only:
-NumPy's generator state is converted to a tensor.
+It is read back with torch.load(weights_only=True), so it holds tensors and plain values only
+(gptlab.rng turns NumPy's generator state into a tensor).
 """
 
 from __future__ import annotations
 
-import random
-
-import numpy as np
-import torch
-
 from gptlab.errors import GptlabError
+from gptlab.rng import capture_rng_state, restore_rng_state
 from gptlab.train.optim import saved_optimizer_name
-
-
-def capture_rng_state() -> dict:
-    """Every RNG a training step may draw from, as tensors and plain values."""
-    numpy_state = np.random.get_state(legacy=False)
-    state = {
-        "python": random.getstate(),
-        "numpy_key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
-        "numpy_pos": numpy_state["state"]["pos"],
-        "numpy_has_gauss": numpy_state["has_gauss"],
-        "numpy_gauss": numpy_state["gauss"],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    np.random.set_state(
-        {
-            "bit_generator": "MT19937",
-            "state": {
-                "key": state["numpy_key"].numpy().astype(np.uint32),
-                "pos": int(state["numpy_pos"]),
-            },
-            "has_gauss": int(state["numpy_has_gauss"]),
-            "gauss": float(state["numpy_gauss"]),
-        }
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def rank_state(loader) -> dict:

@@ -18,13 +18,11 @@ left out, so extra measurement never changes what a run with a wall-clock budget
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gptlab.checkpoints import run as ckpt
@@ -33,6 +31,7 @@ from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
 from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
+from gptlab.rng import seed_everything
 from gptlab.train.config import RunConfig
 from gptlab.train.distributed import (
     DistributedContext,
@@ -51,7 +50,7 @@ from gptlab.train.metrics import (
     describe_run,
     truncate_metrics,
 )
-from gptlab.train.optim import build_optimizer, learning_rate, schedule_progress, set_learning_rate
+from gptlab.train.optim import Schedule, build_optimizer, set_learning_rate
 from gptlab.train.periodic_eval import PeriodicEval, mean_loss, perplexity, sample_text
 from gptlab.train.precision import autocast_context, enable_tf32, grad_scaler, resolve_dtype
 from gptlab.train.resume import check_resumable, rank_state, restore_training_state, training_state
@@ -217,8 +216,9 @@ class Trainer:
         # rank draws its own dropout masks.
         torch.manual_seed(cfg.seed)
         self.model = GPT(self.config.model).to(self.device)
-        self.seed_all(cfg.seed + context.rank)
+        seed_everything(cfg.seed + context.rank)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
+        self.schedule = Schedule.of(cfg)
         self.scaler = grad_scaler(self.device, self.dtype)
         self.train_batches = self.data.train_loader(
             cfg.micro_batch_size, self.config.model.block_size, cfg.seed
@@ -245,12 +245,6 @@ class Trainer:
                 wandb_project=cfg.wandb_project,
                 run_config=self.config.to_dict(),
             )
-
-    @staticmethod
-    def seed_all(seed: int) -> None:
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -343,7 +337,7 @@ class Trainer:
     def train_step(self) -> dict:
         cfg = self.cfg
         step_started = time.perf_counter()
-        lr = learning_rate(self.step, schedule_progress(self.step, self.train_seconds, cfg), cfg)
+        lr = self.schedule.lr_at(self.step, self.train_seconds)
         set_learning_rate(self.optimizer, lr)
         mean_loss_tensor = accumulate_gradients(
             self.forward_model,
