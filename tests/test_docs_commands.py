@@ -8,7 +8,7 @@ BENCHMARKS.md and docs/*.md and checks it the way `gptlab` itself would, without
   flag or choice fails;
 - `gptlab train` and `gptlab experiment` commands also build their run config (preset, TOML
   file, key=value overrides, every --vary combination), so an unknown key, a mistyped value or
-  an invalid combination fails;
+  an invalid combination fails; `gptlab finetune classify|instruct` resolve their options;
 - `--preset NAME` of the other verbs must name a model preset;
 - a command shown with its error (`$ gptlab ...` followed by a `gptlab: error: ...` line) must
   fail with exactly that message when the error comes from these checks.
@@ -30,20 +30,13 @@ from pathlib import Path
 import pytest
 
 from gptlab.cli import build_parser
-from gptlab.errors import GptlabError
-
-try:  # the run-config builder's home after the layout change
-    from gptlab.train.config import build_run_config
-except ImportError:
-    from gptlab.run_config import build_run_config
-
-try:
-    from gptlab.model.config import model_preset
-except ImportError:
-    from gptlab.config import model_preset
-
 from gptlab.cli.experiment import budget_overrides
+from gptlab.cli.finetune import NOT_OPTIONS
+from gptlab.errors import GptlabError
 from gptlab.experiment import parse_variation, plan_runs
+from gptlab.finetune.options import ClassifyOptions, InstructOptions, load_options
+from gptlab.model.config import model_preset
+from gptlab.train.config import build_run_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -147,32 +140,6 @@ def existing(path: str | None) -> str | None:
     return None
 
 
-def dtype_aliases_accepted() -> bool:
-    try:
-        build_run_config(overrides=["train.dtype=bf16"])
-    except GptlabError:
-        return False
-    return True
-
-
-# The docs write dtypes as fp32/bf16/fp16 (the vocabulary of the new one dtype table); until the
-# library accepts them for train.dtype, check those overrides under their long names.
-LONG_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-DTYPE_SHIM = not dtype_aliases_accepted()
-
-
-def with_dtype_shim(overrides: list[str]) -> list[str]:
-    if not DTYPE_SHIM:
-        return overrides
-    out = []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if key == "train.dtype" and value in LONG_DTYPE:
-            item = f"{key}{sep}{LONG_DTYPE[value]}"
-        out.append(item)
-    return out
-
-
 def check_config(args: argparse.Namespace, tmp_path: Path) -> None:
     """Build the run config(s) the command would train with (raises GptlabError when invalid)."""
     if args.verb == "train":
@@ -183,7 +150,7 @@ def check_config(args: argparse.Namespace, tmp_path: Path) -> None:
         build_run_config(
             preset=args.preset,
             config_file=config_file,
-            overrides=with_dtype_shim(args.overrides),
+            overrides=args.overrides,
             validate=not named_but_missing and not args.resume,
         )
     elif args.verb == "experiment":
@@ -194,11 +161,23 @@ def check_config(args: argparse.Namespace, tmp_path: Path) -> None:
             out=tmp_path / "experiment",
             preset=args.preset,
             config_file=config_file,
-            overrides=with_dtype_shim(args.overrides),
+            overrides=args.overrides,
             budget=budget_overrides(args.max_steps, args.max_seconds),
+        )
+    elif args.verb == "finetune" and args.finetune_verb in FINETUNE_OPTIONS:
+        given = {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS}
+        load_options(
+            FINETUNE_OPTIONS[args.finetune_verb],
+            existing(args.config),
+            given,
+            args.overrides,
+            validate=False,  # files named in the docs need not exist here
         )
     elif getattr(args, "preset", None):
         model_preset(args.preset)
+
+
+FINETUNE_OPTIONS = {"classify": ClassifyOptions, "instruct": InstructOptions}
 
 
 def test_the_docs_show_enough_commands():
@@ -208,8 +187,22 @@ def test_the_docs_show_enough_commands():
     assert "README.md" in per_file
     assert len(per_file) >= 10, sorted(per_file)
     verbs = {command.text.split()[0] for command in COMMANDS}
-    for verb in ("prepare", "tokenizer", "train", "sample", "eval", "inspect", "finetune",
-                 "params", "export", "bench", "experiment", "plot", "classify", "chat"):
+    for verb in (
+        "prepare",
+        "tokenizer",
+        "train",
+        "sample",
+        "eval",
+        "inspect",
+        "finetune",
+        "params",
+        "export",
+        "bench",
+        "experiment",
+        "plot",
+        "classify",
+        "chat",
+    ):
         assert verb in verbs, f"no doc shows `gptlab {verb}`"
     assert any(command.error for command in COMMANDS)  # the error examples are recognised
 

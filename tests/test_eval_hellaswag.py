@@ -123,7 +123,7 @@ def test_malformed_line_is_reported_with_its_number(tmp_path, items):
         {"ctx": items[0].context, "endings": list(items[0].endings), "label": items[0].label}
     )
     path.write_text(good + "\n" + good[:-5] + "\n")
-    with pytest.raises(GptlabError, match="line 2 is not valid JSON"):
+    with pytest.raises(GptlabError, match="line 2: not valid JSON"):
         read_hellaswag(path)
     path.write_text(
         good + "\n\n" + json.dumps({"ctx": "x", "endings": ["a", "b"], "label": 7}) + "\n"

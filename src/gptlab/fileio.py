@@ -1,15 +1,22 @@
-"""Atomic file writes: a temp file in the same folder, fsync, then rename.
+"""Files in and out: atomic writes, and the one reader of UTF-8 text and JSON lines.
 
-A crash or kill mid-write leaves either the old file or the new one, never a half-written file
-that looks valid.
+A write goes to a temp file in the same folder, is fsynced, then renamed: a crash or kill
+mid-write leaves either the old file or the new one, never a half-written file that looks valid.
+
+A read of a file the user named fails with one line that says what is wrong with it (missing, a
+folder, not UTF-8, not JSON on line N), never a traceback. Corpora are read elsewhere
+(gptlab.data.files): there a bad byte is replaced and counted, not refused.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from gptlab.errors import GptlabError
 
 
 def _read_umask() -> int:
@@ -46,3 +53,50 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_text(path: str | Path, what: str = "file", *, allow_empty: bool = False) -> str:
+    """The UTF-8 text of `path`; `what` names it in errors ("data file", "--text-file")."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GptlabError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise GptlabError(f"{what} {path} is a folder, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise GptlabError(
+            f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it to UTF-8"
+        ) from None
+    except OSError as exc:
+        raise GptlabError(f"{what} {path} cannot be read ({exc.strerror})") from None
+    if not allow_empty and not text.strip():
+        raise GptlabError(f"{what} {path} is empty")
+    return text
+
+
+def jsonl_records(path: str | Path, what: str = "file") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON-lines file, streamed."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise GptlabError(
+                        f"{path} line {line_no}: not valid JSON ({exc.msg.removesuffix(' at')}, column {exc.colno})"
+                    ) from None
+                if not isinstance(record, dict):
+                    raise GptlabError(f"{path} line {line_no}: expected a JSON object")
+                yield line_no, record
+    except FileNotFoundError:
+        raise GptlabError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise GptlabError(f"{what} {path} is a folder, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise GptlabError(
+            f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None

@@ -178,15 +178,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def perplexity_text(path: str | None) -> tuple[str, str] | None:
     """(description, text) for the perplexity rows: --ppl-text, else TinyShakespeare's val tail."""
-    from pathlib import Path
-
-    from gptlab.errors import GptlabError
+    from gptlab.fileio import read_text
 
     if path is not None:
-        try:
-            return path, Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise GptlabError(f"cannot read --ppl-text {path}: {exc}") from exc
+        return path, read_text(path, "--ppl-text")
     from gptlab.data.sources import download_path
 
     cached = download_path("tinyshakespeare")

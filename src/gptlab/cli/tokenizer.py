@@ -141,20 +141,12 @@ def run_encode(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from gptlab.fileio import read_text
     from gptlab.tokenizers.base import GPT2Tokenizer, get_tokenizer
 
     path = Path(args.text_file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GptlabError(f"--text-file {path} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise GptlabError(
-            f"--text-file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
+    text = read_text(path, "--text-file")
     n_bytes = len(text.encode("utf-8"))
-    if n_bytes == 0:
-        raise GptlabError(f"--text-file {path} is empty; give it some text to encode")
 
     rows = [(args.tokenizer, get_tokenizer(args.tokenizer)), ("gpt2", GPT2Tokenizer())]
     print(f"{path}: {n_bytes:,} bytes")

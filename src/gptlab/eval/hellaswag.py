@@ -15,7 +15,6 @@ Published acc_norm on the validation set: random 0.25, GPT-2 124M about 0.2955, 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
 from gptlab.eval.scoring import IGNORE, right_pad, target_log_probs
+from gptlab.fileio import jsonl_records
 
 HELLASWAG_VAL_URL = (
     "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
@@ -57,14 +57,8 @@ class EndingScores:
         )
 
 
-def parse_item(line: str, where: str) -> HellaSwagItem:
-    """One jsonl line in the official schema (`ctx`, `endings`, `label`); `where` names it in errors."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise GptlabError(f"{where} is not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise GptlabError(f"{where} is not a JSON object with ctx, endings and label")
+def parse_item(record: dict, where: str) -> HellaSwagItem:
+    """One record in the official schema (`ctx`, `endings`, `label`); `where` names it in errors."""
     context, endings, label = record.get("ctx"), record.get("endings"), record.get("label")
     if not isinstance(context, str) or not context:
         raise GptlabError(f"{where} has no 'ctx' text")
@@ -86,20 +80,10 @@ def parse_item(line: str, where: str) -> HellaSwagItem:
 
 def read_hellaswag(path: str | Path) -> list[HellaSwagItem]:
     """All items of a HellaSwag jsonl file; a malformed line is an error naming its line number."""
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as f:
-            return [
-                parse_item(line, f"{path} line {number}")
-                for number, line in enumerate(f, start=1)
-                if line.strip()
-            ]
-    except FileNotFoundError:
-        raise GptlabError(f"HellaSwag file {path} does not exist") from None
-    except IsADirectoryError:
-        raise GptlabError(f"{path} is a folder; expected a HellaSwag .jsonl file") from None
-    except UnicodeDecodeError as exc:
-        raise GptlabError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return [
+        parse_item(record, f"{path} line {number}")
+        for number, record in jsonl_records(path, "HellaSwag file")
+    ]
 
 
 def hellaswag_val_path() -> Path:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -26,6 +26,7 @@ from typing import Generic, TypeVar
 import torch
 
 from gptlab.errors import GptlabError
+from gptlab.fileio import jsonl_records, read_text
 from gptlab.tokenizers.base import Tokenizer
 
 LABELED_SUFFIXES = (".tsv", ".txt", ".csv", ".jsonl")
@@ -62,20 +63,6 @@ class Splits(Generic[T]):
 # Reading files
 
 
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise GptlabError(f"data file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise GptlabError(
-            f"{path} is not UTF-8 text (byte {exc.start}); convert it to UTF-8"
-        ) from None
-    if not text.strip():
-        raise GptlabError(f"data file {path} is empty")
-    return text
-
-
 def read_labeled_texts(path: str | Path) -> list[LabeledText]:
     """Labelled texts from a .tsv/.txt, .csv or .jsonl file (see the module docstring)."""
     path = Path(path)
@@ -86,13 +73,12 @@ def read_labeled_texts(path: str | Path) -> list[LabeledText]:
             f"{path}: unknown file type {suffix or '(none)'}; use .tsv (label<TAB>text), .csv "
             '(label,text columns) or .jsonl ({"label", "text"} per line)'
         )
-    text = _read_text(path)
+    text = read_text(path, "data file")
     if suffix == ".csv":
         examples = _labeled_from_csv(path, text)
     elif suffix == ".jsonl":
         examples = [
-            _labeled_from_record(path, line_no, record)
-            for line_no, record in _jsonl_records(path, text)
+            _labeled_from_record(path, line_no, record) for line_no, record in jsonl_records(path)
         ]
     else:
         examples = _labeled_from_tsv(path, text)
@@ -152,19 +138,6 @@ def _labeled(path: Path, where: str, label: str, text: str) -> LabeledText:
     return LabeledText(label, text)
 
 
-def _jsonl_records(path: Path, text: str) -> Iterator[tuple[int, dict]]:
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GptlabError(f"{path} line {line_no}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise GptlabError(f"{path} line {line_no}: expected a JSON object")
-        yield line_no, record
-
-
 def read_instructions(path: str | Path) -> list[InstructionExample]:
     """Alpaca-format examples from a .json list or a .jsonl file."""
     path = Path(path)
@@ -173,9 +146,9 @@ def read_instructions(path: str | Path) -> list[InstructionExample]:
         raise GptlabError(
             f"{path}: unknown file type {suffix or '(none)'}; use an Alpaca .json list or .jsonl records"
         )
-    text = _read_text(path)
+    text = read_text(path, "data file")
     if suffix == ".jsonl":
-        located = [(f"line {line_no}", record) for line_no, record in _jsonl_records(path, text)]
+        located = [(f"line {line_no}", record) for line_no, record in jsonl_records(path)]
     else:
         try:
             records = json.loads(text)

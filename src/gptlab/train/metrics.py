@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.fileio import atomic_write_text, jsonl_records
 from gptlab.optional import import_optional
 
 METRICS_FILE = "metrics.jsonl"
@@ -26,15 +27,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise GptlabError(f"{run_dir} has no {METRICS_FILE}: is it a gptlab training run folder?")
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    return [record for _, record in jsonl_records(path)]
 
 
 def truncate_metrics(run_dir: str | Path, last_step: int) -> None:
     """Drop lines logged after `last_step` (a resumed run repeats the steps after its checkpoint)."""
-    from gptlab.fileio import atomic_write_text
-
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return
