@@ -10,11 +10,11 @@ from gptlab.finetune.examples import (
     LabeledText,
     downsample_to_smallest_class,
     label_names,
-    pad_right,
     read_instructions,
     read_labeled_texts,
     split_examples,
 )
+from gptlab.model.batching import right_pad
 
 EXPECTED = [LabeledText("ham", "see you at 5"), LabeledText("spam", "WIN a prize, call now")]
 
@@ -119,4 +119,4 @@ def test_downsampling_keeps_the_smallest_class_size():
 
 
 def test_pad_right():
-    assert pad_right([[1, 2, 3], [4]], 0).tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert right_pad([[1, 2, 3], [4]], 0).tolist() == [[1, 2, 3], [4, 0, 0]]

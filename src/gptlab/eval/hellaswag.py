@@ -23,8 +23,9 @@ import torch
 
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
-from gptlab.eval.scoring import IGNORE, right_pad, target_log_probs
+from gptlab.eval.scoring import target_log_probs
 from gptlab.fileio import jsonl_records
+from gptlab.model.batching import IGNORE_INDEX, right_pad
 
 HELLASWAG_VAL_URL = (
     "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
@@ -142,10 +143,10 @@ def score_endings(
                 batch = items[i : i + batch_size]
                 rows = [row for item in batch for row in ending_rows(tokenizer, item, block_size)]
                 inputs = right_pad([seq[:-1] for seq, _ in rows], 0, device)  # (rows, T)
-                # Score only the ending: context targets and padding are IGNORE.
+                # Score only the ending: context targets and padding are IGNORE_INDEX.
                 targets = right_pad(
-                    [[IGNORE] * (len(seq) - 1 - n) + seq[len(seq) - n :] for seq, n in rows],
-                    IGNORE,
+                    [[IGNORE_INDEX] * (len(seq) - 1 - n) + seq[len(seq) - n :] for seq, n in rows],
+                    IGNORE_INDEX,
                     device,
                 )
                 log_probs = target_log_probs(model, inputs, targets)  # (rows, T)

@@ -29,7 +29,8 @@ import torch
 
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
-from gptlab.eval.scoring import IGNORE, target_log_probs
+from gptlab.eval.scoring import target_log_probs
+from gptlab.model.batching import IGNORE_INDEX
 
 BYTE_COUNT_CHUNK = 1 << 24  # tokens per numpy pass when counting bytes of a long split
 
@@ -186,11 +187,11 @@ def evaluate_tokens(
 
 
 def window_batch(tokens: np.ndarray, batch: list[Window]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and targets (B, T) of equally long windows; already-scored targets are IGNORE."""
+    """Inputs and targets (B, T) of equally long windows; already-scored targets are IGNORE_INDEX."""
     inputs = np.stack([tokens[w.start : w.end] for w in batch]).astype(np.int64)
     targets = np.stack([tokens[w.start + 1 : w.end + 1] for w in batch]).astype(np.int64)
     for row, w in zip(targets, batch, strict=True):
-        row[: len(row) - w.n_scored] = IGNORE  # context only: an earlier window scored these
+        row[: len(row) - w.n_scored] = IGNORE_INDEX  # context only: an earlier window scored these
     return torch.from_numpy(inputs), torch.from_numpy(targets)
 
 

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gptlab.device import model_device
-from gptlab.finetune.examples import LabeledText, pad_right
+from gptlab.finetune.examples import LabeledText
 from gptlab.finetune.loop import StepResult
+from gptlab.model.batching import right_pad
 from gptlab.model.gpt import GPT
 from gptlab.tokenizers.base import Tokenizer
 
@@ -114,7 +115,7 @@ def make_batches(
         seqs = [data.ids[i] for i in group]
         batches.append(
             (
-                pad_right(seqs, pad_id).to(device),
+                right_pad(seqs, pad_id).to(device),
                 torch.tensor([len(s) for s in seqs], device=device),
                 torch.tensor([data.labels[i] for i in group], device=device),
                 group,
@@ -185,6 +186,6 @@ def predict_probabilities(
     classifier.eval()
     device = model_device(classifier)
     ids = [seq[:max_length] for seq in tokenizer.encode_batch(list(texts))]
-    tokens = pad_right(ids, pad_id).to(device)
+    tokens = right_pad(ids, pad_id).to(device)
     lengths = torch.tensor([len(s) for s in ids], device=device)
     return torch.softmax(classifier(tokens, lengths), dim=-1).cpu()

@@ -244,19 +244,6 @@ def batch_indices(
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def pad_right(sequences: Sequence[Sequence[int]], pad_value: int) -> torch.Tensor:
-    """Token lists of different lengths -> (B, T) with T the longest, filled on the right.
-
-    Right padding suits a causal model: no real token attends to the padding after it, so a row's
-    real positions compute exactly what they would alone, with no attention mask.
-    """
-    longest = max(len(s) for s in sequences)
-    out = torch.full((len(sequences), longest), pad_value, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return out
-
-
 def pad_id_for(tokenizer: Tokenizer) -> int:
     """GPT-2 style tokenizers pad with end-of-text; others (char) with 0, which is safe because
     padding never reaches a real position (right padding, causal attention) nor the loss."""

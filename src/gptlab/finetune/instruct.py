@@ -33,13 +33,13 @@ from dataclasses import dataclass
 
 import torch
 
-from gptlab.finetune.examples import InstructionExample, pad_right
+from gptlab.finetune.examples import InstructionExample
 from gptlab.finetune.loop import StepResult
 from gptlab.inference.generate import GenerationConfig, generate
+from gptlab.model.batching import IGNORE_INDEX, right_pad
 from gptlab.model.gpt import GPT
 from gptlab.tokenizers.base import Tokenizer
 
-IGNORE_INDEX = -100  # targets the cross-entropy loss skips (GPT.forward's ignore_index)
 TEMPLATE_NAME = "alpaca"
 PREAMBLE = (
     "Below is an instruction that describes a task. "
@@ -86,8 +86,8 @@ def inputs_and_targets(
     Position t of a row predicts ids[t + 1]; that target belongs to the prompt when
     t + 1 < prompt_length, so the first prompt_length - 1 targets are masked.
     """
-    inputs = pad_right([e.ids[:-1] for e in examples], pad_id)
-    targets = pad_right([e.ids[1:] for e in examples], IGNORE_INDEX)
+    inputs = right_pad([e.ids[:-1] for e in examples], pad_id)
+    targets = right_pad([e.ids[1:] for e in examples], IGNORE_INDEX)
     if not keep_prompt_loss:
         for row, example in enumerate(examples):
             targets[row, : example.prompt_length - 1] = IGNORE_INDEX

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
+from gptlab.model.batching import IGNORE_INDEX
 from gptlab.model.config import ModelConfig
 from gptlab.model.hooks import HookFn, HookPoint, attached, name_hook_points, select_hook_points
 from gptlab.model.kv_cache import KVCache
@@ -211,7 +212,7 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits for every position and, given targets, the mean cross-entropy loss.
 
-        idx: (B, T) token ids. targets: (B, T) ids, -100 where a position should not count.
+        idx: (B, T) token ids. targets: (B, T) ids, IGNORE_INDEX (-100) where a position should not count.
         attention_mask: (B, T_past + T), 1 for real tokens and 0 for padding (batched prompts).
         position_ids: (B, T); by default T_past, T_past + 1, ... (left-padded batches pass their own).
         kv_cache: holds the keys/values of earlier positions; this call appends to it.
@@ -254,7 +255,7 @@ class GPT(nn.Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
+                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
             )
         return logits, loss
 
