@@ -1,4 +1,6 @@
-"""PNG pictures for the interpretability tools: heatmaps, an attention grid, bar charts.
+"""PNG pictures: the one matplotlib set-up, and the heatmaps, attention grid and bar charts of
+the interpretability tools. Training curves, the confusion matrix and the generation benchmark
+draw on the same figures.
 
 matplotlib is optional (the `plot` extra) and imported here, when a picture is drawn. Figures are
 built with matplotlib.figure.Figure directly, not pyplot, so no global backend or window state is
@@ -24,10 +26,17 @@ def new_figure(width: float, height: float):
     return figure_module.Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def save_figure(figure, path: str | Path) -> Path:
+def save_figure(figure, path: str | Path, dpi: int | None = None) -> Path:
+    """Write the figure as a PNG, atomically (dpi: the figure's own unless given)."""
     path = Path(path)
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi or "figure"))
     return path
+
+
+def color_cycle() -> list[str]:
+    """matplotlib's default line colours, to give each run one colour across its curves."""
+    matplotlib = import_optional("matplotlib", "plot")
+    return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def _label_axis(ax, axis: str, labels: Sequence[str] | None, count: int) -> None:

@@ -1,4 +1,5 @@
-"""Plain-text tables for the terminal (no dependency; columns padded to their widest cell)."""
+"""Tables: plain text for the terminal (columns padded to their widest cell) and Markdown for
+result files (readable as plain text too, rendered by any Markdown viewer). No dependency."""
 
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
+
+
+def markdown_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], align: str = ""
+) -> str:
+    """A Markdown table; `align` has one letter per column, l or r (default: l for the first
+    column, r for the others, as results tables read best)."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |", rule]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def ranked_cells(values, k: int) -> list[tuple[int, int]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from gptlab.experiment.grid import PlannedRun
 from gptlab.experiment.runner import RunResult
 from gptlab.fileio import atomic_write_text
+from gptlab.tables import markdown_table
 
 RESULTS_MARKDOWN = "results.md"
 RESULTS_CSV = "results.csv"
@@ -60,10 +61,16 @@ def _number(value: float | None, digits: int) -> str:
 
 
 def results_markdown(summaries: list[CombinationSummary]) -> str:
-    lines = [
-        "| combination | seeds | val loss (mean ± std) | val loss min-max | parameters | tokens/s | wall time (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+    headers = [
+        "combination",
+        "seeds",
+        "val loss (mean ± std)",
+        "val loss min-max",
+        "parameters",
+        "tokens/s",
+        "wall time (s)",
     ]
+    rows = []
     for s in summaries:
         loss = (
             "n/a"
@@ -75,11 +82,18 @@ def results_markdown(summaries: list[CombinationSummary]) -> str:
             if s.val_loss_min is None
             else f"{s.val_loss_min:.4f}-{_number(s.val_loss_max, 4)}"
         )
-        lines.append(
-            f"| {s.label} | {s.seeds} | {loss} | {spread} | {s.num_parameters:,} "
-            f"| {s.tokens_per_s:,.0f} | {s.wall_seconds:.1f} |"
+        rows.append(
+            [
+                s.label,
+                s.seeds,
+                loss,
+                spread,
+                f"{s.num_parameters:,}",
+                f"{s.tokens_per_s:,.0f}",
+                f"{s.wall_seconds:.1f}",
+            ]
         )
-    return "\n".join(lines) + "\n"
+    return markdown_table(headers, rows)
 
 
 def results_csv(summaries: list[CombinationSummary]) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from gptlab.fileio import atomic_write
-from gptlab.optional import import_optional
+from gptlab.plotting import new_figure, save_figure
+from gptlab.tables import markdown_table
 
 
 def confusion_matrix(true: Sequence[int], predicted: Sequence[int], n_classes: int) -> torch.Tensor:
@@ -21,24 +21,16 @@ def confusion_matrix(true: Sequence[int], predicted: Sequence[int], n_classes: i
 
 def confusion_table(matrix: torch.Tensor, labels: Sequence[str]) -> str:
     """A Markdown table (readable as plain text too), rows true, columns predicted."""
-    header = "| true \\ predicted | " + " | ".join(labels) + " |"
-    rule = "|" + " --- |" * (len(labels) + 1)
-    rows = [
-        f"| {label} | " + " | ".join(str(int(v)) for v in row) + " |"
-        for label, row in zip(labels, matrix, strict=True)
-    ]
-    return "\n".join([header, rule, *rows]) + "\n"
+    rows = [[label, *(int(v) for v in row)] for label, row in zip(labels, matrix, strict=True)]
+    return markdown_table(["true \\ predicted", *labels], rows)
 
 
 def save_confusion_png(
     matrix: torch.Tensor, labels: Sequence[str], path: str | Path, title: str
 ) -> None:
-    matplotlib = import_optional("matplotlib", "plot")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * n, 1.2 + 1.0 * n))
+    fig = new_figure(1.6 + 1.1 * n, 1.2 + 1.0 * n)
+    ax = fig.subplots()
     ax.imshow(matrix.numpy(), cmap="Blues")
     ax.set_xticks(range(n), labels=labels, rotation=45 if n > 4 else 0)
     ax.set_yticks(range(n), labels=labels)
@@ -57,6 +49,4 @@ def save_confusion_png(
                 va="center",
                 color="white" if value > threshold else "black",
             )
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

@@ -37,6 +37,8 @@ from gptlab.device import model_device
 from gptlab.inference.generate import GenerationConfig, generate
 from gptlab.inference.precision import dtype_for_device, prepare_model, weight_bytes
 from gptlab.optional import import_optional
+from gptlab.plotting import new_figure, save_figure
+from gptlab.tables import markdown_table
 
 WARMUP_TOKENS = 8
 BASELINE, UNCACHED, DYNAMIC = "transformers generate", "no cache", "dynamic cache"
@@ -430,26 +432,47 @@ def format_generate_table(bench: GenerateBench) -> str:
         f"median of {bench.repeats}, device {bench.machine['device']}, "
         f"{bench.machine['torch_threads']} threads, load {fmt_load(bench.machine)}",
         "",
-        f"| path | batch | tokens/s | vs transformers | ms/token p50 | p90 | first token ms "
-        f"| {memory} MB (+ during run) | weights MB | perplexity change | same tokens | notes |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
+    headers = [
+        "path",
+        "batch",
+        "tokens/s",
+        "vs transformers",
+        "ms/token p50",
+        "p90",
+        "first token ms",
+        f"{memory} MB (+ during run)",
+        "weights MB",
+        "perplexity change",
+        "same tokens",
+        "notes",
+    ]
+    rows = []
     for row in bench.rows:
         if row.skipped:
-            lines.append(
-                f"| {row.name} | {row.batch} | - | - | - | - | - | - | - | - | - | {row.skipped} |"
-            )
+            rows.append([row.name, row.batch, *["-"] * 9, row.skipped])
             continue
         s = row.summary(bench.new_tokens)
         ppl = "-"
         if row.perplexity is not None and bench.reference_perplexity:
             ppl = f"{100 * (row.perplexity / bench.reference_perplexity - 1):+.2f}%"
-        lines.append(
-            f"| {row.name} | {row.batch} | {s['tokens_per_s']:.1f} | {s['tokens_per_s'] / baseline:.2f}x "
-            f"| {fmt(s['ms_per_token_p50'])} | {fmt(s['ms_per_token_p90'])} | {fmt(s['first_token_ms'])} "
-            f"| {s['peak_memory_mb']:.0f} (+{s['peak_growth_mb']:.0f}) | {fmt_mb(s['weights_mb'])} | {ppl} "
-            f"| {bench.agreement(row)}/{len(row.tokens)} | {'; '.join(row.notes)} |"
+        rows.append(
+            [
+                row.name,
+                row.batch,
+                f"{s['tokens_per_s']:.1f}",
+                f"{s['tokens_per_s'] / baseline:.2f}x",
+                fmt(s["ms_per_token_p50"]),
+                fmt(s["ms_per_token_p90"]),
+                fmt(s["first_token_ms"]),
+                f"{s['peak_memory_mb']:.0f} (+{s['peak_growth_mb']:.0f})",
+                fmt_mb(s["weights_mb"]),
+                ppl,
+                f"{bench.agreement(row)}/{len(row.tokens)}",
+                "; ".join(row.notes),
+            ]
         )
+    lines.append(markdown_table(headers, rows, align="l" + "r" * 10 + "l").rstrip())
     if bench.reference_perplexity is not None:
         lines += [
             "",
@@ -473,12 +496,6 @@ def fmt_load(machine: dict) -> str:
 
 def plot_generate(bench: GenerateBench, path) -> None:
     """Two panels: throughput vs batch size, and each batch-1 row's speedup over transformers."""
-    matplotlib = import_optional("matplotlib", "plot")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from gptlab.fileio import atomic_write
-
     summaries = [r.summary(bench.new_tokens) for r in bench.rows if not r.skipped]
     by_batch = sorted(
         (s for s in summaries if s["name"] == DYNAMIC or s["name"].startswith(f"{DYNAMIC}, batch")),
@@ -487,7 +504,8 @@ def plot_generate(bench: GenerateBench, path) -> None:
     baseline = next(s for s in summaries if s["name"] == BASELINE)["tokens_per_s"]
     single = [s for s in summaries if s["batch"] == 1]
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = new_figure(12, 4.5)
+    left, right = fig.subplots(1, 2)
     batches = [s["batch"] for s in by_batch]
     left.plot(
         batches, [s["tokens_per_s"] for s in by_batch], marker="o", label="tokens/s (all rows)"
@@ -504,6 +522,4 @@ def plot_generate(bench: GenerateBench, path) -> None:
     right.set_xlabel("speedup vs transformers generate (batch 1)")
     right.invert_yaxis()
     fig.suptitle(f"{bench.model}, {bench.new_tokens} new tokens, {bench.machine['device']}")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write
-from gptlab.optional import import_optional
+from gptlab.plotting import color_cycle, new_figure, save_figure
 from gptlab.train.metrics import read_metrics
 
 LOSS_PLOT_FILE = "loss.png"
@@ -23,15 +22,12 @@ def smooth(values: list[float], weight: float) -> list[float]:
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> Path:
     """Write one PNG with every run's train loss (smoothed, thin) and val loss (markers, bold)."""
-    matplotlib = import_optional("matplotlib", "plot")
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
     if not run_dirs:
         raise GptlabError("give at least one run folder to plot")
     labels = labels or [Path(d).name or str(d) for d in run_dirs]
-    figure, axes = plt.subplots(figsize=(8, 5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure = new_figure(8, 5)
+    axes = figure.subplots()
+    colors = color_cycle()
     for index, (run_dir, label) in enumerate(zip(run_dirs, labels, strict=True)):
         color = colors[index % len(colors)]
         records = read_metrics(run_dir)
@@ -63,8 +59,4 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | N
     axes.grid(alpha=0.3)
     axes.legend()
     axes.set_title("training loss (train smoothed, val at evaluations)")
-    figure.tight_layout()
-    out = Path(out)
-    atomic_write(out, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
-    plt.close(figure)
-    return out
+    return save_figure(figure, out, dpi=110)
