@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from gptlab.data.folder import read_meta
 from gptlab.data.loader import TokenLoader, split_num_tokens
-from gptlab.data.prepare import prepare_dataset, read_meta
+from gptlab.data.prepare import prepare_dataset
 from gptlab.errors import GptlabError
 
 

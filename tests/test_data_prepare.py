@@ -11,8 +11,9 @@ import pytest
 import tiktoken
 
 from gptlab.cli import main
+from gptlab.data.folder import load_prepared_tokenizer, read_meta
 from gptlab.data.parallel import split_at_token_boundaries
-from gptlab.data.prepare import load_prepared_tokenizer, prepare_dataset, read_meta
+from gptlab.data.prepare import prepare_dataset
 from gptlab.data.shards import ShardWriter, token_dtype
 from gptlab.data.sources import download_path
 from gptlab.errors import GptlabError

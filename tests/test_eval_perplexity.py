@@ -191,7 +191,7 @@ def fineweb_prepared(tmp_path_factory):
 
 
 def test_prepared_split_counts_the_bytes_of_its_documents(fineweb_prepared):
-    from gptlab.data.prepare import read_meta
+    from gptlab.data.folder import read_meta
 
     folder, val_documents = fineweb_prepared
     tokenizer = GPT2Tokenizer()

@@ -61,7 +61,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptlab.data.prepare import prepare_dataset, read_meta
+    from gptlab.data.folder import read_meta
+    from gptlab.data.prepare import prepare_dataset
 
     folder = prepare_dataset(
         args.source,

@@ -41,8 +41,6 @@ from gptlab.data.folder import (
     FORMAT_VERSION,
     building_folder,
     is_prepared,
-    load_prepared_tokenizer,
-    read_meta,
     settings_hash,
 )
 from gptlab.data.parallel import batch_documents, encode_in_order, split_at_token_boundaries
@@ -51,8 +49,6 @@ from gptlab.data.shards import ShardWriter, token_dtype
 from gptlab.data.sources import resolve_source
 from gptlab.errors import GptlabError, require
 from gptlab.tokenizers.base import CharTokenizer, Tokenizer, get_tokenizer, save_tokenizer
-
-__all__ = ["prepare_dataset", "read_meta", "load_prepared_tokenizer"]
 
 SPLITS = ("train", "val")
 _COPY_CHUNK_TOKENS = 1 << 24

@@ -242,7 +242,7 @@ def evaluate_prepared(
 
 def check_same_tokenizer(data_dir: str | Path, tokenizer) -> None:
     """A prepared folder's tokens mean something to the model only if it used the model's tokenizer."""
-    from gptlab.data.prepare import load_prepared_tokenizer
+    from gptlab.data.folder import load_prepared_tokenizer
 
     data_tokenizer = load_prepared_tokenizer(data_dir)
     if data_tokenizer.to_dict() != tokenizer.to_dict():
@@ -261,7 +261,7 @@ def prepared_split_tokens(
     data_dir: str | Path, split: str, max_tokens: int | None = None
 ) -> np.ndarray:
     """The tokens of a prepared split as one array (the first max_tokens of them if given)."""
-    from gptlab.data.prepare import read_meta
+    from gptlab.data.folder import read_meta
     from gptlab.data.shards import open_shards
 
     meta = read_meta(data_dir)

@@ -1,7 +1,18 @@
-"""Training: the loop (trainer), optimizer and schedule, checkpoints, DDP, metrics and plots.
+"""Training: a run config in, a run folder out.
 
-    from gptlab.train.config import build_run_config
+    config.py          RunConfig = [model] + [data] + [train], presets, build_run_config
+    trainer.py         the loop: accumulation, precision, evals, samples, checkpoints, logging
+    optim.py, muon.py  AdamW / Muon parameter groups and the learning-rate Schedule
+    precision.py       autocast dtype, loss scaling, TF32
+    distributed.py     DDP under torchrun
+    training_data.py   the trainer's view of a prepared folder (prepared on first use)
+    periodic_eval.py   mean loss over fixed windows, samples, extra evals (HellaSwag)
+    resume.py          the training state a checkpoint holds besides the weights
+    run_folder.py      the run folder: created, locked, resumed, refused
+    metrics.py, plots.py, flops.py   metrics.jsonl and loggers, loss curves, FLOPs and MFU
+
     from gptlab.train import train
+    from gptlab.train.config import build_run_config
 
     result = train(build_run_config(overrides=["train.max_steps=200"]), "runs/quick")
 
