@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gptlab.checkpoints.load import load_model
@@ -40,6 +42,7 @@ from gptlab.checkpoints.model_folder import (
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write, atomic_write_text
 from gptlab.model.gpt import GPT
+from gptlab.model.hf import load_hf_model
 from gptlab.model.lora import LoRAConfig, load_adapter, merge_lora, save_adapter
 from gptlab.tokenizers.base import Tokenizer
 
@@ -53,8 +56,6 @@ OUTPUT_FILES = (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, TASK_FILE, HEAD_FILE)
 def load_init_model(spec: str, device: torch.device | str = "cpu") -> tuple[GPT, Tokenizer]:
     """The model fine-tuning starts from: a gptlab folder, or hf:NAME (Hugging Face GPT-2)."""
     if spec.startswith("hf:"):
-        from gptlab.model.hf import load_hf_model
-
         model, tokenizer = load_hf_model(spec[3:])
     else:
         if not Path(spec).exists():
@@ -100,8 +101,6 @@ def save_finetuned(
     merge: bool = False,
 ) -> None:
     """Write a fine-tuned folder (see the module docstring); task.json is written last."""
-    from safetensors.torch import save_file
-
     out = Path(out)
     task = dict(task)
     if lora is None:
@@ -175,9 +174,6 @@ def load_finetuned(directory: str | Path, device: torch.device | str = "cpu") ->
 
 
 def load_head(directory: Path, n_embd: int, n_classes: int) -> nn.Linear:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         state = load_file(str(directory / HEAD_FILE), device="cpu")
     except FileNotFoundError:

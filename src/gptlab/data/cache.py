@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tqdm import tqdm
+
 from gptlab.errors import GptlabError
 
 HOME_ENV_VAR = "GPTLAB_HOME"
@@ -90,8 +92,6 @@ def _fetch(
     url: str, out, dest: Path, no_network_hint: str, show_progress: bool, timeout: float
 ) -> str:
     """Stream `url` into the open binary file `out` and return the sha256 of what was written."""
-    from tqdm import tqdm
-
     try:
         response = urllib.request.urlopen(url, timeout=timeout)
     except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.optional import import_optional
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet", ".csv")
 _REPLACEMENT_CHAR_UTF8 = "\ufffd".encode()
@@ -238,8 +239,6 @@ def _csv_documents(path: Path, text_column: str, stats: TextStats) -> Iterator[s
 
 
 def _pyarrow_parquet():
-    from gptlab.optional import import_optional
-
     return import_optional("pyarrow.parquet", "data")
 
 

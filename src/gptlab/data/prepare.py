@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gptlab import __version__
 from gptlab.data.cache import prepared_root
 from gptlab.data.files import TextStats
 from gptlab.data.folder import (
@@ -349,8 +350,6 @@ def _available_cores() -> int:
 
 
 def _version() -> str:
-    from gptlab import __version__
-
     return __version__
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from tqdm import tqdm
+
 
 class PrepareProgress:
     """The prepare progress bar: docs/s and tokens/s, and an ETA whenever the total is known.
@@ -13,8 +15,6 @@ class PrepareProgress:
     """
 
     def __init__(self, *, total_docs=None, total_tokens=None, total_chars=None, enabled=True):
-        from tqdm import tqdm
-
         if total_tokens is not None:
             self.unit, total = "tok", total_tokens
         elif total_chars is not None:

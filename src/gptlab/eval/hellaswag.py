@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
+from gptlab.data.cache import download, downloads_dir
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
 from gptlab.eval.scoring import target_log_probs
@@ -93,8 +95,6 @@ def hellaswag_val_path() -> Path:
     Only the official file (by sha256) is accepted here; to score another copy, such as an
     offline reconstruction, pass its path instead (--data FILE).
     """
-    from gptlab.data.cache import download, downloads_dir
-
     destination = downloads_dir() / "hellaswag" / "hellaswag_val.jsonl"
     return download(HELLASWAG_VAL_URL, destination, HELLASWAG_VAL_SHA256)
 
@@ -127,8 +127,6 @@ def score_endings(
     progress: bool = True,
 ) -> list[EndingScores]:
     """The log-likelihood of every ending of every item; batch_size counts items per forward pass."""
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise GptlabError(f"--batch-size must be at least 1, got {batch_size}")
     device = model_device(model)

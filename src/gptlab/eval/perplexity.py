@@ -26,7 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from gptlab.data.folder import load_prepared_tokenizer, read_meta
+from gptlab.data.shards import open_shards
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
 from gptlab.eval.scoring import target_log_probs
@@ -135,8 +138,6 @@ def evaluate_tokens(
     batch_size: windows per forward pass.
     max_tokens: score only the first max_tokens predictions (tokens 1 .. max_tokens).
     """
-    from tqdm.auto import tqdm
-
     context = model.config.block_size
     stride = context if stride is None else stride
     if not 1 <= stride <= context:
@@ -242,8 +243,6 @@ def evaluate_prepared(
 
 def check_same_tokenizer(data_dir: str | Path, tokenizer) -> None:
     """A prepared folder's tokens mean something to the model only if it used the model's tokenizer."""
-    from gptlab.data.folder import load_prepared_tokenizer
-
     data_tokenizer = load_prepared_tokenizer(data_dir)
     if data_tokenizer.to_dict() != tokenizer.to_dict():
         raise GptlabError(
@@ -261,9 +260,6 @@ def prepared_split_tokens(
     data_dir: str | Path, split: str, max_tokens: int | None = None
 ) -> np.ndarray:
     """The tokens of a prepared split as one array (the first max_tokens of them if given)."""
-    from gptlab.data.folder import read_meta
-    from gptlab.data.shards import open_shards
-
     meta = read_meta(data_dir)
     splits = meta["splits"]
     if split not in splits:

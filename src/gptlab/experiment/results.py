@@ -12,6 +12,7 @@ from gptlab.experiment.grid import PlannedRun
 from gptlab.experiment.runner import RunResult
 from gptlab.fileio import atomic_write_text
 from gptlab.tables import markdown_table
+from gptlab.train.plots import plot_runs
 
 RESULTS_MARKDOWN = "results.md"
 RESULTS_CSV = "results.csv"
@@ -110,8 +111,6 @@ def write_results(
     out: str | Path, planned: list[PlannedRun], results: list[RunResult]
 ) -> list[CombinationSummary]:
     """results.md, results.csv and loss_curves.png in `out`; returns the summaries."""
-    from gptlab.train.plots import plot_runs
-
     out = Path(out)
     summaries = summarize(results)
     atomic_write_text(out / RESULTS_MARKDOWN, results_markdown(summaries))

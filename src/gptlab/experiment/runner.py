@@ -9,9 +9,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from gptlab.errors import GptlabError
 from gptlab.experiment.grid import PlannedRun
 from gptlab.fileio import atomic_write_text
+from gptlab.train import train
 from gptlab.train.config import RunConfig
 
 RESULT_FILE = "result.json"
@@ -50,8 +53,6 @@ def _comparable(config: dict) -> dict:
 
 
 def train_planned_run(run: PlannedRun, on_step=None) -> RunResult:
-    from gptlab.train import train
-
     config_before = run.config.to_dict()  # training fills in vocab_size; compare like with like
     # The trainer's own report (header, samples, summary) goes to the run's train.log so the
     # terminal shows the grid's progress; on failure it is shown, as it may explain the failure.
@@ -95,8 +96,6 @@ def budget_fraction(record: dict, config: RunConfig) -> float:
 
 def run_experiment(planned: list[PlannedRun], show_progress: bool = True) -> list[RunResult]:
     """Train every planned run not finished yet (in grid order), returning all results."""
-    from tqdm import tqdm
-
     results: dict[Path, RunResult] = {}
     pending = []
     for run in planned:

@@ -32,10 +32,14 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 
 import torch
+from tqdm import tqdm
 
 from gptlab.device import model_device
+from gptlab.eval.perplexity import evaluate_text
 from gptlab.inference.generate import GenerationConfig, generate
 from gptlab.inference.precision import dtype_for_device, prepare_model, weight_bytes
+from gptlab.inference.speculative import speculative_generate
+from gptlab.model.hf import to_hf_model
 from gptlab.optional import import_optional
 from gptlab.plotting import new_figure, save_figure
 from gptlab.tables import markdown_table
@@ -109,7 +113,6 @@ def gptlab_row(name: str, model, batch: int = 1, **config) -> BenchRow:
 def transformers_row(model) -> BenchRow:
     """transformers' GPT2LMHeadModel.generate on the same weights, forced to make every token."""
     transformers = import_optional("transformers", "hf")
-    from gptlab.model.hf import to_hf_model
 
     hf_model = to_hf_model(model).to(model_device(model))
     hf_model.generation_config.eos_token_id = None  # no early stop: time a fixed number of tokens
@@ -142,8 +145,6 @@ def transformers_row(model) -> BenchRow:
 
 
 def speculative_row(model, draft, draft_tokens: int) -> BenchRow:
-    from gptlab.inference.speculative import speculative_generate
-
     row = BenchRow(
         f"speculative (draft {draft.num_parameters() / 1e6:.1f}M, k={draft_tokens})", 1, None
     )
@@ -261,7 +262,7 @@ def reset_peak_memory(device: torch.device) -> float:
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
+    import resource  # POSIX only, so imported where it is needed
 
     try:
         with open("/proc/self/status") as f:
@@ -272,8 +273,6 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def perplexity_of(model, tokenizer, text: str, max_tokens: int) -> float:
-    from gptlab.eval.perplexity import evaluate_text
-
     return evaluate_text(model, tokenizer, text, max_tokens=max_tokens, progress=False).perplexity
 
 
@@ -338,8 +337,6 @@ def bench_generate(
     progress: bool = True,
 ) -> GenerateBench:
     """Run the matrix; see the module docstring. only: shell-style patterns of row names."""
-    from tqdm import tqdm
-
     model.eval()
     device = model_device(model)
     # A fixed pseudo-random prompt: any tokenizer's model can take it, and speed does not depend on it.
@@ -403,7 +400,7 @@ def bench_generate(
 
 
 def machine_info(device: torch.device) -> dict:
-    import transformers
+    import transformers  # the reference the bench runs beside (the hf extra)
 
     info = {
         "device": str(device),

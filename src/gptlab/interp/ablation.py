@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from gptlab.data.loader import TokenLoader
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
 from gptlab.plotting import heatmap
@@ -99,8 +100,6 @@ def dataset_sample(
 
     block_size defaults to the model's, capped at 256 tokens to keep ablation sweeps quick.
     """
-    from gptlab.data.loader import TokenLoader
-
     if batches < 1 or batch_size < 1:
         raise GptlabError("the number of batches and the batch size must be at least 1")
     block_size = block_size or min(model.config.block_size, 256)

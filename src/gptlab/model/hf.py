@@ -20,10 +20,13 @@ the `hf` extra.
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write, atomic_write_text
@@ -251,9 +254,6 @@ def read_hf_config(folder: Path) -> dict:
 
 def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     """The state dict of a Hugging Face folder: safetensors (single or sharded), else pytorch_model.bin."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     if (folder / HF_SAFETENSORS_FILE).is_file():
         files = [folder / HF_SAFETENSORS_FILE]
     elif (folder / HF_SAFETENSORS_INDEX_FILE).is_file():
@@ -286,8 +286,6 @@ def read_json_dict(path: Path) -> dict:
 
 
 def read_pytorch_bin(path: Path) -> dict[str, torch.Tensor]:
-    import pickle
-
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as exc:
@@ -343,8 +341,6 @@ def export_hf(model: GPT, out_dir: str | Path, tokenizer: Tokenizer | None = Non
     own-BPE tokenizers have no Hugging Face equivalent. The tokenizer's end-of-text id, if it has
     one, becomes the config's bos/eos token id.
     """
-    from safetensors.torch import save_file
-
     eot_id = tokenizer.eot_id if tokenizer is not None else None
     config = hf_config_dict(model.config, eot_id=eot_id)
     state = to_hf_state_dict(model)

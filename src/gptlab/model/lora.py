@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gptlab.errors import GptlabError
@@ -154,8 +156,6 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_adapter(directory: str | Path, model: nn.Module, config: LoRAConfig) -> None:
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = adapter_state(model)
@@ -168,9 +168,6 @@ def save_adapter(directory: str | Path, model: nn.Module, config: LoRAConfig) ->
 
 def load_adapter(directory: str | Path, model: nn.Module) -> LoRAConfig:
     """Wrap `model` as the saved adapter says and load its A and B tensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     try:
         config = LoRAConfig.from_dict(

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from gptlab.device import BYTES_PER_ELEMENT, dtype_name
 from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
 
 # Which component each parameter belongs to, by a piece of its name (checked in this order).
 COMPONENTS = (
@@ -46,9 +49,6 @@ class ParamCounts:
 
 
 def count_parameters(config: ModelConfig) -> ParamCounts:
-    import torch
-
-    from gptlab.model.gpt import GPT
 
     with torch.device("meta"):
         model = GPT(config)

@@ -13,7 +13,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import tiktoken
+
 from gptlab.errors import GptlabError
+from gptlab.fileio import atomic_write_text
+from gptlab.tokenizers.bpe import BPETokenizer
 
 
 class Tokenizer(Protocol):
@@ -41,8 +45,6 @@ class GPT2Tokenizer:
     name = "gpt2"
 
     def __init__(self) -> None:
-        import tiktoken
-
         try:
             self._enc = tiktoken.get_encoding("gpt2")
         except Exception as exc:  # tiktoken raises plain requests/OS errors when offline
@@ -159,8 +161,6 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
             d["chars"], unknown=d.get("unknown", "error"), replacement=d.get("replacement")
         )
     if kind == "bpe":
-        from gptlab.tokenizers.bpe import BPETokenizer
-
         return BPETokenizer.from_dict(d)
     raise GptlabError(
         f"unknown tokenizer type {kind!r} in tokenizer file (expected gpt2, char or bpe)"
@@ -169,8 +169,6 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> None:
     """Write the tokenizer as JSON, atomically."""
-    from gptlab.fileio import atomic_write_text
-
     atomic_write_text(path, json.dumps(tokenizer.to_dict(), ensure_ascii=False))
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gptlab.device import dtype_name
 from gptlab.errors import GptlabError
+from gptlab.fileio import atomic_write_text
 from gptlab.model.config import ModelConfig
 from gptlab.overrides import (
     dump_toml,
@@ -207,8 +208,6 @@ class RunConfig:
         )
 
     def save(self, path: str | Path) -> None:
-        from gptlab.fileio import atomic_write_text
-
         atomic_write_text(path, self.to_toml())
 
     def override(self, assignments: list[str]) -> RunConfig:

@@ -8,6 +8,8 @@ not counted, which is what makes MFU comparable across implementations.
 
 from __future__ import annotations
 
+import torch
+
 from gptlab.model.config import ModelConfig
 
 # Dense (no sparsity) bf16 tensor-core peaks with fp32 accumulation, from NVIDIA's datasheets.
@@ -47,8 +49,6 @@ def peak_flops(device_name: str) -> float | None:
 
 
 def device_peak_flops(device) -> float | None:
-    import torch
-
     if device.type != "cuda":
         return None
     return peak_flops(torch.cuda.get_device_name(device))

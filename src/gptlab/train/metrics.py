@@ -16,6 +16,8 @@ import math
 import time
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text, jsonl_records
 from gptlab.optional import import_optional
@@ -103,8 +105,6 @@ class ProgressLine:
         start_step: int,
         enabled: bool,
     ):
-        from tqdm.auto import tqdm
-
         self.by_time = total_steps is None
         total = total_seconds if self.by_time else total_steps
         initial = 0 if self.by_time else start_step

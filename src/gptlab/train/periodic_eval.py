@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gptlab.inference.generate import GenerationConfig, generate_text
 from gptlab.train.distributed import DistributedContext, mean_across_ranks
 
 
@@ -57,8 +58,6 @@ def sample_text(
     seed: int,
 ) -> str:
     """A sample continuing `prompt`, drawn from its own seeded generator (training RNGs untouched)."""
-    from gptlab.inference.generate import GenerationConfig, generate_text
-
     was_training = model.training
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     (generation,) = generate_text(model, tokenizer, prompt, config)

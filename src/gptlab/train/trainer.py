@@ -24,10 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from gptlab.checkpoints import run as ckpt
+from gptlab.checkpoints.model_folder import WEIGHTS_FILE
 from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
+from gptlab.eval.hellaswag import hellaswag_training_eval
 from gptlab.model.gpt import GPT
 from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
@@ -52,6 +55,7 @@ from gptlab.train.metrics import (
 )
 from gptlab.train.optim import Schedule, build_optimizer, set_learning_rate
 from gptlab.train.periodic_eval import PeriodicEval, mean_loss, perplexity, sample_text
+from gptlab.train.plots import LOSS_PLOT_FILE, plot_runs
 from gptlab.train.precision import autocast_context, enable_tf32, grad_scaler, resolve_dtype
 from gptlab.train.resume import check_resumable, rank_state, restore_training_state, training_state
 from gptlab.train.run_folder import (
@@ -125,7 +129,6 @@ def configured_extra_evals(config: RunConfig) -> list[PeriodicEval]:
     every = config.train.eval_hellaswag_every
     if not every:
         return []
-    from gptlab.eval.hellaswag import hellaswag_training_eval
 
     # Items are read now, so a missing or malformed file fails before any training.
     run = hellaswag_training_eval(
@@ -446,8 +449,6 @@ class Trainer:
             self.print(f"--- sample after {self.step} steps ---\n{text}\n---")
 
     def plot(self) -> None:
-        from gptlab.train.plots import LOSS_PLOT_FILE, plot_runs
-
         try:
             plot_runs([self.run_dir], self.run_dir / LOSS_PLOT_FILE)
         except GptlabError as exc:  # matplotlib missing: the run goes on without the picture
@@ -485,9 +486,6 @@ class Trainer:
         barrier(self.context)
 
     def load_checkpoint(self, checkpoint: Path) -> None:
-        from safetensors.torch import load_file
-
-        from gptlab.checkpoints.model_folder import WEIGHTS_FILE
 
         state = ckpt.load_training_state(checkpoint)
         check_resumable(

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import torch
 
+from gptlab.data.folder import load_prepared_tokenizer, read_meta
+from gptlab.data.loader import TokenLoader
+from gptlab.data.prepare import prepare_dataset
 from gptlab.train.config import DataConfig
 from gptlab.train.distributed import DistributedContext, broadcast_from_main
 
@@ -32,9 +35,6 @@ class TrainingData:
         cls, config: DataConfig, context: DistributedContext, device: torch.device
     ) -> TrainingData:
         """Prepare the data if needed (rank 0; the others wait), then open it."""
-        from gptlab.data.folder import load_prepared_tokenizer, read_meta
-        from gptlab.data.prepare import prepare_dataset
-
         folder = Path(config.prepared_dir) if config.prepared_dir else None
         already_prepared = folder is not None and (folder / "meta.json").is_file()
         if context.is_main and not already_prepared:
@@ -52,8 +52,6 @@ class TrainingData:
         return cls(folder, load_prepared_tokenizer(folder), config.loader_mode, context, device)
 
     def train_loader(self, batch_size: int, block_size: int, seed: int):
-        from gptlab.data.loader import TokenLoader
-
         return TokenLoader(
             self.folder,
             "train",
@@ -73,8 +71,6 @@ class TrainingData:
         windows every time; each rank takes its own share. "The whole split" is every full batch
         of one epoch (at most batch_size - 1 windows per rank are left out).
         """
-        from gptlab.data.loader import TokenLoader
-
         loader = TokenLoader(
             self.folder,
             split,
