@@ -2,7 +2,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,6 @@ from gptlab.eval.perplexity import (
 from gptlab.model import GPT
 from gptlab.model.config import ModelConfig
 from gptlab.tokenizers.base import CharTokenizer, GPT2Tokenizer
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 TEXT = (
     "Größe, café, naïve: ünïcödé bytes count twice. The quick brown fox jumps over the lazy dog.\n"
@@ -175,13 +172,11 @@ def test_stride_one_gives_every_token_its_full_context(char_model):
 
 
 @pytest.fixture(scope="module")
-def fineweb_prepared(tmp_path_factory):
+def fineweb_prepared(tmp_path_factory, shared_data):
     """The first 20 real FineWeb-Edu documents with GPT-2's tokenizer: val = documents 0 and 10."""
     from gptlab.data.prepare import prepare_dataset
 
-    path = SHARED_DATA / "fineweb_edu" / "sample.jsonl"
-    if not path.is_file():
-        pytest.skip("../shared/data is not present beside the checkout")
+    path = shared_data / "fineweb_edu" / "sample.jsonl"
     out = tmp_path_factory.mktemp("prepared") / "fineweb"
     prepare_dataset(str(path), out=out, max_docs=20, workers=1, show_progress=False)
     documents = [

@@ -3,7 +3,6 @@ determinism across experiments, skipping finished runs, and one-line refusals be
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 
@@ -26,13 +25,11 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def prepared(tmp_path_factory, shared_data):
     """The first 20,000 characters of TinyShakespeare, prepared char-level."""
     from gptlab.data.prepare import prepare_dataset
 
-    source = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare/input.txt"
-    if not source.is_file():
-        pytest.skip("../shared/data is not present beside the checkout")
+    source = shared_data / "tinyshakespeare" / "input.txt"
     folder = tmp_path_factory.mktemp("shakespeare")
     text_file = folder / "head.txt"
     text_file.write_text(source.read_text(encoding="utf-8")[:20_000], encoding="utf-8")

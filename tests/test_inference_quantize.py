@@ -22,13 +22,9 @@ BLOCK = 32
 
 
 @pytest.fixture(scope="module")
-def trained(request):
+def trained(request, shared_data):
     """(model, tokenizer, validation text): a tiny char model after 150 AdamW steps."""
-    from conftest import SHARED_DATA
-
-    path = SHARED_DATA / "tinyshakespeare" / "input.txt"
-    if not path.is_file():
-        pytest.skip("../shared/data is not present beside the checkout")
+    path = shared_data / "tinyshakespeare" / "input.txt"
     text = path.read_text(encoding="utf-8")
     split = int(0.9 * len(text))
     tokenizer = CharTokenizer.from_text(text)

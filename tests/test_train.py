@@ -1,6 +1,8 @@
 """The training loop end to end on tiny models and real TinyShakespeare text: the run folder,
 metrics, plots, checkpoints (atomic), refusals, NaN stop, and `gptlab plot`."""
 
+import copy
+import dataclasses
 import json
 
 import pytest
@@ -9,6 +11,7 @@ import torch
 from gptlab.checkpoints import run as ckpt
 from gptlab.checkpoints.load import load_model
 from gptlab.cli import main
+from gptlab.data.folder import load_prepared_tokenizer
 from gptlab.errors import GptlabError
 from gptlab.train import PeriodicEval, train
 from gptlab.train.config import build_run_config
@@ -30,17 +33,11 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def prepared_shakespeare(tmp_path_factory):
+def prepared_shakespeare(tmp_path_factory, shared_data):
     """The first 60,000 characters of TinyShakespeare, prepared char-level (90/10 split)."""
-    from pathlib import Path
-
     from gptlab.data.prepare import prepare_dataset
 
-    source = (
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
-    )
-    if not source.is_file():
-        pytest.skip("../shared/data is not present beside the checkout")
+    source = shared_data / "tinyshakespeare" / "input.txt"
     folder = tmp_path_factory.mktemp("shakespeare")
     text_file = folder / "shakespeare_head.txt"
     text_file.write_text(source.read_text(encoding="utf-8")[:60_000], encoding="utf-8")
@@ -105,12 +102,16 @@ def test_a_run_writes_config_metrics_plot_samples_and_a_loadable_checkpoint(
     samples = (run / "samples.txt").read_text()
     assert "=== step 3 ===" in samples and "=== step 6 ===" in samples
     assert result.sample is not None and len(result.sample) == 1 + 20  # the "\n" prompt + 20 chars
-    # The resolved config is complete: it rebuilds the run's config exactly.
-    assert build_run_config(config_file=run / "config.toml") == config
+    # The resolved config is complete: it rebuilds the run's config exactly, with the vocabulary
+    # size the data decided (59 characters in this slice).
+    saved = build_run_config(config_file=run / "config.toml")
+    assert saved.model.vocab_size == load_prepared_tokenizer(prepared_shakespeare).vocab_size == 59
+    assert saved.train == config.train and saved.data == config.data
+    assert saved.model == dataclasses.replace(config.model, vocab_size=59)
 
     # The run folder is a model: the best checkpoint, without any wrapper prefixes in its names.
     model, tokenizer = load_model(run)
-    assert tokenizer.vocab_size == model.config.vocab_size == config.model.vocab_size
+    assert tokenizer.vocab_size == model.config.vocab_size == saved.model.vocab_size
     checkpoint = ckpt.find_run_checkpoint(run)
     assert ckpt.read_info(checkpoint)["val_loss"] == result.best_val_loss
     from safetensors.torch import load_file
@@ -119,6 +120,19 @@ def test_a_run_writes_config_metrics_plot_samples_and_a_loadable_checkpoint(
     assert not any(name.startswith(("_orig_mod.", "module.")) for name in names)
     state = ckpt.load_training_state(checkpoint)  # weights_only=True
     assert {"optimizer", "scaler", "ranks", "world_size"} <= state.keys()
+
+
+def test_the_data_decides_the_vocabulary_and_the_callers_config_is_left_alone(
+    prepared_shakespeare, tmp_path
+):
+    config = tiny_config(prepared_shakespeare, "train.max_steps=1", "model.vocab_size=1000")
+    before = copy.deepcopy(config)
+    train(config, tmp_path / "run", show_progress=False)
+    assert config == before  # gptlab experiment compares the configs it built with finished runs
+    saved = build_run_config(config_file=tmp_path / "run" / "config.toml")
+    data_vocab = load_prepared_tokenizer(prepared_shakespeare).vocab_size
+    assert saved.model.vocab_size == data_vocab != 1000  # the slice's characters, from the data
+    assert load_model(tmp_path / "run")[0].config.vocab_size == data_vocab
 
 
 def test_checkpoints_keep_the_last_k_and_the_best(prepared_shakespeare, tmp_path):

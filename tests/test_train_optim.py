@@ -1,10 +1,12 @@
 """Optimizer groups, the learning-rate schedule, gradient accumulation and MFU arithmetic."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.train.config import TrainConfig
 from gptlab.train.flops import flops_per_token, mfu, peak_flops
@@ -69,6 +71,25 @@ def test_learning_rate_schedule_by_seconds_and_by_whichever_is_further():
     # pretraining's schedule is read from its config
     config = TrainConfig(lr=2e-3, min_lr=2e-4, warmup_steps=7, max_steps=50, max_seconds=9.0)
     assert Schedule.of(config) == Schedule(2e-3, 2e-4, 7, 50, 9.0)
+
+
+@pytest.mark.parametrize(
+    "variant, lookup_only",
+    [
+        ({}, 64 * 32),  # GPT-2: the learned position table (block_size x n_embd)
+        ({"pos": "rope"}, 0),  # rotary positions: no table at all
+        ({"pos": "none"}, 0),
+        ({"tie_weights": False}, 64 * 32 + 128 * 32),  # + the untied token embedding (a lookup)
+    ],
+)
+def test_flops_count_only_multiplied_parameters(variant, lookup_only):
+    config = ModelConfig(
+        vocab_size=100, block_size=64, n_layer=2, n_head=4, n_embd=32, pad_vocab_multiple=64
+    )
+    config = replace(config, **variant)
+    n = GPT(config).num_parameters()
+    attention = 12 * 2 * 64 * 32
+    assert flops_per_token(config, n) == 6 * (n - lookup_only) + attention
 
 
 def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(tiny_config):

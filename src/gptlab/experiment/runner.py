@@ -53,7 +53,6 @@ def _comparable(config: dict) -> dict:
 
 
 def train_planned_run(run: PlannedRun, on_step=None) -> RunResult:
-    config_before = run.config.to_dict()  # training fills in vocab_size; compare like with like
     # The trainer's own report (header, samples, summary) goes to the run's train.log so the
     # terminal shows the grid's progress; on failure it is shown, as it may explain the failure.
     log = io.StringIO()
@@ -79,7 +78,7 @@ def train_planned_run(run: PlannedRun, on_step=None) -> RunResult:
     )
     atomic_write_text(
         run.run_dir / RESULT_FILE,
-        json.dumps({"config": config_before, "result": asdict(result)}, indent=2) + "\n",
+        json.dumps({"config": run.config.to_dict(), "result": asdict(result)}, indent=2) + "\n",
     )
     return result
 

@@ -17,6 +17,7 @@ left out, so extra measurement never changes what a run with a wall-clock budget
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -165,7 +166,10 @@ class Trainer:
         on_step: Callable[[dict], None] | None,
         show_progress: bool,
     ) -> None:
-        self.config, self.cfg = config, config.train
+        # A copy: the trainer fills in what the data decides (vocab_size), and the caller's config
+        # must stay what the caller built (gptlab experiment compares it with finished runs).
+        self.config = copy.deepcopy(config)
+        self.cfg = self.config.train
         self.run_dir = run_dir
         self.run_lock = None  # the open, locked RUN/.gptlab.lock while this process trains
         self.context = context
