@@ -10,6 +10,7 @@ folder, not UTF-8, not JSON on line N), never a traceback. Corpora are read else
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -55,11 +56,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_text(path: str | Path, what: str = "file", *, allow_empty: bool = False) -> str:
-    """The UTF-8 text of `path`; `what` names it in errors ("data file", "--text-file")."""
-    path = Path(path)
+@contextlib.contextmanager
+def friendly_read_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn the ways opening and decoding a user's file fail into one GptlabError line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        yield
     except FileNotFoundError:
         raise GptlabError(f"{what} {path} does not exist") from None
     except IsADirectoryError:
@@ -68,8 +69,15 @@ def read_text(path: str | Path, what: str = "file", *, allow_empty: bool = False
         raise GptlabError(
             f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it to UTF-8"
         ) from None
-    except OSError as exc:
+    except PermissionError as exc:
         raise GptlabError(f"{what} {path} cannot be read ({exc.strerror})") from None
+
+
+def read_text(path: str | Path, what: str = "file", *, allow_empty: bool = False) -> str:
+    """The UTF-8 text of `path`; `what` names it in errors ("data file", "--text-file")."""
+    path = Path(path)
+    with friendly_read_errors(path, what):
+        text = path.read_text(encoding="utf-8")
     if not allow_empty and not text.strip():
         raise GptlabError(f"{what} {path} is empty")
     return text
@@ -78,25 +86,16 @@ def read_text(path: str | Path, what: str = "file", *, allow_empty: bool = False
 def jsonl_records(path: str | Path, what: str = "file") -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line of a JSON-lines file, streamed."""
     path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise GptlabError(
-                        f"{path} line {line_no}: not valid JSON ({exc.msg.removesuffix(' at')}, column {exc.colno})"
-                    ) from None
-                if not isinstance(record, dict):
-                    raise GptlabError(f"{path} line {line_no}: expected a JSON object")
-                yield line_no, record
-    except FileNotFoundError:
-        raise GptlabError(f"{what} {path} does not exist") from None
-    except IsADirectoryError:
-        raise GptlabError(f"{what} {path} is a folder, not a file") from None
-    except UnicodeDecodeError as exc:
-        raise GptlabError(
-            f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
+    with friendly_read_errors(path, what), path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise GptlabError(
+                    f"{path} line {line_no}: not valid JSON ({exc.msg.removesuffix(' at')}, column {exc.colno})"
+                ) from None
+            if not isinstance(record, dict):
+                raise GptlabError(f"{path} line {line_no}: expected a JSON object")
+            yield line_no, record
