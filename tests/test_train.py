@@ -15,6 +15,7 @@ from gptlab.data.folder import load_prepared_tokenizer
 from gptlab.errors import GptlabError
 from gptlab.train import PeriodicEval, train
 from gptlab.train.config import build_run_config
+from gptlab.train.metrics import read_metrics as read_run_metrics
 
 TINY = [
     "model.n_layer=2",
@@ -46,8 +47,10 @@ def prepared_shakespeare(tmp_path_factory, shared_data):
     )
 
 
-def tiny_config(prepared, *overrides):
-    return build_run_config(overrides=[*TINY, f"data.prepared_dir={prepared}", *overrides])
+def tiny_config(prepared, *overrides, validate=True):
+    return build_run_config(
+        overrides=[*TINY, f"data.prepared_dir={prepared}", *overrides], validate=validate
+    )
 
 
 def read_metrics(run_dir):
@@ -154,6 +157,76 @@ def test_checkpoints_keep_the_last_k_and_the_best(prepared_shakespeare, tmp_path
     ckpt.prune_checkpoints(run, keep_last=1)
     assert [ckpt.read_info(p)["step"] for p in ckpt.list_checkpoints(run)] == [6, 8]
     assert ckpt.find_run_checkpoint(run).name == "step-0000006"  # best first, then latest
+
+
+def test_a_half_deleted_checkpoint_never_breaks_the_run(prepared_shakespeare, tmp_path, capsys):
+    """A kill inside an old prune left step-N folders with some files gone: they are skipped."""
+    run = tmp_path / "run"
+    config = tiny_config(
+        prepared_shakespeare, "train.max_steps=6", "train.checkpoint_every=2", "train.eval_every=0"
+    )
+    train(config, run, show_progress=False)
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-0000004", "step-0000006"]
+    for file in (run / "checkpoints" / "step-0000006").iterdir():  # the newest, emptied
+        file.unlink()
+    (run / "checkpoints" / "step-0000004" / ckpt.INFO_FILE).write_text("{not json")
+    assert ckpt.list_checkpoints(run) == []  # neither is a complete checkpoint any more
+    assert main(["sample", "--checkpoint", str(run), "--prompt", "A", "--device", "cpu"]) == 1
+    assert "holds no model" in capsys.readouterr().err
+    # The next prune (the trainer's, after a save) removes the weightless folder and leaves the
+    # damaged one with weights for its owner to look at.
+    ckpt.prune_checkpoints(run, keep_last=2)
+    assert not (run / "checkpoints" / "step-0000006").exists()
+    assert (run / "checkpoints" / "step-0000004" / "model.safetensors").is_file()
+
+
+def test_a_kill_inside_prune_leaves_only_a_hidden_folder(
+    prepared_shakespeare, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    config = tiny_config(
+        prepared_shakespeare, "train.max_steps=4", "train.checkpoint_every=2", "train.eval_every=0"
+    )
+    train(config, run, show_progress=False)
+
+    def killed(path, *args, **kwargs):
+        raise KeyboardInterrupt  # the process dies after the rename, before the delete
+
+    monkeypatch.setattr(ckpt.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.prune_checkpoints(run, keep_last=1)
+    monkeypatch.undo()
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == [".deleting-step-0000002", "step-0000004"]
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-0000004"]
+    assert load_model(run)[0].config.n_layer == 2
+    resumed = tiny_config(
+        prepared_shakespeare, "train.max_steps=6", "train.checkpoint_every=2", "train.eval_every=0"
+    )
+    train(resumed, run, resume=True, show_progress=False)
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["step-0000004", "step-0000006"]  # the leftover is gone, keep_last works
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[:100]), "is damaged or not a gptlab"),
+        (lambda path: path.write_bytes(b""), "is damaged or not a gptlab"),
+        (lambda path: torch.save({"optimizer": {}}, path), "it lacks optimizer, ranks"),
+    ],
+)
+def test_a_damaged_training_state_refuses_resume_in_one_line(
+    prepared_shakespeare, tmp_path, capsys, damage, message
+):
+    run = tmp_path / "run"
+    config = tiny_config(prepared_shakespeare, "train.max_steps=2", "train.eval_every=0")
+    train(config, run, show_progress=False)
+    damage(ckpt.latest_checkpoint(run) / ckpt.STATE_FILE)
+    argv = ["train", "--out", str(run), "--resume", "--config", str(run / "config.toml")]
+    assert main([*argv, "train.max_steps=4"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
 
 
 def test_a_crash_during_a_save_leaves_the_previous_checkpoint_loadable(
@@ -299,6 +372,86 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert read_metrics(run)[-1]["train_loss"] == "nan"  # logged, as valid JSON
     model, _ = load_model(run)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_non_finite_weights_are_never_saved(prepared_shakespeare, tmp_path):
+    def poison_at_step_3(model, tokenizer):  # runs before that step's checkpoint
+        poison_at_step_3.calls += 1
+        if poison_at_step_3.calls == 3:
+            with torch.no_grad():
+                model.lm_head.weight[0, 0] = float("inf")
+        return {}
+
+    poison_at_step_3.calls = 0
+    run = tmp_path / "run"
+    config = tiny_config(
+        prepared_shakespeare, "train.max_steps=6", "train.checkpoint_every=1", "train.eval_every=0"
+    )
+    extra = PeriodicEval(every=1, run=poison_at_step_3)
+    with pytest.raises(GptlabError, match=r"weights became inf or nan at step 3, .*step-0000002"):
+        train(config, run, extra_evals=[extra], show_progress=False)
+    assert [p.name for p in ckpt.list_checkpoints(run)][-1] == "step-0000002"
+    assert all(torch.isfinite(p).all() for p in load_model(run)[0].parameters())
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.sample_prompt=ROMEO€", "train.sample_prompt 'ROMEO€' cannot be encoded"),
+        ("train.sample_prompt=", "train.sample_prompt is empty"),
+        ("train.sample_temperature=-1", "train.sample_temperature must be >= 0"),
+    ],
+)
+def test_sample_settings_are_checked_before_any_training(
+    prepared_shakespeare, tmp_path, override, message
+):
+    config = tiny_config(prepared_shakespeare, "train.max_steps=3", validate=False)
+    with pytest.raises(GptlabError, match=message):
+        train(config.override([override]).validate(), tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_folder_filled_while_this_run_prepared_is_refused(
+    prepared_shakespeare, tmp_path, monkeypatch
+):
+    """Another `gptlab train` into the same --out finished while this one prepared its data."""
+    from gptlab.train import trainer
+
+    run = tmp_path / "run"
+    config = tiny_config(prepared_shakespeare, "train.max_steps=2", "train.eval_every=0")
+    real_open = trainer.TrainingData.open
+    first = {"done": False}
+
+    def open_while_another_run_trains(*args, **kwargs):
+        if not first["done"]:
+            first["done"] = True
+            train(config, run, show_progress=False)  # the other run, start to finish
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.TrainingData, "open", open_while_another_run_trains)
+    with pytest.raises(GptlabError, match="already holds a run; add --resume"):
+        train(config, run, show_progress=False)
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]  # the other run's, untouched
+
+
+def test_a_torn_last_metrics_line_is_dropped_by_plot_and_resume(prepared_shakespeare, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(
+        prepared_shakespeare, "train.max_steps=2", "train.checkpoint_every=2", "train.eval_every=0"
+    )
+    train(config, run, show_progress=False)
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 3, "train_lo')  # the disk filled in the middle of a line
+    assert [r["step"] for r in read_run_metrics(run)] == [1, 2]
+    assert main(["plot", str(run), "--out", str(tmp_path / "loss.png")]) == 0
+    longer = tiny_config(
+        prepared_shakespeare, "train.max_steps=3", "train.checkpoint_every=2", "train.eval_every=0"
+    )
+    train(longer, run, resume=True, show_progress=False)
+    assert [r["step"] for r in read_run_metrics(run)] == [1, 2, 3]
+    (run / "metrics.jsonl").write_text('{"step": 1}\n{broken\n{"step": 3}\n')
+    with pytest.raises(GptlabError, match="metrics.jsonl line 2: not valid JSON"):
+        read_run_metrics(run)  # damage inside the file is not a torn tail: said, not hidden
 
 
 def test_tokens_per_step_must_split_into_micro_batches(prepared_shakespeare, tmp_path):

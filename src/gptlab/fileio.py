@@ -83,8 +83,14 @@ def read_text(path: str | Path, what: str = "file", *, allow_empty: bool = False
     return text
 
 
-def jsonl_records(path: str | Path, what: str = "file") -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSON-lines file, streamed."""
+def jsonl_records(
+    path: str | Path, what: str = "file", *, torn_tail_ok: bool = False
+) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON-lines file, streamed.
+
+    torn_tail_ok: a log that is appended to (metrics.jsonl) may end in half a line when a disk
+    filled or a process died mid-write; such a last line without its newline is skipped.
+    """
     path = Path(path)
     with friendly_read_errors(path, what), path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
@@ -93,6 +99,8 @@ def jsonl_records(path: str | Path, what: str = "file") -> Iterator[tuple[int, d
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
+                if torn_tail_ok and not line.endswith("\n"):
+                    return  # only the last line can lack its newline
                 raise GptlabError(
                     f"{path} line {line_no}: not valid JSON ({exc.msg.removesuffix(' at')}, column {exc.colno})"
                 ) from None

@@ -25,12 +25,32 @@ from gptlab.model.gpt import GPT
 from gptlab.model.state import load_state_checked
 from gptlab.tokenizers.base import Tokenizer, load_tokenizer
 
+RETRIES_WHILE_PRUNED = 3
+
 
 def load_model(
     directory: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[GPT, Tokenizer | None]:
-    """Load a model folder written by save_model (or a training run; see resolve_model_dir)."""
-    directory = resolve_model_dir(directory)
+    """Load a model folder written by save_model (or a training run; see resolve_model_dir).
+
+    A run that is training prunes old checkpoints: if the one chosen vanishes before it is
+    read, the run's choice is made again (a few times) instead of failing.
+    """
+    attempts_left = RETRIES_WHILE_PRUNED
+    while True:
+        chosen = resolve_model_dir(directory)
+        try:
+            return load_model_folder(chosen, device)
+        except GptlabError:
+            attempts_left -= 1
+            if chosen.exists() or attempts_left == 0:
+                raise
+
+
+def load_model_folder(
+    directory: Path, device: str | torch.device = "cpu"
+) -> tuple[GPT, Tokenizer | None]:
+    """The model in one model folder (not a run folder)."""
     config = read_model_config(directory)
     try:
         state = load_file(str(directory / WEIGHTS_FILE), device="cpu")

@@ -15,39 +15,68 @@ one with the lowest val loss.
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import shutil
 from pathlib import Path
 
 import torch
 
-from gptlab.checkpoints.model_folder import save_model
+from gptlab.checkpoints.model_folder import CONFIG_FILE, WEIGHTS_FILE, save_model
 from gptlab.errors import GptlabError
 
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "training_state.pt"
 INFO_FILE = "checkpoint.json"
 _NAME = re.compile(r"^step-(\d+)$")
-_TEMP_PREFIX = ".incomplete-"
+_TEMP_PREFIX = ".incomplete-"  # a save in progress (or one a kill interrupted)
+_DELETING_PREFIX = ".deleting-"  # a pruned checkpoint, renamed out of the namespace first
+# What a complete checkpoint holds; a folder missing any of them is never listed.
+CHECKPOINT_FILES = (WEIGHTS_FILE, CONFIG_FILE, STATE_FILE, INFO_FILE)
 
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step:07d}"
 
 
+def is_complete(checkpoint: Path) -> bool:
+    """Every file of a checkpoint is there and its info reads back (a damaged one is skipped)."""
+    if not all((checkpoint / name).is_file() for name in CHECKPOINT_FILES):
+        return False
+    try:
+        read_info(checkpoint)
+    except GptlabError:
+        return False
+    return True
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
+    """Complete checkpoints of a run, oldest first; incomplete or damaged folders are skipped."""
     folder = Path(run_dir) / CHECKPOINTS_DIR
     if not folder.is_dir():
         return []
     found = [
-        (int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()
+        (int(m.group(1)), p)
+        for p in folder.iterdir()
+        if (m := _NAME.match(p.name)) and p.is_dir() and is_complete(p)
     ]
     return [p for _, p in sorted(found)]
 
 
 def read_info(checkpoint: Path) -> dict:
-    return json.loads((checkpoint / INFO_FILE).read_text(encoding="utf-8"))
+    """checkpoint.json: step, tokens, elapsed_s, val_loss, best_val_loss."""
+    path = checkpoint / INFO_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GptlabError(
+            f"{checkpoint} has no {INFO_FILE}: it is not a complete checkpoint"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GptlabError(f"{path} is damaged ({exc}); delete that checkpoint folder") from None
+    if not isinstance(info, dict) or not isinstance(info.get("step"), int):
+        raise GptlabError(f"{path} is damaged (no step); delete that checkpoint folder")
+    return info
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -83,8 +112,7 @@ def save_checkpoint(
     """
     folder = Path(run_dir) / CHECKPOINTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.glob(f"{_TEMP_PREFIX}*"):  # from a save that was interrupted
-        shutil.rmtree(leftover, ignore_errors=True)
+    remove_leftovers(folder)
 
     final = folder / checkpoint_name(info["step"])
     temp = folder / f"{_TEMP_PREFIX}{final.name}"
@@ -103,6 +131,12 @@ def save_checkpoint(
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` checkpoints and the best one.
+
+    Each is first renamed out of the step-N namespace (one atomic step), then deleted: a kill
+    in the middle leaves a hidden .deleting- folder, never a half-deleted step-N that still
+    looks like a checkpoint.
+    """
     checkpoints = list_checkpoints(run_dir)
     keep = set(checkpoints[-keep_last:])
     best = best_checkpoint(run_dir)
@@ -110,13 +144,47 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
         keep.add(best)
     for path in checkpoints:
         if path not in keep:
+            doomed = path.with_name(f"{_DELETING_PREFIX}{path.name}")
+            path.rename(doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+    remove_leftovers(Path(run_dir) / CHECKPOINTS_DIR, saves=False)
+
+
+def remove_leftovers(folder: Path, saves: bool = True) -> None:
+    """Remove what a kill left: pruned folders not yet deleted, step-N folders without weights
+    (nothing in them is worth keeping), and (saves=True, only before a new save) interrupted
+    saves. A step-N folder that has weights but is otherwise damaged is skipped by
+    list_checkpoints and left for its owner to look at."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        leftover = path.name.startswith(_DELETING_PREFIX) or (
+            saves and path.name.startswith(_TEMP_PREFIX)
+        )
+        weightless = _NAME.match(path.name) and path.is_dir() and not (path / WEIGHTS_FILE).exists()
+        if leftover or weightless:
             shutil.rmtree(path, ignore_errors=True)
 
 
 def load_training_state(checkpoint: Path) -> dict:
+    """training_state.pt, read with weights_only=True: a file that holds code is refused."""
+    path = checkpoint / STATE_FILE
     try:
-        return torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise GptlabError(
             f"{checkpoint} has no {STATE_FILE}: it is a model folder, not a resumable checkpoint"
         ) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GptlabError(
+            f"{path} is damaged or not a gptlab training state ({reason[:200]}); resume from an "
+            "earlier checkpoint (delete this one) or train afresh with --overwrite"
+        ) from None
+    expected = {"optimizer", "scaler", "world_size", "ranks"}
+    if not isinstance(state, dict) or not expected <= state.keys():
+        raise GptlabError(
+            f"{path} is not a gptlab training state (it lacks {', '.join(sorted(expected))}); "
+            "resume from an earlier checkpoint (delete this one) or train afresh with --overwrite"
+        )
+    return state

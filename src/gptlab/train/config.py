@@ -164,6 +164,14 @@ class TrainConfig:
         self.dtype = dtype_name(
             self.dtype, "train.dtype", extra=("auto",)
         )  # aliases -> one spelling
+        if not self.sample_prompt:
+            raise GptlabError(
+                'train.sample_prompt is empty; give the samples a prompt (default "\\n")'
+            )
+        if not self.sample_temperature >= 0:
+            raise GptlabError(
+                f"train.sample_temperature must be >= 0 (0 is greedy), got {self.sample_temperature}"
+            )
         if self.final_eval_tokens is not None and self.final_eval_tokens < 1:
             raise GptlabError(
                 "train.final_eval_tokens must be >= 1, or none for the whole val split"

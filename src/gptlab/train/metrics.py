@@ -29,17 +29,17 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise GptlabError(f"{run_dir} has no {METRICS_FILE}: is it a gptlab training run folder?")
-    return [record for _, record in jsonl_records(path)]
+    return [record for _, record in jsonl_records(path, torn_tail_ok=True)]
 
 
 def truncate_metrics(run_dir: str | Path, last_step: int) -> None:
-    """Drop lines logged after `last_step` (a resumed run repeats the steps after its checkpoint)."""
+    """Drop lines logged after `last_step` (a resumed run repeats the steps after its checkpoint),
+    and a torn last line."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= last_step]
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
+    kept = [r for _, r in jsonl_records(path, torn_tail_ok=True) if r.get("step", 0) <= last_step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 class MetricsLogger:

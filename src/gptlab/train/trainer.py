@@ -32,11 +32,12 @@ from gptlab.checkpoints.model_folder import WEIGHTS_FILE
 from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.eval.hellaswag import hellaswag_training_eval
+from gptlab.inference.generate import GenerationConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
 from gptlab.rng import seed_everything
-from gptlab.train.config import RunConfig
+from gptlab.train.config import RunConfig, TrainConfig
 from gptlab.train.distributed import (
     DistributedContext,
     barrier,
@@ -155,6 +156,17 @@ def accumulate_gradients(model, next_batch, steps: int, autocast, scaler) -> tor
     return loss_sum / steps
 
 
+def check_sample_settings(cfg: TrainConfig, tokenizer) -> None:
+    """The samples' prompt and temperature, checked before training (a sample comes at the end)."""
+    try:
+        tokenizer.encode(cfg.sample_prompt)
+    except GptlabError as exc:
+        raise GptlabError(
+            f"train.sample_prompt {cfg.sample_prompt!r} cannot be encoded: {exc}"
+        ) from None
+    GenerationConfig(max_new_tokens=cfg.sample_tokens, temperature=cfg.sample_temperature)
+
+
 class Trainer:
     def __init__(
         self,
@@ -200,7 +212,8 @@ class Trainer:
             import_optional("tensorboard", "tensorboard")
         if cfg.wandb:
             import_optional("wandb", "wandb")
-        # Every rank checks (nothing is written yet), so a refusal stops all of them alike.
+        # Every rank checks (nothing is written yet), so a refusal stops all of them alike. This
+        # first check fails fast; the one that counts comes again once the folder is locked.
         resume_from = check_run_folder(
             self.run_dir, self.config, resume=resume, overwrite=overwrite
         )
@@ -209,12 +222,22 @@ class Trainer:
         # The data decides the vocabulary (a character vocabulary is whatever the corpus holds).
         self.config.model.vocab_size = self.data.tokenizer.vocab_size
         self.config.model.validate()
+        check_sample_settings(cfg, self.data.tokenizer)
 
         if context.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             # Locked before anything is deleted or written: a second process (say, the same
             # command started twice) is refused instead of clearing or interleaving this run.
             self.run_lock = lock_run_folder(self.run_dir)
+            # Checked again under the lock: another run may have filled the folder while this
+            # one was preparing its data.
+            if check_run_folder(self.run_dir, self.config, resume=resume, overwrite=overwrite) != (
+                resume_from
+            ):
+                raise GptlabError(
+                    f"{self.run_dir} changed while this run was preparing (another run wrote "
+                    "to it); start again to see what it holds now"
+                )
             if overwrite:
                 clear_run(self.run_dir)
         barrier(context)
@@ -290,7 +313,9 @@ class Trainer:
                 finished = self.budget_spent()
                 if not math.isfinite(record["train_loss"]):
                     self.log(record)
-                    raise GptlabError(self.diverged_message(record["train_loss"]))
+                    raise GptlabError(
+                        self.diverged_message(f"the training loss became {record['train_loss']}")
+                    )
                 evaluated = finished or (cfg.eval_every and self.step % cfg.eval_every == 0)
                 improved = False
                 if evaluated:
@@ -303,14 +328,15 @@ class Trainer:
                 progress.update(self.step, self.train_seconds, record)
                 if evaluated and context.is_main:
                     self.plot()
-                if finished or (cfg.sample_every and self.step % cfg.sample_every == 0):
-                    self.sample(show=finished)
+                # The checkpoint first: nothing optional (a sample) can then cost the run.
                 if (
                     finished
                     or improved
                     or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
                 ):
                     self.save_checkpoint(record)
+                if finished or (cfg.sample_every and self.step % cfg.sample_every == 0):
+                    self.sample(show=finished)
                 if self.on_step is not None and context.is_main:
                     self.on_step(record)
         finally:
@@ -386,7 +412,7 @@ class Trainer:
             record["mfu"] = utilisation
         return record
 
-    def diverged_message(self, loss: float) -> str:
+    def diverged_message(self, what: str) -> str:
         checkpoint = ckpt.latest_checkpoint(self.run_dir)
         kept = (
             f"the last good checkpoint is {checkpoint}"
@@ -394,7 +420,7 @@ class Trainer:
             else "no checkpoint was written yet"
         )
         return (
-            f"the training loss became {loss} at step {self.step}, so the run stopped ({kept}); "
+            f"{what} at step {self.step}, so the run stopped ({kept}); "
             "lower train.lr, raise train.warmup_steps or keep train.grad_clip on"
         )
 
@@ -467,6 +493,10 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------------
 
     def save_checkpoint(self, record: dict) -> None:
+        # Weights that overflowed (a finite loss can come before them) are never saved, so the
+        # checkpoint the divergence message names always holds a usable model.
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise GptlabError(self.diverged_message("the weights became inf or nan"))
         # Every rank's RNG and loader position are needed to continue exactly; rank 0 writes them all.
         rank_states = [rank_state(self.train_batches)]
         if self.context.enabled:
