@@ -6,6 +6,7 @@ from model_testing import save_tiny_gpt2_model
 
 from gptlab.checkpoints.finetuned import load_finetuned, merge_checkpoint
 from gptlab.cli import main
+from gptlab.errors import GptlabError
 from gptlab.finetune.classify import GPTClassifier, predict_probabilities
 from gptlab.finetune.examples import read_labeled_texts
 from gptlab.finetune.options import ClassifyOptions
@@ -178,3 +179,67 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
     )
     err = capsys.readouterr().err.strip()
     assert code == 1 and message in err and "\n" not in err
+
+
+def classify_options(sms_slice, init, out, **more):
+    return ClassifyOptions(
+        data=str(sms_slice),
+        init=str(init),
+        out=str(out),
+        epochs=1,
+        lr=1e-3,
+        batch_size=16,
+        max_length=16,
+        device="cpu",
+        **more,
+    )
+
+
+def test_overwrite_replaces_the_earlier_model_only_once_the_new_one_is_complete(
+    tiny_gpt2_dir, sms_slice, tmp_path, monkeypatch
+):
+    from gptlab.finetune import run_classify
+
+    out = tmp_path / "spam"
+    finetune_classifier(classify_options(sms_slice, tiny_gpt2_dir, out), log=lambda line: None)
+    (out / "my-notes.txt").write_text("not gptlab's")  # a file of the user's own
+    before = (out / "model.safetensors").read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the run is killed while it trains
+
+    monkeypatch.setattr(run_classify, "fit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_classifier(
+            classify_options(sms_slice, tiny_gpt2_dir, out, overwrite=True), log=lambda line: None
+        )
+    assert (out / "model.safetensors").read_bytes() == before  # the earlier model is intact
+    assert load_finetuned(out).task["labels"] == ["ham", "spam"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    monkeypatch.undo()
+
+    # A LoRA run over it: the new adapter arrives, the earlier full model's weights go, the
+    # user's own file stays.
+    lora = classify_options(
+        sms_slice, tiny_gpt2_dir, out, overwrite=True, lora_rank=2, lora_targets="c_attn"
+    )
+    finetune_classifier(lora, log=lambda line: None)
+    assert (out / "adapter").is_dir() and not (out / "model.safetensors").exists()
+    assert (out / "my-notes.txt").read_text() == "not gptlab's"
+    assert load_finetuned(out).task["train"] == "lora"
+
+
+def test_out_may_not_be_a_training_run_or_the_init_model(tiny_gpt2_dir, sms_slice, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(GptlabError, match="is a training run folder"):
+        finetune_classifier(classify_options(sms_slice, tiny_gpt2_dir, run), log=print)
+    with pytest.raises(GptlabError, match="is the --init model itself"):
+        finetune_classifier(
+            classify_options(sms_slice, tiny_gpt2_dir, tiny_gpt2_dir, overwrite=True), log=print
+        )
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GptlabError, match="is a file; give a folder"):
+        finetune_classifier(
+            classify_options(sms_slice, tiny_gpt2_dir, tmp_path / "file"), log=print
+        )

@@ -20,9 +20,13 @@ adapter folded in as a standard model folder.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +55,20 @@ HEAD_FILE = "classifier_head.safetensors"
 ADAPTER_DIR = "adapter"
 KINDS = ("classifier", "instruct")
 OUTPUT_FILES = (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, TASK_FILE, HEAD_FILE)
+# What the fine-tuning runs write beside the model.
+METRICS_FILE = "metrics.json"
+CONFUSION_TABLE_FILE = "confusion.md"
+CONFUSION_PNG_FILE = "confusion.png"
+ANSWERS_FILE = "test_answers.json"
+# Everything a fine-tuned folder can hold: replaced as a whole by the next --overwrite.
+OWNED = (
+    *OUTPUT_FILES,
+    ADAPTER_DIR,
+    METRICS_FILE,
+    CONFUSION_TABLE_FILE,
+    CONFUSION_PNG_FILE,
+    ANSWERS_FILE,
+)
 
 
 def load_init_model(spec: str, device: torch.device | str = "cpu") -> tuple[GPT, Tokenizer]:
@@ -75,19 +93,62 @@ def init_reference(spec: str) -> str:
     return spec if spec.startswith("hf:") else str(Path(spec).resolve())
 
 
-def prepare_output_dir(out: str | Path, overwrite: bool) -> Path:
-    """An output folder that holds no earlier fine-tuning result (removed with overwrite=True)."""
+def check_output_dir(out: str | Path, overwrite: bool, init: str) -> Path:
+    """Refuse an --out that holds an earlier result (unless overwrite), a training run, or the
+    starting model itself. Nothing is deleted here: see writing_output."""
     out = Path(out)
-    existing = [name for name in (*OUTPUT_FILES, ADAPTER_DIR) if (out / name).exists()]
+    if out.exists() and not out.is_dir():
+        raise GptlabError(f"--out {out} is a file; give a folder")
+    if (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file():
+        raise GptlabError(
+            f"--out {out} is a training run folder; write the fine-tuned model somewhere else"
+        )
+    if not init.startswith("hf:") and Path(init).resolve() == out.resolve():
+        raise GptlabError(f"--out {out} is the --init model itself; pick another --out")
+    existing = [name for name in OWNED if (out / name).exists()]
     if existing and not overwrite:
         raise GptlabError(
             f"{out} already holds a model ({', '.join(existing)}); pass --overwrite or pick another --out"
         )
-    for name in existing:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@contextlib.contextmanager
+def writing_output(out: Path) -> Iterator[Path]:
+    """A hidden folder beside `out` to write the result into; it replaces the earlier result in
+    `out` only when the block ends without an error, so a kill or a failure before then leaves
+    the earlier model as it was (and an interrupted one leaves only a hidden .partial folder)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield stage
+        publish(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def publish(stage: Path, out: Path) -> None:
+    """Move a complete result from `stage` into `out`: in one rename when `out` is new or empty,
+    else entry by entry with task.json last, then drop what the earlier result had beyond it."""
+    if not out.exists() or not any(out.iterdir()):
+        if out.exists():
+            out.rmdir()
+        stage.rename(out)
+        return
+    names = sorted((p.name for p in stage.iterdir()), key=lambda name: name == TASK_FILE)
+    for name in names:
+        target = out / name
+        if (stage / name).is_dir() and target.exists():
+            aside = out / f".{name}.replaced"
+            target.rename(aside)
+            (stage / name).rename(target)
+            shutil.rmtree(aside)
+        else:
+            os.replace(stage / name, target)
+    for name in OWNED:
+        stale = out / name
+        if name not in names and stale.exists():
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
 
 def save_finetuned(

@@ -17,7 +17,15 @@ from pathlib import Path
 
 import torch
 
-from gptlab.checkpoints.finetuned import init_reference, prepare_output_dir, save_finetuned
+from gptlab.checkpoints.finetuned import (
+    CONFUSION_PNG_FILE,
+    CONFUSION_TABLE_FILE,
+    METRICS_FILE,
+    check_output_dir,
+    init_reference,
+    save_finetuned,
+    writing_output,
+)
 from gptlab.device import resolve_device
 from gptlab.fileio import atomic_write_text
 from gptlab.finetune.classify import (
@@ -42,10 +50,6 @@ from gptlab.finetune.options import ClassifyOptions, Log
 from gptlab.finetune.trainable import describe_parameters, load_trainable_model
 from gptlab.rng import seed_everything
 
-METRICS_FILE = "metrics.json"
-CONFUSION_TABLE_FILE = "confusion.md"
-CONFUSION_PNG_FILE = "confusion.png"
-
 
 @dataclass(frozen=True)
 class ClassifyResult:
@@ -64,6 +68,7 @@ def _pct(x: float) -> str:
 
 def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyResult:
     options.validate()
+    final_out = check_output_dir(options.out, options.overwrite, options.init)
     seed_everything(options.seed)
     examples = read_labeled_texts(options.data)
     labels = label_names(examples, options.data)
@@ -122,8 +127,6 @@ def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyR
             }
         )
 
-    # Only now, with every input checked, is an earlier result in --out replaced.
-    out = prepare_output_dir(options.out, options.overwrite)
     started = time.perf_counter()
     fitted = fit(
         classifier,
@@ -153,10 +156,6 @@ def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyR
     matrix = confusion_matrix(scores["test"].labels, scores["test"].predictions, len(labels))
     table = confusion_table(matrix, labels)
     log("test confusion matrix (rows true, columns predicted):\n" + table.rstrip())
-    atomic_write_text(out / CONFUSION_TABLE_FILE, table)
-    save_confusion_png(
-        matrix, labels, out / CONFUSION_PNG_FILE, f"test accuracy {_pct(scores['test'].accuracy)}"
-    )
 
     task = {
         "kind": "classifier",
@@ -169,9 +168,6 @@ def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyR
         "data": str(Path(options.data).resolve()),
         "seed": options.seed,
     }
-    save_finetuned(
-        out, body, tokenizer, task, head=classifier.head, lora=options.lora(), merge=options.merge
-    )
     metrics = {
         "epochs": history,
         "train_seconds": fitted.seconds,
@@ -179,8 +175,22 @@ def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyR
         **{f"{name}_accuracy": s.accuracy for name, s in scores.items()},
         **{f"{name}_loss": s.loss for name, s in scores.items()},
     }
-    atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2))
-    log(f"saved the classifier to {out}")
+    # An earlier result in --out is replaced only now, by a complete new one.
+    with writing_output(final_out) as out:
+        atomic_write_text(out / CONFUSION_TABLE_FILE, table)
+        title = f"test accuracy {_pct(scores['test'].accuracy)}"
+        save_confusion_png(matrix, labels, out / CONFUSION_PNG_FILE, title)
+        save_finetuned(
+            out,
+            body,
+            tokenizer,
+            task,
+            head=classifier.head,
+            lora=options.lora(),
+            merge=options.merge,
+        )
+        atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2))
+    log(f"saved the classifier to {final_out}")
     return ClassifyResult(
-        out, labels, scores["train"], scores["val"], scores["test"], history, fitted.seconds
+        final_out, labels, scores["train"], scores["val"], scores["test"], history, fitted.seconds
     )

@@ -19,7 +19,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from gptlab.checkpoints.finetuned import init_reference, prepare_output_dir, save_finetuned
+from gptlab.checkpoints.finetuned import (
+    ANSWERS_FILE,
+    METRICS_FILE,
+    check_output_dir,
+    init_reference,
+    save_finetuned,
+    writing_output,
+)
 from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
@@ -40,9 +47,6 @@ from gptlab.finetune.options import InstructOptions, Log
 from gptlab.finetune.trainable import describe_parameters, load_trainable_model
 from gptlab.rng import seed_everything
 
-ANSWERS_FILE = "test_answers.json"
-METRICS_FILE = "metrics.json"
-
 
 @dataclass(frozen=True)
 class InstructResult:
@@ -55,6 +59,7 @@ class InstructResult:
 
 def finetune_instruct(options: InstructOptions, log: Log = print) -> InstructResult:
     options.validate()
+    out = check_output_dir(options.out, options.overwrite, options.init)
     seed_everything(options.seed)
     examples = read_instructions(options.data)
     splits = split_examples(
@@ -100,8 +105,6 @@ def finetune_instruct(options: InstructOptions, log: Log = print) -> InstructRes
             }
         )
 
-    # Only now, with every input checked, is an earlier result in --out replaced.
-    out = prepare_output_dir(options.out, options.overwrite)
     fitted = fit(
         model,
         lambda epoch: batches(encoded["train"], True, generator),
@@ -127,7 +130,10 @@ def finetune_instruct(options: InstructOptions, log: Log = print) -> InstructRes
         "data": str(Path(options.data).resolve()),
         "seed": options.seed,
     }
-    save_finetuned(out, model, tokenizer, task, lora=options.lora(), merge=options.merge)
+    # The model first, in one step (an earlier result in --out is replaced only now): answering
+    # the test split takes long, and a kill during it must not cost the model.
+    with writing_output(out) as stage:
+        save_finetuned(stage, model, tokenizer, task, lora=options.lora(), merge=options.merge)
     log(f"saved the model to {out}")
 
     answers_file = None
