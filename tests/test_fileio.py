@@ -36,3 +36,22 @@ def test_jsonl_records_skip_blank_lines_and_point_at_the_bad_one(tmp_path):
         list(jsonl_records(path))
     with pytest.raises(GptlabError, match="metrics file .* does not exist"):
         list(jsonl_records(tmp_path / "none.jsonl", "metrics file"))
+
+
+def test_files_written_atomically_respect_the_umask(tmp_path):
+    import os
+
+    from gptlab.checkpoints.model_folder import save_model
+    from gptlab.model import GPT
+    from gptlab.model.config import ModelConfig
+
+    old = os.umask(0o022)
+    try:
+        save_model(
+            tmp_path, GPT(ModelConfig(vocab_size=8, block_size=4, n_layer=1, n_head=1, n_embd=4))
+        )
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "config.json", "a.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name

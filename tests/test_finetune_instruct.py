@@ -160,3 +160,33 @@ def test_lora_instruct_saves_the_adapter_alone_and_merges(tiny_gpt2_dir, alpaca_
     assert main(["finetune", "merge", "--checkpoint", str(out)]) == 0
     merged, _ = load_model(out)[0].eval()(tokens)
     torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=0)
+
+
+def test_a_small_context_keeps_the_whole_instruction_and_shortens_the_answer(tiny_gpt2_dir):
+    """block_size 160 < the default 256 new tokens: the answer is cut, never the prompt."""
+    import dataclasses
+
+    from gptlab.errors import GptlabError
+    from gptlab.finetune.examples import InstructionExample
+    from gptlab.finetune.instruct import answer_config, generate_answers, prompt_ids
+    from gptlab.inference.generate import generate
+
+    model, tokenizer = load_model(tiny_gpt2_dir)
+    examples = [
+        InstructionExample("Name a primary colour.", "", ""),
+        InstructionExample("Translate to French.", "good morning", ""),
+        InstructionExample("Repeat this.", "word " * 200, ""),  # the prompt alone fills the context
+    ]
+    config = answer_config(256)
+    answers = generate_answers(model, tokenizer, examples, config, batch_size=1)
+    for example, answer in zip(examples[:2], answers, strict=False):
+        ids = prompt_ids(tokenizer, example.instruction, example.input, 160)
+        assert tokenizer.decode(ids) == format_prompt(example.instruction, example.input)
+        room = 160 - len(ids)
+        (reference,) = generate(
+            model, ids, dataclasses.replace(config, max_new_tokens=room), tokenizer=tokenizer
+        )
+        assert answer == reference.text.strip()
+    assert answers[2] == ""
+    with pytest.raises(GptlabError, match=r"the prompt is \d+ tokens and the model's context 160"):
+        prompt_ids(tokenizer, examples[2].instruction, examples[2].input, 160)

@@ -36,9 +36,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        # mkstemp creates the file 0600; give it the permissions a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_UMASK)
         write(tmp)
+        # mkstemp creates the file 0600 (and some writers, safetensors among them, create their
+        # file anew the same way): give it the permissions a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -39,13 +39,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import dataclasses
     import sys
     from pathlib import Path
 
     from gptlab.checkpoints.finetuned import TASK_FILE, load_finetuned
     from gptlab.device import resolve_device
     from gptlab.errors import GptlabError
-    from gptlab.finetune.instruct import answer_config, prompt_ids
+    from gptlab.finetune.instruct import answer_config, answer_room, prompt_ids
     from gptlab.inference.generate import generate
 
     device = resolve_device(args.device)
@@ -78,6 +79,17 @@ def run(args) -> int:
         instruction = line.strip()
         if not line or not instruction or instruction.lower() in EXIT_WORDS:
             return 0
-        ids = prompt_ids(tokenizer, instruction, "", model.config.block_size, args.max_new_tokens)
-        generate(model, ids, config, tokenizer=tokenizer, on_text=write)
+        try:
+            ids = prompt_ids(tokenizer, instruction, "", model.config.block_size)
+        except GptlabError as exc:  # one instruction too long: say so and take the next
+            print(f"gptlab: {exc}", file=sys.stderr)
+            continue
+        room = answer_room(ids, model.config.block_size, args.max_new_tokens)
+        generate(
+            model,
+            ids,
+            dataclasses.replace(config, max_new_tokens=room),
+            tokenizer=tokenizer,
+            on_text=write,
+        )
         print(flush=True)

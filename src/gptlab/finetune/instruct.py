@@ -28,11 +28,13 @@ Sequences longer than max_length + 1 tokens are cut at the end (the response is 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from gptlab.errors import GptlabError
 from gptlab.finetune.examples import InstructionExample
 from gptlab.finetune.loop import StepResult
 from gptlab.inference.generate import GenerationConfig, generate
@@ -131,13 +133,24 @@ def answer_config(
     )
 
 
-def prompt_ids(
-    tokenizer: Tokenizer, instruction: str, input: str, block_size: int, max_new_tokens: int
-) -> list[int]:
-    """The encoded prompt, keeping its end (where "### Response:" is) if it leaves no room to answer."""
+def prompt_ids(tokenizer: Tokenizer, instruction: str, input: str, block_size: int) -> list[int]:
+    """The whole encoded prompt; one that leaves no room in the context to answer is refused.
+
+    The prompt is never cut: a model shown half an instruction answers another question (and a
+    prompt cut to make room for a long answer can lose the instruction altogether).
+    """
     ids = tokenizer.encode(format_prompt(instruction, input))
-    room = max(block_size - max_new_tokens, 1)
-    return ids[-room:] if len(ids) > room else ids
+    if len(ids) >= block_size:
+        raise GptlabError(
+            f"the prompt is {len(ids)} tokens and the model's context {block_size}: no room to "
+            "answer; shorten the instruction and its input"
+        )
+    return ids
+
+
+def answer_room(prompt: Sequence[int], block_size: int, max_new_tokens: int) -> int:
+    """New tokens that fit in the context after the prompt, at most max_new_tokens."""
+    return min(max_new_tokens, block_size - len(prompt))
 
 
 def generate_answers(
@@ -148,15 +161,26 @@ def generate_answers(
     batch_size: int = 8,
     progress: Callable[[int], None] = lambda n: None,
 ) -> list[str]:
-    """One answer per example, generated in batches; progress(n) after each batch of n."""
+    """One answer per example, generated in batches; progress(n) after each batch of n.
+
+    Answers stay within the model's context: a batch's length limit is the smallest room its
+    prompts leave (at most config.max_new_tokens). An example whose prompt fills the context is
+    answered with an empty string.
+    """
     block_size = model.config.block_size
     answers = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        prompts = [
-            prompt_ids(tokenizer, e.instruction, e.input, block_size, config.max_new_tokens)
-            for e in chunk
-        ]
-        answers += [g.text.strip() for g in generate(model, prompts, config, tokenizer=tokenizer)]
+        prompts, fits = [], []
+        for e in chunk:
+            ids = tokenizer.encode(format_prompt(e.instruction, e.input))
+            fits.append(len(ids) < block_size)
+            if fits[-1]:
+                prompts.append(ids)
+        if prompts:
+            room = min(answer_room(p, block_size, config.max_new_tokens) for p in prompts)
+            batch_config = dataclasses.replace(config, max_new_tokens=room)
+            generated = iter(generate(model, prompts, batch_config, tokenizer=tokenizer))
+        answers += [next(generated).text.strip() if fit else "" for fit in fits]
         progress(len(chunk))
     return answers
