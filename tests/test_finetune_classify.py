@@ -243,3 +243,15 @@ def test_out_may_not_be_a_training_run_or_the_init_model(tiny_gpt2_dir, sms_slic
         finetune_classifier(
             classify_options(sms_slice, tiny_gpt2_dir, tmp_path / "file"), log=print
         )
+
+
+def test_progress_into_a_log_redraws_at_the_interval_not_every_step(
+    tiny_gpt2_dir, sms_slice, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("TQDM_MININTERVAL", "10")  # what `gptlab` sets when stderr is not a tty
+    argv = ["finetune", "classify", "--data", str(sms_slice), "--init", str(tiny_gpt2_dir)]
+    argv += ["--out", str(tmp_path / "out"), "--epochs", "1", "--batch-size", "4"]
+    assert main([*argv, "--max-length", "16", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    steps = len(read_labeled_texts(sms_slice)) * 0.7 / 4
+    assert steps > 10 and err.count("epoch 1/1") <= 3  # first draw, final draw, close

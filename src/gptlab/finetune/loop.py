@@ -102,7 +102,8 @@ def fit(
             if result.correct is not None:
                 counts_correct = True
                 correct_sum += result.correct
-            bar.set_postfix(loss=f"{loss_sum / max(weight_sum, 1):.4f}")
+            # refresh=False: the bar redraws at its own interval (every 10 s into a log file).
+            bar.set_postfix(loss=f"{loss_sum / max(weight_sum, 1):.4f}", refresh=False)
             if options.max_seconds is not None and train_seconds >= options.max_seconds:
                 stopped = True
                 break
