@@ -43,6 +43,7 @@ from gptlab.checkpoints.model_folder import (
     is_model_dir,
     save_model,
 )
+from gptlab.checkpoints.run import is_run_folder
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write, atomic_write_text
 from gptlab.model.gpt import GPT
@@ -99,7 +100,7 @@ def check_output_dir(out: str | Path, overwrite: bool, init: str) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GptlabError(f"--out {out} is a file; give a folder")
-    if (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file():
+    if is_run_folder(out):
         raise GptlabError(
             f"--out {out} is a training run folder; write the fine-tuned model somewhere else"
         )

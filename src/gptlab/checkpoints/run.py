@@ -25,6 +25,8 @@ import torch
 from gptlab.checkpoints.model_folder import CONFIG_FILE, WEIGHTS_FILE, save_model
 from gptlab.errors import GptlabError
 
+METRICS_FILE = "metrics.jsonl"  # the trainer's log (gptlab.train.metrics writes it)
+
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "training_state.pt"
 INFO_FILE = "checkpoint.json"
@@ -33,6 +35,12 @@ _TEMP_PREFIX = ".incomplete-"  # a save in progress (or one a kill interrupted)
 _DELETING_PREFIX = ".deleting-"  # a pruned checkpoint, renamed out of the namespace first
 # What a complete checkpoint holds; a folder missing any of them is never listed.
 CHECKPOINT_FILES = (WEIGHTS_FILE, CONFIG_FILE, STATE_FILE, INFO_FILE)
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """A training run's folder (its checkpoints or its metrics): never a place to write a model."""
+    path = Path(path)
+    return (path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_FILE).is_file()
 
 
 def checkpoint_name(step: int) -> str:

@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise GptlabError(f"--out {out} is a file, not a folder")
+    from gptlab.checkpoints.run import is_run_folder
+
+    if is_run_folder(out):
+        raise GptlabError(f"--out {out} is a training run folder; export somewhere else")
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise GptlabError(f"--out {out} is not empty; choose another folder or pass --overwrite")
 

@@ -26,6 +26,7 @@ def register(subparsers) -> None:
         metavar="LABEL",
         help="legend names, one per run (default: folder names)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.set_defaults(func=run)
 
 
@@ -40,9 +41,16 @@ def run(args: argparse.Namespace) -> int:
     for run_dir in args.runs:
         if not Path(run_dir).is_dir():
             raise GptlabError(f"run folder {run_dir} does not exist")
-    out = args.out or (
-        Path(args.runs[0]) / LOSS_PLOT_FILE if len(args.runs) == 1 else Path(LOSS_PLOT_FILE)
-    )
+    if args.out is not None:
+        out = Path(args.out)
+        if out.is_dir():
+            raise GptlabError(
+                f"--out {out} is a folder; give a file name such as {out / 'loss.png'}"
+            )
+        if out.exists() and not args.overwrite:
+            raise GptlabError(f"--out {out} exists; pass --overwrite to replace it")
+    else:  # a run's own loss.png is its picture, redrawn by training too: replaced freely
+        out = Path(args.runs[0]) / LOSS_PLOT_FILE if len(args.runs) == 1 else Path(LOSS_PLOT_FILE)
     written = plot_runs(args.runs, out, labels=args.labels)
     print(f"wrote {written}")
     return 0

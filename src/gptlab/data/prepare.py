@@ -77,7 +77,8 @@ def prepare_dataset(
         exactly max_tokens tokens are kept).
     workers: tokenizer processes (default: one per available CPU core).
     """
-    require(0 <= val_fraction < 1, f"--val-fraction must be in [0, 1), not {val_fraction}")
+    # Training needs a validation split (data.val_fraction is in (0, 1) there too).
+    require(0 < val_fraction < 1, f"--val-fraction must be in (0, 1), not {val_fraction}")
     require(shard_tokens > 0, f"--shard-tokens must be positive, not {shard_tokens}")
     require(max_docs is None or max_docs > 0, f"--max-docs must be positive, not {max_docs}")
     require(

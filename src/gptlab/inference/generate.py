@@ -82,6 +82,10 @@ class GenerationConfig:
             f"repetition_penalty must be > 0 (1 switches it off), got {self.repetition_penalty!r}",
         )
         require(self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples!r}")
+        require(
+            self.seed is None or 0 <= self.seed < 2**63,
+            f"seed must be in [0, 2**63), got {self.seed!r}",
+        )
         require(all(self.stop_strings), "stop strings must not be empty")
         require(
             self.cache in CACHE_KINDS,
@@ -150,6 +154,12 @@ def choose_next_tokens(
 ) -> torch.Tensor:
     """Apply the processors the config asks for, then pick one token per row: (B, V) -> (B,)."""
     logits = logits.float()
+    # Greedy decoding of NaN logits would quietly pick token 0; sampling would fail deep in torch.
+    require(
+        bool(torch.isfinite(logits).all()),
+        "the model's next-token logits are NaN or inf: its weights are damaged "
+        "(or overflowed in a low-precision dtype); try another checkpoint, or fp32",
+    )
     if config.repetition_penalty != 1.0 and seen is not None:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
     if config.greedy:

@@ -65,9 +65,9 @@ def check_layer(model, layer: int) -> int:
 
 def check_head(model, head: int) -> int:
     n_head = model.config.n_head
-    if not -n_head <= head < n_head:
+    if not 0 <= head < n_head:  # no counting from the end: "head -1" is more likely a slip
         raise GptlabError(f"head {head} is out of range: this model has heads 0..{n_head - 1}")
-    return head % n_head
+    return head
 
 
 def check_position(length: int, position: int) -> int:

@@ -164,6 +164,12 @@ class TrainConfig:
         self.dtype = dtype_name(
             self.dtype, "train.dtype", extra=("auto",)
         )  # aliases -> one spelling
+        if not 0 <= self.seed < 2**62:  # each process adds its rank; torch takes < 2**63
+            raise GptlabError(f"train.seed must be in [0, 2**62), got {self.seed}")
+        if self.threads is not None and self.threads < 1:
+            raise GptlabError(
+                f"train.threads must be >= 1, or none for torch's default, got {self.threads}"
+            )
         if not self.sample_prompt:
             raise GptlabError(
                 'train.sample_prompt is empty; give the samples a prompt (default "\\n")'

@@ -18,11 +18,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from gptlab.checkpoints.run import METRICS_FILE
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text, jsonl_records
 from gptlab.optional import import_optional
-
-METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
