@@ -207,6 +207,12 @@ class FineTuned:
     head: nn.Linear | None  # classifiers only
 
 
+def is_unmerged_adapter(directory: str | Path) -> bool:
+    """A LoRA folder with no merged model.safetensors: its base must be loaded under it."""
+    directory = Path(directory)
+    return (directory / ADAPTER_DIR).is_dir() and not (directory / WEIGHTS_FILE).exists()
+
+
 def load_finetuned(directory: str | Path, device: torch.device | str = "cpu") -> FineTuned:
     """Load a folder written by save_finetuned, in eval mode."""
     directory = Path(directory)

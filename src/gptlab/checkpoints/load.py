@@ -83,6 +83,12 @@ def resolve_model_dir(path: str | Path) -> Path:
         raise GptlabError(f"checkpoint {path} does not exist")
     if is_model_dir(path):
         return path
+    if (path / "adapter").is_dir() and (path / "task.json").is_file():
+        raise GptlabError(
+            f"{path} holds a LoRA adapter, not a whole model: fold it into its base with "
+            f"`gptlab finetune merge --checkpoint {path}` (or load it with "
+            "gptlab.checkpoints.finetuned.load_finetuned)"
+        )
     found = find_run_checkpoint(path)
     if found is None:
         raise GptlabError(
