@@ -1,6 +1,7 @@
 """Small user mistakes and damaged models: each is one line and a non-zero exit, never a
 traceback, and never silently accepted (issue 14's audit, one regression test each)."""
 
+import errno
 import re
 
 import pytest
@@ -103,3 +104,19 @@ def test_prepare_refuses_an_empty_validation_split(capsys, tmp_path):
     assert "--val-fraction must be in (0, 1)" in one_line_error(
         capsys, [*argv, "--val-fraction", "0"]
     )
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_full_or_read_only_disk_is_one_line_and_leaves_no_temp_file(
+    capsys, tmp_path, char_model, monkeypatch, code
+):
+    import os
+
+    def failing_fsync(fd):
+        raise OSError(code, os.strerror(code), "exported/model.safetensors")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    out = tmp_path / "exported"
+    err = one_line_error(capsys, ["export", "--checkpoint", str(char_model), "--out", str(out)])
+    assert os.strerror(code) in err and "write somewhere else (--out)" in err
+    assert not out.exists() or not any(out.iterdir())  # no half-written or temporary file

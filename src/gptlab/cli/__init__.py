@@ -8,12 +8,26 @@ heavy packages inside their functions, so `gptlab --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import pkgutil
 import sys
 
 from gptlab.errors import GptlabError
+
+# Failures of the machine rather than of gptlab (a full disk, a read-only folder): one line that
+# says what to do, whichever writer met them. Files are written atomically, so nothing half-written
+# is left behind.
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "free some disk space, or write somewhere else (--out)",
+    errno.EDQUOT: "free some of your disk quota, or write somewhere else (--out)",
+    errno.EROFS: "that file system is read-only; write somewhere else (--out)",
+    errno.EACCES: "you may not write or read there; check its permissions, or use another path",
+    errno.EPERM: "you may not write or read there; check its permissions, or use another path",
+    errno.ENOTDIR: "a part of that path is a file, not a folder; use another path",
+    errno.EISDIR: "that is a folder, not a file; give a file name",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except GptlabError as exc:
         print(f"gptlab: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise  # anything else is a bug worth its traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"gptlab: error: {exc.strerror}{where}; {ENVIRONMENT_ERRNOS[exc.errno]}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("gptlab: interrupted", file=sys.stderr)
