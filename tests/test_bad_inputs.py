@@ -120,3 +120,37 @@ def test_a_full_or_read_only_disk_is_one_line_and_leaves_no_temp_file(
     err = one_line_error(capsys, ["export", "--checkpoint", str(char_model), "--out", str(out)])
     assert os.strerror(code) in err and "write somewhere else (--out)" in err
     assert not out.exists() or not any(out.iterdir())  # no half-written or temporary file
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n_layer": 10**9},
+        {"block_size": 10**11},
+        {"vocab_size": 10**10},
+        {"pad_vocab_multiple": 10**12},
+    ],
+)
+def test_a_config_json_too_big_for_the_machine_is_refused_before_allocating(
+    capsys, char_model, change
+):
+    import json
+
+    path = char_model / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    argv = ["sample", "--checkpoint", str(char_model), "--prompt", "ab", "--device", "cpu"]
+    err = one_line_error(capsys, argv)
+    assert "GiB of memory, more than this cpu has" in err
+    assert main(["params", "--checkpoint", str(char_model)]) == 0  # counted, never allocated
+    assert "total with tying" in capsys.readouterr().out
+
+
+def test_training_and_sampling_sizes_are_checked_before_allocating(capsys, char_model):
+    with pytest.raises(GptlabError, match="in training needs .* GiB of memory"):
+        from gptlab.model.params import require_model_fits
+
+        config = ModelConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=10**6)
+        require_model_fits(config, torch.device("cpu"), training=True)
+    argv = ["sample", "--checkpoint", str(char_model), "--prompt", "ab", "--device", "cpu"]
+    err = one_line_error(capsys, [*argv, "--num-samples", str(10**12)])
+    assert "generating 1000000000000 sequence(s)" in err

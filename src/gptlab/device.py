@@ -7,6 +7,8 @@ aliases everywhere and mean the same thing.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from gptlab.errors import GptlabError
@@ -51,3 +53,25 @@ def resolve_device(name: str) -> torch.device:
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of a model's parameters."""
     return next(model.parameters()).device
+
+
+def memory_of(device: torch.device) -> int:
+    """Bytes of memory the device has in all: a GPU's own, else the machine's RAM."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def require_memory(n_bytes: int, what: str, device: torch.device | str = "cpu") -> None:
+    """Refuse work that cannot fit before it starts, rather than as an allocator traceback."""
+    device = torch.device(device)
+    available = memory_of(device)
+    if n_bytes > available:
+        raise GptlabError(
+            f"{what} needs {gib(n_bytes)} of memory, more than this {device.type} has "
+            f"({gib(available)}); choose smaller sizes"
+        )
+
+
+def gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"

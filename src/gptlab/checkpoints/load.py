@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from gptlab.checkpoints.model_folder import (
@@ -22,7 +22,8 @@ from gptlab.checkpoints.model_folder import (
 from gptlab.checkpoints.run import find_run_checkpoint
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
-from gptlab.model.state import load_state_checked
+from gptlab.model.params import require_model_fits
+from gptlab.model.state import load_state_checked, tied_keys
 from gptlab.tokenizers.base import Tokenizer, load_tokenizer
 
 RETRIES_WHILE_PRUNED = 3
@@ -50,8 +51,15 @@ def load_model(
 def load_model_folder(
     directory: Path, device: str | torch.device = "cpu"
 ) -> tuple[GPT, Tokenizer | None]:
-    """The model in one model folder (not a run folder)."""
+    """The model in one model folder (not a run folder).
+
+    Before anything is allocated, the config's sizes are checked against the machine's memory
+    and the weights file's header against the config, so a damaged or hostile config.json is
+    one line, not minutes of allocation.
+    """
     config = read_model_config(directory)
+    require_model_fits(config, torch.device("cpu"))  # weights are read on the CPU first
+    check_weights_header(directory / WEIGHTS_FILE, config)
     try:
         state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
     except (SafetensorError, OSError) as exc:
@@ -96,3 +104,23 @@ def resolve_model_dir(path: str | Path) -> Path:
             "or a training run folder with checkpoints"
         )
     return found
+
+
+def check_weights_header(path: Path, config) -> None:
+    """The tensor names and shapes in a safetensors header against what `config` builds (on the
+    meta device: no memory), before the weights are read."""
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            found = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise GptlabError(f"{path} could not be read as safetensors ({exc})") from None
+    with torch.device("meta"):
+        model = GPT(config)
+    tied = tied_keys(model)
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items() if name not in tied}
+    for name, shape in expected.items():
+        if name in found and found[name] != shape:
+            raise GptlabError(
+                f"weights in {path.parent} do not match the model config: {name} has shape "
+                f"{found[name]}, the config needs {shape}"
+            )

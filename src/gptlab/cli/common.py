@@ -55,6 +55,7 @@ def load_model_from_args(args: argparse.Namespace):
 
         from gptlab.model import GPT
         from gptlab.model.config import model_preset
+        from gptlab.model.params import require_model_fits
         from gptlab.tokenizers.base import GPT2Tokenizer
 
         config = model_preset(args.preset)
@@ -63,6 +64,7 @@ def load_model_from_args(args: argparse.Namespace):
                 f"preset {args.preset!r} is a character-level shape whose vocabulary comes from its "
                 "training data; train it first (gptlab train) and use --checkpoint"
             )
+        require_model_fits(config, device)
         torch.manual_seed(0)  # the same random preset model every time; --seed is for sampling
         model, tokenizer = GPT(config).to(device), GPT2Tokenizer()
     return model.eval(), tokenizer

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gptlab.device import model_device
+from gptlab.device import model_device, require_memory
 from gptlab.errors import GptlabError, require
 from gptlab.model.kv_cache import KVCache
 from gptlab.model.static_cache import StaticKVCache
@@ -312,6 +312,18 @@ StepCallback = Callable[[int], None]  # (step index), once the step's tokens are
 
 
 @torch.inference_mode()
+def require_cache_fits(model, batch: int, length: int, device: torch.device) -> None:
+    """Refuse a batch whose keys and values (and logits) cannot fit, before allocating them."""
+    c = model.config
+    head_dim = c.n_embd // c.n_head
+    kv_heads = c.n_kv_head or c.n_head
+    element = next(model.parameters()).element_size()
+    context = min(length, c.block_size)
+    cache = 2 * c.n_layer * batch * kv_heads * context * head_dim * element
+    logits = batch * c.padded_vocab_size * 4
+    require_memory(cache + logits, f"generating {batch} sequence(s) of {length} tokens", device)
+
+
 def generate(
     model,
     prompt_ids: Sequence[int] | Sequence[Sequence[int]],
@@ -340,6 +352,8 @@ def generate(
             f"prompt token ids must be in [0, {vocab_size})",
         )
 
+    longest = max(map(len, prompts)) + config.max_new_tokens
+    require_cache_fits(model, len(prompts) * config.num_samples, longest, device)
     rows = [prompt for prompt in prompts for _ in range(config.num_samples)]  # (B,) sequences
     batch = len(rows)
     tokens, mask = left_pad(rows, device)  # (B, T)

@@ -7,11 +7,12 @@ the numbers cannot drift from the model code.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
-from gptlab.device import BYTES_PER_ELEMENT, dtype_name
+from gptlab.device import BYTES_PER_ELEMENT, dtype_name, require_memory
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 
@@ -49,9 +50,10 @@ class ParamCounts:
 
 
 def count_parameters(config: ModelConfig) -> ParamCounts:
-
+    """Counts from a one-block model on the meta device, with the block repeated n_layer times:
+    every block has the same shape, so this is exact, and instant even for absurd configs."""
     with torch.device("meta"):
-        model = GPT(config)
+        model = GPT(dataclasses.replace(config, n_layer=1))
 
     totals = {name: 0 for _, name in COMPONENTS}
     per_layer = {name: 0 for _, name in COMPONENTS}
@@ -65,12 +67,14 @@ def count_parameters(config: ModelConfig) -> ParamCounts:
         totals[component] += param.numel()
         if name.startswith("blocks.0."):
             per_layer[component] += param.numel()
+    for name in totals:
+        totals[name] += (config.n_layer - 1) * per_layer[name]
 
-    rows = [ParamRow(name, totals[name], per_layer[name] or None) for _, name in COMPONENTS]
     head = model.lm_head.weight.numel()
+    rows = [ParamRow(name, totals[name], per_layer[name] or None) for _, name in COMPONENTS]
     rows.append(ParamRow(HEAD, head))
     tied = model.lm_head.weight is model.wte.weight
-    with_tying = model.num_parameters()
+    with_tying = sum(totals.values()) + (0 if tied else head)
     padding_rows = config.padded_vocab_size - config.vocab_size
     return ParamCounts(
         config=config,
@@ -80,6 +84,23 @@ def count_parameters(config: ModelConfig) -> ParamCounts:
         total_without_tying=with_tying + head if tied else with_tying,
         padding=padding_rows * config.n_embd * (1 if tied else 2),
     )
+
+
+# Bytes per parameter while training with AdamW in fp32: the weight, its gradient, two moments.
+TRAINING_BYTES_PER_PARAM = 16
+
+
+def require_model_fits(config: ModelConfig, device: torch.device, training: bool = False) -> None:
+    """Refuse, before anything is allocated, a model whose weights (and, training, its gradients
+    and optimizer state) cannot fit the device's memory."""
+    n = count_parameters(config).total_with_tying
+    per_param = TRAINING_BYTES_PER_PARAM if training else BYTES_PER_ELEMENT["fp32"]
+    shape = (
+        f"n_layer={config.n_layer}, n_embd={config.n_embd}, block_size={config.block_size}, "
+        f"vocab_size={config.padded_vocab_size}"
+    )
+    what = f"a {_short(n)}-parameter model ({shape}){' in training' if training else ''}"
+    require_memory(n * per_param, what, device)
 
 
 def format_parameter_table(counts: ParamCounts, title: str) -> str:

@@ -34,6 +34,7 @@ from gptlab.errors import GptlabError
 from gptlab.eval.hellaswag import hellaswag_training_eval
 from gptlab.inference.generate import GenerationConfig
 from gptlab.model.gpt import GPT
+from gptlab.model.params import require_model_fits
 from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
 from gptlab.rng import seed_everything
@@ -222,6 +223,7 @@ class Trainer:
         # The data decides the vocabulary (a character vocabulary is whatever the corpus holds).
         self.config.model.vocab_size = self.data.tokenizer.vocab_size
         self.config.model.validate()
+        require_model_fits(self.config.model, self.device, training=True)
         check_sample_settings(cfg, self.data.tokenizer)
 
         if context.is_main:
