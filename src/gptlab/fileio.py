@@ -84,6 +84,24 @@ def read_text(path: str | Path, what: str = "file", *, allow_empty: bool = False
     return text
 
 
+def read_json(path: str | Path, what: str = "file", expect: type = dict) -> object:
+    """The JSON value in `path`, of type `expect`; what is wrong with the file is one line."""
+    path = Path(path)
+    with friendly_read_errors(path, what):
+        text = path.read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GptlabError(
+            f"{what} {path} is not valid JSON ({exc.msg.removesuffix(' at')}, line {exc.lineno})"
+        ) from None
+    if not isinstance(value, expect):
+        raise GptlabError(
+            f"{what} {path} holds a JSON {type(value).__name__}, not an {expect.__name__}"
+        )
+    return value
+
+
 def jsonl_records(
     path: str | Path, what: str = "file", *, torn_tail_ok: bool = False
 ) -> Iterator[tuple[int, dict]]:

@@ -18,6 +18,7 @@ import typing
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.fileio import read_text
 
 
 def split_assignment(assignment: str, form: str, example: str) -> tuple[str, str]:
@@ -150,9 +151,7 @@ def type_name(tp: object) -> str:
 
 def read_toml(path: str | Path) -> dict:
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GptlabError(f"config file {path} does not exist") from None
+        return tomllib.loads(read_text(path, "config file", allow_empty=True))
     except tomllib.TOMLDecodeError as exc:
         raise GptlabError(f"config file {path} is not valid TOML ({exc})") from None
 

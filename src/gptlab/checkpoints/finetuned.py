@@ -45,7 +45,7 @@ from gptlab.checkpoints.model_folder import (
 )
 from gptlab.checkpoints.run import is_run_folder
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write, atomic_write_text
+from gptlab.fileio import atomic_write, atomic_write_text, read_json
 from gptlab.model.gpt import GPT
 from gptlab.model.hf import load_hf_model
 from gptlab.model.lora import LoRAConfig, load_adapter, merge_lora, save_adapter
@@ -186,15 +186,10 @@ def save_finetuned(
 
 def read_task(directory: str | Path) -> dict:
     path = Path(directory) / TASK_FILE
-    try:
-        task = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GptlabError(
-            f"{directory} has no {TASK_FILE}: it is not a fine-tuned gptlab folder"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise GptlabError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if not isinstance(task, dict) or task.get("kind") not in KINDS:
+    if not path.is_file():
+        raise GptlabError(f"{directory} has no {TASK_FILE}: it is not a fine-tuned gptlab folder")
+    task = read_json(path, "fine-tuning task")
+    if task.get("kind") not in KINDS:
         raise GptlabError(f"{path} names no task kind ({' or '.join(KINDS)})")
     return task
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write, atomic_write_text
+from gptlab.fileio import atomic_write, atomic_write_text, read_json
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.state import model_state_for_saving
@@ -45,11 +45,10 @@ def is_model_dir(path: str | Path) -> bool:
 
 def read_model_config(directory: str | Path) -> ModelConfig:
     path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise GptlabError(f"{directory} has no {CONFIG_FILE}: it is not a gptlab model folder")
+    values = read_json(path, "model config")
     try:
-        return ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise GptlabError(
-            f"{directory} has no {CONFIG_FILE}: it is not a gptlab model folder"
-        ) from None
-    except (json.JSONDecodeError, TypeError) as exc:
+        return ModelConfig.from_dict(values)
+    except (TypeError, ValueError) as exc:
         raise GptlabError(f"{path} is not a valid model config ({exc})") from None

@@ -24,6 +24,7 @@ import torch
 
 from gptlab.checkpoints.model_folder import CONFIG_FILE, WEIGHTS_FILE, save_model
 from gptlab.errors import GptlabError
+from gptlab.fileio import read_json
 
 METRICS_FILE = "metrics.jsonl"  # the trainer's log (gptlab.train.metrics writes it)
 
@@ -73,17 +74,11 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 def read_info(checkpoint: Path) -> dict:
     """checkpoint.json: step, tokens, elapsed_s, val_loss, best_val_loss."""
-    path = checkpoint / INFO_FILE
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    info = read_json(checkpoint / INFO_FILE, "checkpoint info")
+    if not isinstance(info.get("step"), int):
         raise GptlabError(
-            f"{checkpoint} has no {INFO_FILE}: it is not a complete checkpoint"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GptlabError(f"{path} is damaged ({exc}); delete that checkpoint folder") from None
-    if not isinstance(info, dict) or not isinstance(info.get("step"), int):
-        raise GptlabError(f"{path} is damaged (no step); delete that checkpoint folder")
+            f"{checkpoint / INFO_FILE} is damaged (no step); delete that checkpoint folder"
+        )
     return info
 
 

@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.fileio import read_json
 from gptlab.tokenizers.base import Tokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
 DEFAULT_VAL_FRACTION = 0.1
+META_KEYS = ("splits", "tokenizer", "dtype", "vocab_size")  # what the readers rely on
 DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB per shard as uint16
 
 
@@ -37,20 +39,28 @@ def settings_hash(settings: dict) -> str:
 def read_meta(folder: str | Path) -> dict:
     """The meta.json of a prepared folder, or a GptlabError saying how to prepare one."""
     path = Path(folder) / "meta.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.is_file():
         raise GptlabError(
             f"{folder} is not a prepared dataset (no meta.json): run `gptlab prepare SOURCE` "
             "first and pass the folder it prints"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise GptlabError(f"{path} is not valid JSON; prepare the dataset again") from None
-    found = meta.get("format") if isinstance(meta, dict) else None
+        )
+    meta = read_json(path, "prepared data's")
+    found = meta.get("format")
     if found != FORMAT_VERSION:
         raise GptlabError(
             f"{folder} was prepared in format {found!r}, this gptlab reads format "
             f"{FORMAT_VERSION}; prepare it again"
+        )
+    missing = [key for key in META_KEYS if key not in meta]
+    splits = meta.get("splits")
+    if (
+        missing
+        or not isinstance(splits, dict)
+        or not all(isinstance(s, dict) for s in splits.values())
+    ):
+        raise GptlabError(
+            f"{path} is damaged ({'no ' + ', '.join(missing) if missing else 'bad splits'}); "
+            "prepare the dataset again"
         )
     return meta
 

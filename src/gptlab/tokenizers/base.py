@@ -16,7 +16,7 @@ from typing import Protocol
 import tiktoken
 
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write_text
+from gptlab.fileio import atomic_write_text, read_json
 from gptlab.tokenizers.bpe import BPETokenizer
 
 
@@ -173,16 +173,14 @@ def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> None:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    path = Path(path)
+    d = read_json(path, "tokenizer file")
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GptlabError(f"tokenizer file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GptlabError(f"tokenizer file {path} is not valid JSON ({exc})") from None
-    if not isinstance(d, dict):
-        raise GptlabError(f"tokenizer file {path} does not hold a tokenizer description")
-    return tokenizer_from_dict(d)
+        return tokenizer_from_dict(d)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise GptlabError(
+            f"tokenizer file {path} is not a valid {d.get('type')!r} tokenizer ({type(exc).__name__}: "
+            f"{exc}); save the tokenizer again"
+        ) from None
 
 
 def get_tokenizer(spec: str) -> Tokenizer:
