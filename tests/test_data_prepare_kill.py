@@ -1,7 +1,10 @@
-"""Killing `gptlab prepare`: its tokenizer workers die with it (SIGKILL or SIGTERM)."""
+"""Killing `gptlab prepare`: its tokenizer workers die with it (SIGKILL or SIGTERM), SIGTERM removes
+its building folder, and the next prepare removes the building folder a SIGKILL left behind (and
+never anything else)."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import gptlab
+from gptlab.cli import main
+from gptlab.data.folder import read_meta
 
 needs_proc = pytest.mark.skipif(
     not Path("/proc/self/stat").is_file(),
@@ -99,7 +104,9 @@ def reap():
 
 
 @needs_proc
-def test_sigkill_kills_the_workers(big_text, tmp_path, reap):
+def test_sigkill_kills_the_workers_and_the_next_prepare_removes_the_stale_partial(
+    big_text, tmp_path, reap
+):
     out = tmp_path / "out"
     process, workers = start_prepare_and_wait_for_workers(big_text, out)
     reap.append((process, workers))
@@ -108,10 +115,20 @@ def test_sigkill_kills_the_workers(big_text, tmp_path, reap):
     assert wait_until(lambda: all(is_gone(pid) for pid in workers), 5), (
         f"workers still running after their parent was SIGKILLed: {sorted(workers)}"
     )
+    [stale] = partials(out)  # SIGKILL runs no cleanup: the building folder stays...
+
+    # ...until the next prepare into the same place (a budget keeps this one short).
+    argv = ["prepare", str(big_text), "--out", str(out), "--workers", "2", "--quiet"]
+    assert main(argv + ["--max-tokens", "50000"]) == 0
+    assert not stale.exists(), "the next prepare kept the building folder SIGKILL left"
+    assert partials(out) == []
+    meta = read_meta(out)
+    assert meta["splits"]["train"]["tokens"] + meta["splits"]["val"]["tokens"] == 50_000
+    assert [name for name in os.listdir(out) if name.startswith(".")] == []  # no builder file
 
 
 @needs_proc
-def test_sigterm_kills_the_workers(big_text, tmp_path, reap):
+def test_sigterm_cleans_up_the_workers_and_the_partial_folder(big_text, tmp_path, reap):
     out = tmp_path / "out"
     process, workers = start_prepare_and_wait_for_workers(big_text, out)
     reap.append((process, workers))
@@ -120,7 +137,55 @@ def test_sigterm_kills_the_workers(big_text, tmp_path, reap):
     assert wait_until(lambda: all(is_gone(pid) for pid in workers), 5), (
         f"workers still running after their parent was SIGTERMed: {sorted(workers)}"
     )
-    assert status == -signal.SIGTERM
+    assert partials(out) == [], "SIGTERM left the building folder behind"
+    assert not out.exists()
+    assert status == 128 + signal.SIGTERM  # it unwound, then exited with SIGTERM's status
+    assert process.stderr.read() == b""  # and quietly: no traceback
+
+
+def test_only_stale_building_folders_of_that_folder_are_removed(tmp_path):
+    from gptlab.data.folder import BUILDER_FILE, UNOWNED_PARTIAL_SECONDS, remove_stale_partials
+
+    out = tmp_path / "data"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process now
+    host = socket.gethostname()
+
+    def partial(name: str, builder: str | None = None, age: float = 0) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "train_000000.bin").write_bytes(b"\0\0")
+        if builder is not None:
+            (path / BUILDER_FILE).write_text(builder)
+        for p in path.iterdir():
+            os.utime(p, (time.time() - age,) * 2)
+        os.utime(path, (time.time() - age,) * 2)
+        return path
+
+    old = UNOWNED_PARTIAL_SECONDS + 60
+    gone = [
+        partial(".data.dead0001.partial", f"{dead.pid} {host}\n"),
+        partial(".data.noown_01.partial", None, age=old),
+    ]
+    kept = [
+        partial(".data.alive001.partial", f"{os.getpid()} {host}\n", age=old),  # a live builder
+        partial(".data.fresh001.partial"),  # no builder file yet, just created
+        partial(".data.other001.partial", f"{dead.pid} another-host\n", age=old),
+        partial(".data.x.dead0002.partial", f"{dead.pid} {host}\n"),  # the folder "data.x"'s
+        partial(".data.dead.partial", f"{dead.pid} {host}\n"),  # not a name mkdtemp gives
+        partial("data.dead0003.partial", f"{dead.pid} {host}\n", age=old),
+        partial(".data.dead0004.partial.keep", f"{dead.pid} {host}\n", age=old),
+    ]
+    (tmp_path / ".data.afile001.partial").write_text("a file, not a folder")
+    (tmp_path / ".data.alink001.partial").symlink_to(tmp_path / "target", True)
+    (tmp_path / "target").mkdir()
+    os.utime(tmp_path / ".data.afile001.partial", (time.time() - old,) * 2)
+
+    assert sorted(remove_stale_partials(out)) == sorted(gone)
+    assert not any(p.exists() for p in gone)
+    assert all((p / "train_000000.bin").exists() for p in kept)
+    assert (tmp_path / ".data.afile001.partial").is_file()
+    assert (tmp_path / ".data.alink001.partial").is_symlink() and (tmp_path / "target").is_dir()
 
 
 @needs_proc
