@@ -212,6 +212,7 @@ def test_a_worker_whose_parent_is_already_gone_or_dies_later_exits(tmp_path):
     parent = subprocess.Popen(
         [sys.executable, "-c", polled], env=env, stdout=subprocess.PIPE, text=True
     )
+    worker = None
     try:
         worker = int(parent.stdout.readline())
         parent.kill()
@@ -221,5 +222,5 @@ def test_a_worker_whose_parent_is_already_gone_or_dies_later_exits(tmp_path):
         parent.kill()
         parent.wait()
         parent.stdout.close()
-        if not is_gone(worker):
+        if worker is not None and not is_gone(worker):
             os.kill(worker, signal.SIGKILL)
