@@ -7,7 +7,9 @@ A prepared folder holds
     train_000000.bin ...  val_000000.bin ...   token shards (see gptlab.data.shards)
 
 It is built under a temporary name beside its final place and renamed into place only when
-complete, so an interrupted prepare never leaves anything that looks prepared.
+complete, so an interrupted prepare never leaves anything that looks prepared. A build that is
+killed outright (SIGKILL, power loss) leaves its temporary folder behind; the next build of the
+same folder removes it once its builder is gone (see remove_stale_partials).
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +36,11 @@ FORMAT_VERSION = 1
 DEFAULT_VAL_FRACTION = 0.1
 META_KEYS = ("splits", "tokenizer", "dtype", "vocab_size")  # what the readers rely on
 DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB per shard as uint16
+# Inside a building folder: "<pid> <host>" of the process building it (removed before the rename).
+BUILDER_FILE = ".builder"
+# A building folder without BUILDER_FILE (its builder was killed in the instant between creating
+# the folder and writing the file) is stale once nothing in it has changed for this long.
+UNOWNED_PARTIAL_SECONDS = 3600
 
 
 def settings_hash(settings: dict) -> str:
@@ -91,10 +103,15 @@ def is_prepared(folder: Path, expected_hash: str) -> bool:
 def building_folder(folder: Path, expected_hash: str) -> Iterator[Path]:
     """A temporary folder beside `folder`, renamed to it when the block completes.
 
-    If the block raises, the temporary folder is removed and `folder` is left as it was.
+    If the block raises, the temporary folder is removed and `folder` is left as it was. SIGTERM
+    during the block raises SystemExit(143) (see _sigterm_unwinds), so a terminated build cleans
+    up too (worker pools shut down, the temporary folder removed). Leftovers of earlier builds of
+    `folder` whose process is gone are removed first.
     """
+    building = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(folder)
         building = Path(
             tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent)
         )
@@ -102,15 +119,99 @@ def building_folder(folder: Path, expected_hash: str) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         building.chmod(0o777 & ~umask)
+        # Who builds it, so that a later build can tell a live build from a killed one.
+        (building / BUILDER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n")
     except OSError as exc:
+        if building is not None:
+            shutil.rmtree(building, ignore_errors=True)
         raise GptlabError(f"cannot create {folder}: {exc.strerror}") from None
     try:
-        yield building
-        try:
-            os.rename(building, folder)
-        except OSError:
-            # Another prepare with the same settings may have finished first: then all is done.
-            if not is_prepared(folder, expected_hash):
-                raise
+        with _sigterm_unwinds():
+            yield building
+            (building / BUILDER_FILE).unlink(missing_ok=True)
+            try:
+                os.rename(building, folder)
+            except OSError:
+                # Another prepare with the same settings may have finished first: then all is done.
+                if not is_prepared(folder, expected_hash):
+                    raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove the building folders of `folder` left by builds whose process is gone.
+
+    Only directories named exactly as building_folder names them (`.{name}.XXXXXXXX.partial`,
+    beside `folder`) are candidates, and of those only the ones whose BUILDER_FILE names a process
+    of this host that no longer exists, or, without that file, in which nothing has changed for
+    UNOWNED_PARTIAL_SECONDS. A live builder's folder, another host's, or anything else is never
+    touched. Best effort: returns the folders removed, never raises for a folder it cannot read.
+    """
+    # mkdtemp's random part: 8 characters of [a-z0-9_].
+    pattern = re.compile(rf"\.{re.escape(folder.name)}\.[a-z0-9_]{{8}}\.partial")
+    removed = []
+    try:
+        entries = list(os.scandir(folder.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if not pattern.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+                continue
+            if _builder_is_gone(Path(entry.path)):
+                shutil.rmtree(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _builder_is_gone(partial: Path) -> bool:
+    try:
+        pid_text, _, host = (partial / BUILDER_FILE).read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError, UnicodeDecodeError):
+        # No (readable) builder file: stale only when nothing in it has changed for a long time.
+        newest = max(
+            [partial.stat().st_mtime]
+            + [e.stat(follow_symlinks=False).st_mtime for e in os.scandir(partial)]
+        )
+        return time.time() - newest > UNOWNED_PARTIAL_SECONDS
+    if pid <= 0 or host != socket.gethostname():
+        return False  # not a process of this machine: nothing here can tell whether it lives
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):
+        return False  # it exists (PermissionError: another user's process), or no valid pid
+    return False
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Within the block, SIGTERM raises SystemExit(128 + SIGTERM) in the main thread.
+
+    By default SIGTERM ends the process on the spot: no `finally` runs, so a build would leave its
+    temporary folder, and its worker pool would not be shut down. Raising instead unwinds every
+    context manager on the way out (the exit status stays 143, as for a plain SIGTERM). Only
+    installed where SIGTERM still has its default action (a caller's own handler is kept) and
+    only for the block; a second SIGTERM during the cleanup kills as usual.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

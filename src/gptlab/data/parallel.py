@@ -9,8 +9,14 @@ reads its whole input ahead).
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -60,8 +66,44 @@ _worker_tokenizer: Tokenizer | None = None
 _worker_dtype: np.dtype | None = None
 
 
-def _init_worker(tokenizer: Tokenizer | dict, dtype: str) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker process exit as soon as the process that started it is gone.
+
+    Without this, a prepare killed with SIGKILL leaves its workers running forever: reparented to
+    init and blocked reading the task pipe, whose write end the other workers keep open.
+    - Linux: prctl(PR_SET_PDEATHSIG, SIGKILL) has the kernel kill this process when its parent
+      dies, whatever kills it. (Strictly, when the parent *thread* that forked it ends: the
+      workers are forked by the thread iterating encode_in_order, which outlives the pool.)
+    - The parent may have died before prctl ran, and then no signal ever comes: so compare
+      getppid() with the pid the parent passed down (it changes when the parent dies).
+    - Where prctl is missing (macOS), a daemon thread polls getppid() once a second instead.
+    """
+    watched_by_kernel = False
+    if sys.platform.startswith("linux"):
+        try:
+            pr_set_pdeathsig = 1
+            libc = ctypes.CDLL(None, use_errno=True)
+            watched_by_kernel = libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not watched_by_kernel:
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="gptlab-parent-watch", daemon=True).start()
+
+
+def _init_worker(tokenizer: Tokenizer | dict, dtype: str, parent_pid: int) -> None:
     global _worker_tokenizer, _worker_dtype
+    _die_with_parent(parent_pid)
+    # A forked worker inherits the handler that turns SIGTERM into an unwinding exit in the
+    # parent (gptlab.data.folder.building_folder); a worker has nothing to unwind: plain death.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker_tokenizer = tokenizer_from_dict(tokenizer) if isinstance(tokenizer, dict) else tokenizer
     _worker_dtype = np.dtype(dtype)
 
@@ -81,7 +123,8 @@ def encode_in_order(
     """Yield `encode_documents` of each batch, in order, computed by `workers` processes.
 
     With workers=1 everything runs in this process (no start-up cost, easy to debug). Stopping
-    the iteration early (closing the generator) cancels the batches still queued.
+    the iteration early (closing the generator) cancels the batches still queued. The workers
+    exit by themselves when this process dies, even by SIGKILL (see _die_with_parent).
     """
     if workers <= 1:
         for batch in batches:
@@ -99,7 +142,7 @@ def encode_in_order(
         max_workers=workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(worker_tokenizer, np.dtype(dtype).str),
+        initargs=(worker_tokenizer, np.dtype(dtype).str, os.getpid()),
     ) as pool:
         pending = deque()
         batches = iter(batches)
