@@ -161,3 +161,27 @@ def test_cuda_batches_match_cpu_batches(prepared):
     assert x.is_cuda and y.is_cuda
     cx, cy = cpu.next_batch()
     assert torch.equal(x.cpu(), cx) and torch.equal(y.cpu(), cy)
+
+
+def test_meta_json_may_not_point_outside_its_folder(tmp_path):
+    import json
+    import shutil
+
+    from gptlab.data.folder import read_meta
+    from gptlab.data.shards import open_shards
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 8)
+    for name in ("../secret.bin", str(tmp_path / "secret.bin")):
+        with pytest.raises(GptlabError, match="outside .*; refusing to read it"):
+            open_shards(folder, "train", [{"file": name, "tokens": 4}], "uint16")
+    with pytest.raises(GptlabError, match="token dtype 'float64'"):
+        open_shards(folder, "train", [], "float64")
+    (folder / "meta.json").write_text(json.dumps({"format": 1, "dtype": "uint16"}))
+    with pytest.raises(GptlabError, match="is damaged \\(no splits, tokenizer, vocab_size\\)"):
+        read_meta(folder)
+    (folder / "meta.json").write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(GptlabError, match="is not UTF-8 text"):
+        read_meta(folder)
+    shutil.rmtree(folder)

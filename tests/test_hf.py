@@ -243,3 +243,23 @@ def test_cli_export(tmp_path, idx):
         main(["export", "--checkpoint", str(tmp_path / "model"), "--out", str(out), "--overwrite"])
         == 0
     )
+
+
+@pytest.mark.parametrize("value", ["abc", None])
+def test_hf_config_values_of_the_wrong_type_are_one_line(value):
+    with pytest.raises(GptlabError, match="resid_pdrop = .*; it must be a number"):
+        model_config_from_hf_config({"model_type": "gpt2", "resid_pdrop": value})
+
+
+def test_a_damaged_or_hostile_safetensors_index_is_refused(tmp_path):
+    import json
+
+    small_hf_model(vocab_size=GPT2_VOCAB).config.to_json_file(tmp_path / "config.json")
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": ["model-1.safetensors"]}))
+    with pytest.raises(GptlabError, match="has no weight_map object"):
+        load_hf_model(str(tmp_path))
+    for outside in ("../../etc/passwd", "/etc/passwd"):
+        index.write_text(json.dumps({"weight_map": {"wte.weight": outside}}))
+        with pytest.raises(GptlabError, match="outside .*; refusing to read it"):
+            load_hf_model(str(tmp_path))

@@ -84,6 +84,18 @@ def read_text(path: str | Path, what: str = "file", *, allow_empty: bool = False
     return text
 
 
+def inside(folder: str | Path, name: object, what: str) -> Path:
+    """folder / name, refusing a name (from a file a stranger may have written) that is not a
+    plain relative path staying inside folder: `../../etc/passwd` or `/etc/passwd`."""
+    folder = Path(folder)
+    if not isinstance(name, str) or not name:
+        raise GptlabError(f"{what} names a file {name!r}, which is not a file name")
+    path = folder / name
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
+        raise GptlabError(f"{what} names {name!r}, outside {folder}; refusing to read it")
+    return path
+
+
 def read_json(path: str | Path, what: str = "file", expect: type = dict) -> object:
     """The JSON value in `path`, of type `expect`; what is wrong with the file is one line."""
     path = Path(path)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from gptlab.errors import GptlabError
+from gptlab.fileio import inside
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -82,9 +83,13 @@ class ShardWriter:
 def open_shards(folder: Path, split: str, shards: list[dict], dtype: str) -> list[np.memmap]:
     """Memory-map the shards of a split read-only, checking each file has the size meta.json says."""
     arrays = []
+    if dtype not in ("uint16", "uint32"):
+        raise GptlabError(f"meta.json in {folder} gives token dtype {dtype!r}; prepare it again")
     dtype = np.dtype(dtype)
     for shard in shards:
-        path = Path(folder) / shard["file"]
+        if not isinstance(shard, dict) or not isinstance(shard.get("tokens"), int):
+            raise GptlabError(f"meta.json in {folder} lists a damaged shard; prepare it again")
+        path = inside(folder, shard.get("file"), f"meta.json in {folder}")
         expected = shard["tokens"] * dtype.itemsize
         try:
             size = path.stat().st_size

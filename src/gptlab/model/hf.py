@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write, atomic_write_text
+from gptlab.fileio import atomic_write, atomic_write_text, inside, read_json
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.state import load_state_checked
@@ -131,7 +131,7 @@ def model_config_from_hf_config(hf_config) -> ModelConfig:
                 f"the Hugging Face config has {key} = {d.get(key)!r}, which gptlab's GPT-2 does not "
                 f"support (it needs {needed})"
             )
-    dropout = max(float(d.get(k, 0.1)) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
+    dropout = max(hf_number(d, k, 0.1) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
     return ModelConfig(
         vocab_size=d.get("vocab_size", GPT2_VOCAB_SIZE),
         block_size=d.get("n_positions", 1024),
@@ -140,8 +140,16 @@ def model_config_from_hf_config(hf_config) -> ModelConfig:
         n_embd=n_embd,
         dropout=dropout,
         bias=True,
-        layer_norm_eps=float(d.get("layer_norm_epsilon", 1e-5)),
+        layer_norm_eps=hf_number(d, "layer_norm_epsilon", 1e-5),
     )
+
+
+def hf_number(d: dict, key: str, default: float) -> float:
+    """A float setting of a Hugging Face config; null or text there is a damaged config."""
+    value = d.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise GptlabError(f"the Hugging Face config has {key} = {value!r}; it must be a number")
+    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +257,7 @@ def read_hf_config(folder: Path) -> dict:
         raise GptlabError(
             f"{folder} has no {HF_CONFIG_FILE}: it is not a Hugging Face model folder"
         )
-    return read_json_dict(path)
+    return read_json(path, "Hugging Face config")
 
 
 def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -257,8 +265,14 @@ def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     if (folder / HF_SAFETENSORS_FILE).is_file():
         files = [folder / HF_SAFETENSORS_FILE]
     elif (folder / HF_SAFETENSORS_INDEX_FILE).is_file():
-        index = read_json_dict(folder / HF_SAFETENSORS_INDEX_FILE)
-        files = [folder / shard for shard in sorted(set(index.get("weight_map", {}).values()))]
+        index = read_json(folder / HF_SAFETENSORS_INDEX_FILE, "safetensors index")
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise GptlabError(f"{folder / HF_SAFETENSORS_INDEX_FILE} has no weight_map object")
+        files = [
+            inside(folder, shard, HF_SAFETENSORS_INDEX_FILE)
+            for shard in sorted(set(map(str, weight_map.values())))
+        ]
     elif (folder / HF_PYTORCH_FILE).is_file():
         return read_pytorch_bin(folder / HF_PYTORCH_FILE)
     else:
@@ -273,16 +287,6 @@ def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as exc:
             raise GptlabError(f"{file} could not be read as safetensors ({exc})") from None
     return state
-
-
-def read_json_dict(path: Path) -> dict:
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GptlabError(f"{path} could not be read as JSON ({exc})") from None
-    if not isinstance(d, dict):
-        raise GptlabError(f"{path} does not hold a JSON object")
-    return d
 
 
 def read_pytorch_bin(path: Path) -> dict[str, torch.Tensor]:
