@@ -70,3 +70,12 @@ def test_quick_bench_runs_every_row_and_they_agree(checkpoint, tmp_path, capsys)
 def test_bench_bad_input_is_one_line(checkpoint, capsys):
     assert main(["bench", "generate", "--checkpoint", str(checkpoint), "--new-tokens", "40"]) == 1
     assert "block_size" in capsys.readouterr().err
+
+
+def test_quick_keeps_the_values_given_explicitly(checkpoint, capsys):
+    pytest.importorskip("transformers")
+    flags = ["--checkpoint", str(checkpoint), "--quick", "--device", "cpu", "--prompt-tokens", "4"]
+    flags += ["--new-tokens", "5", "--rows", "dynamic cache", "--json"]
+    assert main(["bench", "generate", *flags]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["new_tokens"] == 5 and result["repeats"] == 1  # given, and --quick's

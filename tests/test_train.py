@@ -454,6 +454,20 @@ def test_a_torn_last_metrics_line_is_dropped_by_plot_and_resume(prepared_shakesp
         read_run_metrics(run)  # damage inside the file is not a torn tail: said, not hidden
 
 
+def test_samples_are_one_per_step_in_order_after_a_resume(prepared_shakespeare, tmp_path):
+    import re
+    import shutil
+
+    run = tmp_path / "run"
+    overrides = ["train.max_steps=4", "train.checkpoint_every=2", "train.eval_every=0"]
+    config = tiny_config(prepared_shakespeare, *overrides, "train.sample_every=1")
+    train(config, run, show_progress=False)
+    shutil.rmtree(run / "checkpoints" / "step-0000004")  # as if killed before its last save
+    train(config, run, resume=True, show_progress=False)  # steps 3 and 4 run (and sample) again
+    steps = re.findall(r"^=== step (\d+) ===$", (run / "samples.txt").read_text(), re.M)
+    assert steps == ["1", "2", "3", "4"]
+
+
 def test_tokens_per_step_must_split_into_micro_batches(prepared_shakespeare, tmp_path):
     # Caught when the config is built, before any run folder or data is touched.
     with pytest.raises(

@@ -49,7 +49,7 @@ def register_generate(subjects) -> None:
         help="draft tokens per round (default 4)",
     )
     parser.add_argument(
-        "--new-tokens", type=int, default=200, metavar="N", help="tokens to generate (default 200)"
+        "--new-tokens", type=int, default=None, metavar="N", help="tokens to generate (default 200)"
     )
     parser.add_argument(
         "--prompt-tokens", type=int, default=16, metavar="N", help="prompt length (default 16)"
@@ -57,7 +57,7 @@ def register_generate(subjects) -> None:
     parser.add_argument(
         "--repeats",
         type=int,
-        default=3,
+        default=None,
         metavar="N",
         help="timed runs per row, interleaved; the median counts (default 3)",
     )
@@ -65,7 +65,7 @@ def register_generate(subjects) -> None:
         "--batches",
         type=int,
         nargs="+",
-        default=[1, 8, 32],
+        default=None,
         metavar="B",
         help="batch sizes for the throughput rows (default 1 8 32)",
     )
@@ -90,14 +90,15 @@ def register_generate(subjects) -> None:
     parser.add_argument(
         "--ppl-tokens",
         type=int,
-        default=4096,
+        default=None,
         metavar="N",
         help="tokens of it to score (default 4096)",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run: 8 new tokens, 1 repeat, batches 1 2, no compile, 256 perplexity tokens",
+        help="a smoke run: 8 new tokens, 1 repeat, batches 1 2, no compile, 256 perplexity tokens "
+        "(values given explicitly win)",
     )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     parser.add_argument(
@@ -117,6 +118,8 @@ def register_generate(subjects) -> None:
 
 
 SUBJECTS = (register_generate,)
+DEFAULTS = {"new_tokens": 200, "repeats": 3, "batches": [1, 8, 32], "ppl_tokens": 4096}
+QUICK = {"new_tokens": 8, "repeats": 1, "batches": [1, 2], "ppl_tokens": 256}
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -126,9 +129,12 @@ def run_generate(args: argparse.Namespace) -> int:
     from gptlab.errors import require
     from gptlab.inference.bench import bench_generate, format_generate_table, plot_generate
 
-    if args.quick:
-        args.new_tokens, args.repeats, args.batches = 8, 1, [1, 2]
-        args.no_compile, args.ppl_tokens = True, 256
+    # Explicit values win over both the --quick values and the defaults.
+    defaults = QUICK if args.quick else DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.no_compile = args.no_compile or args.quick
     require(args.new_tokens >= 1, f"--new-tokens must be >= 1, got {args.new_tokens}")
     require(args.prompt_tokens >= 1, f"--prompt-tokens must be >= 1, got {args.prompt_tokens}")
     require(args.repeats >= 1, f"--repeats must be >= 1, got {args.repeats}")

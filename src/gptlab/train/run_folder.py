@@ -17,12 +17,14 @@ before anything is written. A folder another gptlab process is training in is re
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import IO
 
 from gptlab.checkpoints.run import CHECKPOINTS_DIR, latest_checkpoint
 from gptlab.errors import GptlabError
+from gptlab.fileio import atomic_write_text
 from gptlab.train.config import RunConfig, build_run_config
 from gptlab.train.metrics import METRICS_FILE
 from gptlab.train.plots import LOSS_PLOT_FILE
@@ -40,6 +42,19 @@ RUN_FILES = (
     TENSORBOARD_DIR,
     "wandb",
 )
+
+
+def truncate_samples(run_dir: Path, last_step: int) -> None:
+    """Drop the samples written after `last_step` (a resumed run samples those steps again), so
+    samples.txt stays one entry per step, in order."""
+    path = Path(run_dir) / SAMPLES_FILE
+    if not path.is_file():
+        return
+    entries = re.split(r"(?m)^(?==== step \d+ ===$)", path.read_text(encoding="utf-8"))
+    kept = [
+        e for e in entries if (m := re.match(r"=== step (\d+) ===", e)) and int(m[1]) <= last_step
+    ]
+    atomic_write_text(path, "".join(kept))
 
 
 def holds_run(folder: Path) -> bool:

@@ -67,6 +67,7 @@ from gptlab.train.run_folder import (
     check_run_folder,
     clear_run,
     lock_run_folder,
+    truncate_samples,
 )
 from gptlab.train.training_data import TrainingData
 
@@ -545,3 +546,4 @@ class Trainer:
         self.best_val_loss = info["best_val_loss"]
         if self.context.is_main:
             truncate_metrics(self.run_dir, self.step)  # the steps after the checkpoint run again
+            truncate_samples(self.run_dir, self.step)
