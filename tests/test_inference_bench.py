@@ -72,9 +72,12 @@ def test_bench_bad_input_is_one_line(checkpoint, capsys):
     assert "block_size" in capsys.readouterr().err
 
 
-def test_quick_keeps_the_values_given_explicitly(checkpoint, capsys):
+def test_quick_keeps_the_values_given_explicitly(checkpoint, tmp_path, capsys):
     pytest.importorskip("transformers")
+    text = tmp_path / "text.txt"  # the model's own characters (not the cache's TinyShakespeare)
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 20)
     flags = ["--checkpoint", str(checkpoint), "--quick", "--device", "cpu", "--prompt-tokens", "4"]
+    flags += ["--ppl-text", str(text)]
     flags += ["--new-tokens", "5", "--rows", "dynamic cache", "--json"]
     assert main(["bench", "generate", *flags]) == 0
     result = json.loads(capsys.readouterr().out)
