@@ -1,5 +1,6 @@
 """`gptlab inspect ...` end to end on a tiny saved model: tables, files, and one-line errors."""
 
+import dataclasses
 import json
 
 import pytest
@@ -145,6 +146,13 @@ def test_ablate_reads_batches_of_a_prepared_dataset(shared_data, tmp_path, capsy
     result = json.loads((out / "ablation.json").read_text())
     assert result["n_tokens"] == 2 * 3 * 16  # batches x batch size x the model's block_size
     assert f"over {result['n_tokens']} tokens" in capsys.readouterr().out
+
+    # Data tokenized by another tokenizer (here the characters of a smaller text) is refused.
+    other = CharTokenizer.from_text("abc")
+    save_model(tmp_path / "other", GPT(dataclasses.replace(model.config, vocab_size=3)), other)
+    code = run_tool("ablate", str(tmp_path / "other"), "--out", str(out), *data_args)
+    err = capsys.readouterr().err
+    assert code == 1 and "was tokenized with another tokenizer" in err and err.count("\n") == 1
 
 
 def test_tools_see_what_a_briefly_trained_model_learned(tmp_path, capsys):

@@ -269,7 +269,7 @@ def run_ablate(args: argparse.Namespace) -> int:
         model, _, idx, _ = load(args, min_tokens=2)
         batches = prompt_batches(idx)
     else:
-        model, _ = load_model_from_args(args)
+        model, tokenizer = load_model_from_args(args)
         batches = dataset_sample(
             model,
             args.data,
@@ -278,6 +278,7 @@ def run_ablate(args: argparse.Namespace) -> int:
             args.batch_size,
             args.block_size,
             args.data_seed,
+            tokenizer=tokenizer,
         )
     result = head_ablation(model, batches, mode=args.mode)
     print(ablation_table(result, args.top_k))

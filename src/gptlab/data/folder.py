@@ -215,3 +215,18 @@ def _sigterm_unwinds() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def check_same_tokenizer(data_dir: str | Path, tokenizer) -> None:
+    """A prepared folder's tokens mean something to the model only if it used the model's tokenizer."""
+    data_tokenizer = load_prepared_tokenizer(data_dir)
+    if data_tokenizer.to_dict() != tokenizer.to_dict():
+        raise GptlabError(
+            f"{data_dir} was tokenized with another tokenizer ({describe_tokenizer(data_tokenizer)}) than "
+            f"the model's ({describe_tokenizer(tokenizer)}); prepare the data again with the model's "
+            "tokenizer (gptlab prepare SOURCE --tokenizer MODEL_DIR/tokenizer.json), or score a text instead"
+        )
+
+
+def describe_tokenizer(tokenizer) -> str:
+    return f"{tokenizer.name}, {tokenizer.vocab_size:,} tokens"

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gptlab.data.folder import load_prepared_tokenizer, read_meta
+from gptlab.data.folder import check_same_tokenizer, read_meta
 from gptlab.data.shards import open_shards
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
@@ -239,21 +239,6 @@ def evaluate_prepared(
         tokens = np.concatenate([np.array([tokenizer.eot_id], dtype=tokens.dtype), tokens])
     byte_lengths = token_byte_lengths(tokenizer)
     return evaluate_tokens(model, tokens, byte_lengths, max_tokens=max_tokens, **kwargs)
-
-
-def check_same_tokenizer(data_dir: str | Path, tokenizer) -> None:
-    """A prepared folder's tokens mean something to the model only if it used the model's tokenizer."""
-    data_tokenizer = load_prepared_tokenizer(data_dir)
-    if data_tokenizer.to_dict() != tokenizer.to_dict():
-        raise GptlabError(
-            f"{data_dir} was tokenized with another tokenizer ({describe_tokenizer(data_tokenizer)}) than "
-            f"the model's ({describe_tokenizer(tokenizer)}); prepare the data again with the model's "
-            "tokenizer (gptlab prepare SOURCE --tokenizer MODEL_DIR/tokenizer.json), or score a text with --text"
-        )
-
-
-def describe_tokenizer(tokenizer) -> str:
-    return f"{tokenizer.name}, {tokenizer.vocab_size:,} tokens"
 
 
 def prepared_split_tokens(

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from gptlab.data.folder import check_same_tokenizer
 from gptlab.data.loader import TokenLoader
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
@@ -95,13 +96,17 @@ def dataset_sample(
     batch_size: int = 8,
     block_size: int | None = None,
     seed: int = 0,
+    tokenizer=None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`batches` random (inputs, targets) batches of a prepared dataset, on the model's device.
 
     block_size defaults to the model's, capped at 256 tokens to keep ablation sweeps quick.
+    With the model's tokenizer given, data prepared with another one is refused.
     """
     if batches < 1 or batch_size < 1:
         raise GptlabError("the number of batches and the batch size must be at least 1")
+    if tokenizer is not None:
+        check_same_tokenizer(data_dir, tokenizer)
     block_size = block_size or min(model.config.block_size, 256)
     if not 1 <= block_size <= model.config.block_size:
         raise GptlabError(
