@@ -185,3 +185,19 @@ def test_meta_json_may_not_point_outside_its_folder(tmp_path):
     with pytest.raises(GptlabError, match="is not UTF-8 text"):
         read_meta(folder)
     shutil.rmtree(folder)
+
+
+def test_a_shard_holding_ids_beyond_the_vocabulary_is_one_line(prepared, tmp_path):
+    import shutil
+
+    from gptlab.data.folder import read_meta
+
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared, copy)
+    for shard in read_meta(copy)["splits"]["train"]["shards"]:
+        data = np.memmap(copy / shard["file"], dtype=np.uint16, mode="r+")
+        data[:] = 60_000  # same size, so only the ids tell
+        data.flush()
+    loader = TokenLoader(copy, "train", batch_size=2, block_size=8, seed=0)
+    with pytest.raises(GptlabError, match="holds token id 60000, beyond its vocabulary of 65"):
+        loader.next_batch()

@@ -112,6 +112,13 @@ class TokenLoader:
         windows = np.empty((self.batch_size, self.block_size + 1), dtype=np.int64)  # (B, T+1)
         for row, start in enumerate(starts):
             windows[row] = self._read(int(start), self.block_size + 1)
+        # A shard edited or damaged on disk can hold ids the vocabulary lacks; said here, in one
+        # line, instead of an IndexError (or a CUDA device-side assert) inside the embedding.
+        if windows.max() >= self.vocab_size:
+            raise GptlabError(
+                f"{self.data_dir}: the {self.split} split holds token id {int(windows.max())}, "
+                f"beyond its vocabulary of {self.vocab_size}: a shard is damaged; prepare it again"
+            )
         x = torch.from_numpy(windows[:, :-1].copy())  # (B, T)
         y = torch.from_numpy(windows[:, 1:].copy())  # (B, T)
         if self.device.type == "cuda":
