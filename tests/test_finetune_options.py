@@ -87,3 +87,14 @@ def test_cli_bad_override_is_one_line_and_exit_1(capsys, required):
     assert main([*argv, "epohcs=1"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did you mean 'epochs'?" in err
+
+
+def test_cli_out_data_and_init_from_the_config_file_are_kept(tmp_path, capsys, required):
+    config = tmp_path / "ft.toml"
+    config.write_text(
+        f'data = "{required["data"]}"\ninit = "{required["init"]}"\nout = "runs/spam"\n',
+        encoding="utf-8",
+    )
+    assert main(["finetune", "classify", "--config", str(config), "--print-options"]) == 0
+    printed = capsys.readouterr().out
+    assert 'out = "runs/spam"' in printed and f'data = "{required["data"]}"' in printed

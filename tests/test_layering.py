@@ -25,7 +25,7 @@ FLOORS = [
     ("errors", "fileio", "optional", "device", "overrides", "plotting", "tables", "rng", "presets"),
 ]
 FLOOR = {part: len(FLOORS) - i for i, parts in enumerate(FLOORS) for part in parts}
-# The public face (`from gptlab import GPT, train, ...`) and `python -m gptlab` sit above it all.
+# The public face (`from gptlab import GPT, load_model, ...`) and `python -m gptlab` sit above it all.
 ENTRY_POINTS = {"gptlab", "gptlab.__main__"}
 
 

@@ -33,6 +33,11 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[dtype_name(name)]
 
 
+def dtype_label(dtype: torch.dtype) -> str:
+    """The vocabulary's word for a torch dtype (fp32, bf16, fp16), for what gptlab prints."""
+    return next((name for name, value in DTYPES.items() if value == dtype), str(dtype))
+
+
 def resolve_device(name: str) -> torch.device:
     """A torch.device from cpu, cuda, cuda:N, mps or auto (the best one available)."""
     if name == "auto":

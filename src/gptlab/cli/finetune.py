@@ -199,13 +199,14 @@ def resolve_options(args, options_class, task: str):
     from gptlab.finetune.options import load_options
 
     given = {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS}
-    given.setdefault("out", time.strftime(f"runs/finetune-{task}-%Y%m%d-%H%M%S"))
-    if args.print_options:
-        given.setdefault("data", "FILE")  # so the template prints before they are chosen
-        given.setdefault("init", "DIR_OR_hf:NAME")
-    return load_options(
-        options_class, args.config, given, args.overrides, validate=not args.print_options
-    )
+    options = load_options(options_class, args.config, given, args.overrides, validate=False)
+    # Fallbacks below every layer: a --config file's out, data and init win over them.
+    options.out = options.out or time.strftime(f"runs/finetune-{task}-%Y%m%d-%H%M%S")
+    if args.print_options:  # a template that prints before data and init are chosen
+        options.data = options.data or "FILE"
+        options.init = options.init or "DIR_OR_hf:NAME"
+        return options
+    return options.validate()
 
 
 def run_task(args, options_class, task: str, finetune) -> int:

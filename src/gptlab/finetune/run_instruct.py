@@ -181,5 +181,5 @@ def _encode_split(
             f"warning: {dropped} {name} example(s) dropped: the prompt alone fills {max_length} tokens"
         )
     if not encoded:
-        raise GptlabError(f"no {name} example fits in {max_length} tokens; raise --max-length")
+        raise GptlabError(f"no {name} example fits in {max_length} tokens; raise max_length")
     return encoded

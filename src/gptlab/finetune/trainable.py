@@ -38,11 +38,11 @@ class TrainableSpec:
             return cls(text, 0)
         match = re.fullmatch(r"last-(\d+)", text)
         if match is None:
-            raise GptlabError(f"--train {text!r} is not one of head, last-K (e.g. last-2) or all")
+            raise GptlabError(f"train {text!r} is not one of head, last-K (e.g. last-2) or all")
         k = int(match.group(1))
         if not 1 <= k <= n_layer:
             raise GptlabError(
-                f"--train {text}: the model has {n_layer} blocks; use last-1 .. last-{n_layer} or all"
+                f"train={text}: the model has {n_layer} blocks; use last-1 .. last-{n_layer} or all"
             )
         return cls(text, k)
 

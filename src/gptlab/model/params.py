@@ -122,10 +122,13 @@ def format_parameter_table(counts: ParamCounts, title: str) -> str:
     lines += [
         "",
         f"{'total with tying':<46}{counts.total_with_tying:>16,}  ({_short(counts.total_with_tying)})",
+        *(
+            [f"{'  of which padding rows (never used)':<46}{counts.padding:>16,}"]
+            if counts.padding
+            else []
+        ),
         f"{'total without tying':<46}{counts.total_without_tying:>16,}  ({_short(counts.total_without_tying)})",
     ]
-    if counts.padding:
-        lines.append(f"{'of which padding rows (never used)':<46}{counts.padding:>16,}")
     for dtype in TABLE_DTYPES:
         lines.append(f"{f'weights in {dtype}':<46}{_mib(counts.memory_bytes(dtype)):>16}")
     return "\n".join(lines)

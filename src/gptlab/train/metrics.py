@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from gptlab.checkpoints.run import METRICS_FILE
+from gptlab.device import dtype_label
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text, jsonl_records
 from gptlab.optional import import_optional
@@ -174,7 +175,7 @@ def describe_run(
     return (
         f"gptlab train: {num_parameters / 1e6:.2f}M parameters ({model.n_layer} layers, "
         f"{model.n_head} heads, {model.n_embd} wide, context {model.block_size}, vocab "
-        f"{model.vocab_size}) on {device}{processes}, {str(dtype).removeprefix('torch.')}; "
+        f"{model.vocab_size}) on {device}{processes}, {dtype_label(dtype)}; "
         f"{train.tokens_per_step:,} tokens/step ({accumulation_steps} micro-step(s) of "
         f"{train.micro_batch_size}); budget {' or '.join(budgets)}; {start} {run_dir}"
     )
