@@ -81,20 +81,9 @@ def read_test_texts(path, seed):
 
 def test_lora_classifier_loads_unmerged_and_merged_alike(tiny_gpt2_dir, sms_slice, tmp_path):
     out = tmp_path / "lora"
+    lora = dict(lora_rank=2, lora_alpha=4, lora_targets="c_attn")
     finetune_classifier(
-        ClassifyOptions(
-            data=str(sms_slice),
-            init=str(tiny_gpt2_dir),
-            out=str(out),
-            epochs=1,
-            lr=1e-2,
-            batch_size=16,
-            max_length=24,
-            device="cpu",
-            lora_rank=2,
-            lora_alpha=4,
-            lora_targets="c_attn",
-        ),
+        classify_options(sms_slice, tiny_gpt2_dir, out, **lora, lr=1e-2, max_length=24),
         log=lambda line: None,
     )
     texts = ["WINNER! Claim your free prize now", "see you at lunch"]
@@ -182,17 +171,9 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
 
 
 def classify_options(sms_slice, init, out, **more):
-    return ClassifyOptions(
-        data=str(sms_slice),
-        init=str(init),
-        out=str(out),
-        epochs=1,
-        lr=1e-3,
-        batch_size=16,
-        max_length=16,
-        device="cpu",
-        **more,
-    )
+    """A one-epoch run on the SMS slice; `more` adds or replaces options."""
+    settings = dict(epochs=1, lr=1e-3, batch_size=16, max_length=16, device="cpu")
+    return ClassifyOptions(data=str(sms_slice), init=str(init), out=str(out), **settings | more)
 
 
 def test_overwrite_replaces_the_earlier_model_only_once_the_new_one_is_complete(
