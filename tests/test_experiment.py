@@ -172,3 +172,18 @@ def test_a_base_that_only_the_varied_key_makes_valid_is_accepted(prepared, tmp_p
         overrides=overrides,
     )
     assert [run.config.train.tokens_per_step for run in planned] == [128, 256]
+
+
+def test_a_damaged_result_json_is_one_line(tmp_path):
+    from gptlab.errors import GptlabError
+    from gptlab.experiment import parse_variation, plan_runs
+    from gptlab.experiment.runner import RESULT_FILE, finished_result
+
+    (run,) = plan_runs([parse_variation("model.n_layer=1")], seeds=1, out=tmp_path)
+    run.run_dir.mkdir(parents=True)
+    for content in (b"\xff\xfe", b"[1, 2]", b'{"config": {}, "result": {"nope": 1}}'):
+        (run.run_dir / RESULT_FILE).write_bytes(content)
+        with pytest.raises(
+            GptlabError, match="(is damaged|not UTF-8|holds an array, not an object)"
+        ):
+            finished_result(run)

@@ -98,3 +98,8 @@ def test_cli_out_data_and_init_from_the_config_file_are_kept(tmp_path, capsys, r
     assert main(["finetune", "classify", "--config", str(config), "--print-options"]) == 0
     printed = capsys.readouterr().out
     assert 'out = "runs/spam"' in printed and f'data = "{required["data"]}"' in printed
+
+
+def test_print_options_checks_every_value_too(capsys):
+    assert main(["finetune", "classify", "--print-options", "--batch-size", "0"]) == 1
+    assert "batch_size must be >= 1, got 0" in capsys.readouterr().err

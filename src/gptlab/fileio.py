@@ -108,9 +108,9 @@ def read_json(path: str | Path, what: str = "file", expect: type = dict) -> obje
             f"{what} {path} is not valid JSON ({exc.msg.removesuffix(' at')}, line {exc.lineno})"
         ) from None
     if not isinstance(value, expect):
-        raise GptlabError(
-            f"{what} {path} holds a JSON {type(value).__name__}, not an {expect.__name__}"
-        )
+        names = {dict: "an object", list: "an array", str: "a string"}
+        found = names.get(type(value), type(value).__name__)
+        raise GptlabError(f"{what} {path} holds {found}, not {names.get(expect, expect.__name__)}")
     return value
 
 

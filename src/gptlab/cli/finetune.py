@@ -205,7 +205,7 @@ def resolve_options(args, options_class, task: str):
     if args.print_options:  # a template that prints before data and init are chosen
         options.data = options.data or "FILE"
         options.init = options.init or "DIR_OR_hf:NAME"
-        return options
+        return options.validate(check_paths=False)  # every value checked, files aside
     return options.validate()
 
 

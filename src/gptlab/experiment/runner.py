@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from gptlab.errors import GptlabError
 from gptlab.experiment.grid import PlannedRun
-from gptlab.fileio import atomic_write_text
+from gptlab.fileio import atomic_write_text, read_json
 from gptlab.train import train
 from gptlab.train.config import RunConfig
 
@@ -38,13 +38,23 @@ def finished_result(run: PlannedRun) -> RunResult | None:
     path = run.run_dir / RESULT_FILE
     if not path.is_file():
         return None
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = read_json(path, "experiment result")
+    config, result = saved.get("config"), saved.get("result")
+    if not (isinstance(config, dict) and isinstance(config.get("model"), dict)) or not isinstance(
+        result, dict
+    ):
+        raise GptlabError(f"{path} is damaged; delete {run.run_dir} to train that run again")
     if _comparable(saved["config"]) != _comparable(run.config.to_dict()):
         raise GptlabError(
             f"{run.run_dir} holds a finished run with a different config; use another --out "
             "or delete that folder"
         )
-    return RunResult(**saved["result"])
+    try:
+        return RunResult(**saved["result"])
+    except TypeError:
+        raise GptlabError(
+            f"{path} is damaged; delete {run.run_dir} to train that run again"
+        ) from None
 
 
 def _comparable(config: dict) -> dict:

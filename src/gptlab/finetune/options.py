@@ -48,7 +48,9 @@ class FinetuneOptions:
     device: str = "auto"
     overwrite: bool = False
 
-    def validate(self) -> FinetuneOptions:
+    def validate(self, check_paths: bool = True) -> FinetuneOptions:
+        """Every setting, checked; check_paths=False leaves out whether `init` exists (a
+        template printed before the files are chosen)."""
         for name in ("data", "init", "out"):
             if not getattr(self, name):
                 raise GptlabError(f"{name} is required: set it (e.g. {name}=...)")
@@ -68,7 +70,7 @@ class FinetuneOptions:
                 raise GptlabError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.val_fraction + self.test_fraction >= 1:
             raise GptlabError("val_fraction + test_fraction must leave examples to train on")
-        if not self.init.startswith("hf:") and not Path(self.init).exists():
+        if check_paths and not self.init.startswith("hf:") and not Path(self.init).exists():
             raise GptlabError(
                 f"init {self.init} does not exist: give a gptlab model or training-run folder, or hf:NAME"
             )
@@ -106,12 +108,12 @@ class ClassifyOptions(FinetuneOptions):
     train: str = "last-1"  # the book's recipe: the last block and the final LayerNorm
     balance: str = "none"  # none | downsample (to the smallest class) | weight (the loss)
 
-    def validate(self) -> ClassifyOptions:
+    def validate(self, check_paths: bool = True) -> ClassifyOptions:
         if self.balance not in BALANCE_MODES:
             raise GptlabError(
                 f"balance must be one of {', '.join(BALANCE_MODES)}, got {self.balance!r}"
             )
-        return super().validate()
+        return super().validate(check_paths)
 
 
 @dataclass
@@ -123,7 +125,7 @@ class InstructOptions(FinetuneOptions):
     max_new_tokens: int = 256
     answers: int | None = None  # answer the first N test examples; none: all
 
-    def validate(self) -> InstructOptions:
+    def validate(self, check_paths: bool = True) -> InstructOptions:
         if self.train == "head":
             raise GptlabError(
                 "train=head has no meaning for instruction tuning (the output layer is the "
@@ -133,7 +135,7 @@ class InstructOptions(FinetuneOptions):
             raise GptlabError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.answers is not None and self.answers < 0:
             raise GptlabError(f"answers must be >= 0, got {self.answers}")
-        return super().validate()
+        return super().validate(check_paths)
 
 
 def load_options(

@@ -154,12 +154,6 @@ def choose_next_tokens(
 ) -> torch.Tensor:
     """Apply the processors the config asks for, then pick one token per row: (B, V) -> (B,)."""
     logits = logits.float()
-    # Greedy decoding of NaN logits would quietly pick token 0; sampling would fail deep in torch.
-    require(
-        bool(torch.isfinite(logits).all()),
-        "the model's next-token logits are NaN or inf: its weights are damaged "
-        "(or overflowed in a low-precision dtype); try another checkpoint, or fp32",
-    )
     if config.repetition_penalty != 1.0 and seen is not None:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
     if config.greedy:
@@ -380,6 +374,14 @@ def generate(
     reasons = [FINISH_LENGTH] * batch
     for step in range(config.max_new_tokens):
         logits, cache = next_token_logits(model, tokens, mask, cache, decode_step)  # (B, V)
+        if step == 0:
+            # Damaged weights show in the first logits. Greedy decoding of NaN would quietly pick
+            # token 0 and sampling fail deep in torch; checked once, not on every step (a sync).
+            require(
+                bool(torch.isfinite(logits).all()),
+                "the model's next-token logits are NaN or inf: its weights are damaged "
+                "(or overflowed in a low-precision dtype); try another checkpoint, or fp32",
+            )
         next_tokens = choose_next_tokens(logits, config, seen, generator)  # (B,)
         if on_step is not None:
             on_step(step)

@@ -178,7 +178,7 @@ def load_adapter(directory: str | Path, model: nn.Module) -> LoRAConfig:
         raise GptlabError(
             f"{directory} is not a LoRA adapter folder: {Path(exc.filename).name} is missing"
         ) from None
-    except (json.JSONDecodeError, SafetensorError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError) as exc:
         raise GptlabError(f"the adapter in {directory} could not be read ({exc})") from None
     add_lora(model, config)
     expected = adapter_state(model)
