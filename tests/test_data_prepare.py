@@ -309,3 +309,24 @@ def test_cli_prepares_and_prints_the_folder(fineweb_edu, tmp_path, capsys):
     assert captured.out.splitlines()[0] == str(out)
     assert "doc/s" in captured.err and "tok/s" in captured.err and "30.0/30.0" in captured.err
     assert read_meta(out)["budget"] == {"max_docs": 30, "max_tokens": None}
+
+
+def test_verify_finds_a_shard_edited_in_place(fineweb_edu, tmp_path, capsys):
+    out = tmp_path / "v"
+    prepare_dataset(str(fineweb_edu[0]), out=out, workers=1, max_docs=20, show_progress=False)
+    assert main(["prepare", str(out), "--verify", "--quiet"]) == 0
+    checked = (
+        read_meta(out)["splits"]["train"]["tokens"] + read_meta(out)["splits"]["val"]["tokens"]
+    )
+    assert f"({checked * 2:,} bytes checked)" in capsys.readouterr().out
+    shard = out / read_meta(out)["splits"]["val"]["shards"][0]["file"]
+    data = bytearray(shard.read_bytes())
+    data[10] ^= 0xFF  # same size, one token changed: only the hash can tell
+    shard.write_bytes(bytes(data))
+    assert main(["prepare", str(out), "--verify", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "split 'val' does not match the sha256" in err and "\n" not in err
+    # Preparing with the same settings finds the folder prepared, and --verify still checks it.
+    argv = ["prepare", str(fineweb_edu[0]), "--out", str(out), "--workers", "1", "--max-docs", "20"]
+    assert main([*argv, "--quiet"]) == 0
+    assert main([*argv, "--quiet", "--verify"]) == 1

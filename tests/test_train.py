@@ -4,6 +4,7 @@ metrics, plots, checkpoints (atomic), refusals, NaN stop, and `gptlab plot`."""
 import copy
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -629,3 +630,29 @@ def test_a_missing_optional_logger_is_reported_before_anything_is_written(
     with pytest.raises(GptlabError, match=f"optional package '{logger}'.*pip install"):
         train(config, tmp_path / "run", show_progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_long_run_rehashes_its_shards_and_stops_on_an_edited_one(
+    prepared_shakespeare, tmp_path, capsys
+):
+    from gptlab.train.training_data import wants_shard_check
+
+    assert not wants_shard_check(tiny_config(prepared_shakespeare, "train.max_steps=6"))
+    assert wants_shard_check(tiny_config(prepared_shakespeare, "train.max_steps=2000000"))
+    assert wants_shard_check(tiny_config(prepared_shakespeare, "train.max_seconds=7200"))
+    assert not wants_shard_check(
+        tiny_config(prepared_shakespeare, "train.max_seconds=7200", "data.verify_shards=never")
+    )
+    edited = tmp_path / "edited"
+    shutil.copytree(prepared_shakespeare, edited)
+    shard = edited / "train_000000.bin"
+    data = bytearray(shard.read_bytes())
+    data[0] ^= 1
+    shard.write_bytes(bytes(data))
+    argv = ["train", "--out", str(tmp_path / "run"), *TINY, f"data.prepared_dir={edited}"]
+    assert main([*argv, "train.max_steps=2", "data.verify_shards=always"]) == 1
+    # The last line of stderr is the error (the verify progress bar comes before it).
+    assert "does not match the sha256" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert main([*argv, "train.max_steps=2", "data.verify_shards=sometimes"]) == 1
+    assert "data.verify_shards must be one of auto, always, never" in capsys.readouterr().err

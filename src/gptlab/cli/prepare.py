@@ -56,14 +56,30 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--hf-config", metavar="NAME", help="hub dataset config (fineweb-edu default: sample-10BT)"
     )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help=(
+            "re-hash every shard and compare with meta.json's sha256 (SOURCE may be a prepared "
+            "folder: then only verify it)"
+        ),
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from gptlab.data.folder import read_meta
     from gptlab.data.prepare import prepare_dataset
+    from gptlab.data.shards import check_shard_hashes
 
+    if args.verify and (Path(args.source) / "meta.json").is_file():
+        folder = Path(args.source)
+        checked = check_shard_hashes(folder, read_meta(folder), show_progress=not args.quiet)
+        print(f"{folder}: every shard matches meta.json ({checked:,} bytes checked)")
+        return 0
     folder = prepare_dataset(
         args.source,
         tokenizer=args.tokenizer,
@@ -78,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
     )
     meta = read_meta(folder)
+    if args.verify:
+        check_shard_hashes(folder, meta, show_progress=not args.quiet)
     train, val = meta["splits"]["train"], meta["splits"]["val"]
     print(folder)
     if not args.quiet:

@@ -11,9 +11,12 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from gptlab.errors import GptlabError
 from gptlab.fileio import inside
+
+HASH_CHUNK_BYTES = 8 << 20  # read size when re-hashing shards
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -103,3 +106,45 @@ def open_shards(folder: Path, split: str, shards: list[dict], dtype: str) -> lis
             )
         arrays.append(np.memmap(path, dtype=dtype, mode="r", shape=(shard["tokens"],)))
     return arrays
+
+
+def check_shard_hashes(folder: Path, meta: dict, show_progress: bool = True) -> int:
+    """Re-hash every shard of every split and compare with meta.json; the bytes checked.
+
+    Sizes are checked whenever shards are opened; a shard edited in place keeps its size, so only
+    its sha256 tells. Reading everything back costs a pass over the data (about a second per GB),
+    which is why this runs on request (`gptlab prepare --verify`) and before long runs.
+    """
+    folder = Path(folder)
+    dtype = np.dtype(meta["dtype"]) if meta.get("dtype") in ("uint16", "uint32") else None
+    if dtype is None:
+        raise GptlabError(
+            f"meta.json in {folder} gives token dtype {meta.get('dtype')!r}; prepare it again"
+        )
+    listed = [
+        (split, shard) for split, info in meta["splits"].items() for shard in info.get("shards", [])
+    ]
+    for split, shard in listed:
+        # Sizes first, so a missing or truncated shard is named before any long read starts.
+        open_shards(folder, split, [shard], meta["dtype"])
+        if not isinstance(shard.get("sha256"), str):
+            raise GptlabError(
+                f"meta.json in {folder} lists shard {shard.get('file')!r} without a sha256; prepare it again"
+            )
+    total = sum(shard["tokens"] * dtype.itemsize for _, shard in listed)
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc="verify", disable=not show_progress
+    ) as bar:
+        for split, shard in listed:
+            path = inside(folder, shard["file"], f"meta.json in {folder}")
+            digest = hashlib.sha256()
+            with open(path, "rb") as file:
+                while chunk := file.read(HASH_CHUNK_BYTES):
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+            if digest.hexdigest() != shard["sha256"]:
+                raise GptlabError(
+                    f"shard {path} of split {split!r} does not match the sha256 meta.json records "
+                    "(it changed after it was prepared); prepare the dataset again"
+                )
+    return total

@@ -41,6 +41,7 @@ from gptlab.presets import load_preset
 DEFAULT_PRESET = "shakespeare-char"
 SECTIONS = ("model", "data", "train")
 LOADER_MODES = ("random", "sequential")
+VERIFY_MODES = ("auto", "always", "never")
 OPTIMIZERS = ("adamw", "muon")
 
 
@@ -56,6 +57,9 @@ class DataConfig:
     max_tokens: int | None = None
     text_column: str = "text"
     loader_mode: str = "random"  # random windows (the usual) or sequential passes over the split
+    # Re-hash the shards against meta.json before training. "auto": only before a long run (see
+    # train/training_data.py), where a pass over the data is cheap beside what a bad shard costs.
+    verify_shards: str = "auto"
 
     def validate(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
@@ -63,6 +67,10 @@ class DataConfig:
         if self.loader_mode not in LOADER_MODES:
             raise GptlabError(
                 f"data.loader_mode must be one of {', '.join(LOADER_MODES)}, got {self.loader_mode!r}"
+            )
+        if self.verify_shards not in VERIFY_MODES:
+            raise GptlabError(
+                f"data.verify_shards must be one of {', '.join(VERIFY_MODES)}, got {self.verify_shards!r}"
             )
 
 

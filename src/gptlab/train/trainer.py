@@ -69,7 +69,7 @@ from gptlab.train.run_folder import (
     lock_run_folder,
     truncate_samples,
 )
-from gptlab.train.training_data import TrainingData
+from gptlab.train.training_data import TrainingData, wants_shard_check
 
 
 @dataclass
@@ -220,7 +220,9 @@ class Trainer:
             self.run_dir, self.config, resume=resume, overwrite=overwrite
         )
         self.accumulation_steps = self.config.accumulation_steps(context.world_size)
-        self.data = TrainingData.open(self.config.data, context, self.device)
+        self.data = TrainingData.open(
+            self.config.data, context, self.device, verify_shards=wants_shard_check(self.config)
+        )
         # The data decides the vocabulary (a character vocabulary is whatever the corpus holds).
         self.config.model.vocab_size = self.data.tokenizer.vocab_size
         self.config.model.validate()

@@ -16,10 +16,24 @@ import torch
 from gptlab.data.folder import load_prepared_tokenizer, read_meta
 from gptlab.data.loader import TokenLoader
 from gptlab.data.prepare import prepare_dataset
-from gptlab.train.config import DataConfig
+from gptlab.data.shards import check_shard_hashes
+from gptlab.train.config import DataConfig, RunConfig
 from gptlab.train.distributed import DistributedContext, broadcast_from_main
 
 EVAL_SEED = 0  # the evaluation windows never change with the training seed
+# data.verify_shards="auto" re-hashes the shards before a run planned for at least this many
+# tokens or seconds: there, the pass over the data (about a second per GB) is lost in the noise.
+LONG_RUN_TOKENS = 1_000_000_000
+LONG_RUN_SECONDS = 3600
+
+
+def wants_shard_check(config: RunConfig) -> bool:
+    """Whether this run re-hashes its shards before it starts (data.verify_shards)."""
+    mode, train = config.data.verify_shards, config.train
+    if mode != "auto":
+        return mode == "always"
+    planned_tokens = (train.max_steps or 0) * train.tokens_per_step
+    return planned_tokens >= LONG_RUN_TOKENS or (train.max_seconds or 0) >= LONG_RUN_SECONDS
 
 
 @dataclass
@@ -32,9 +46,16 @@ class TrainingData:
 
     @classmethod
     def open(
-        cls, config: DataConfig, context: DistributedContext, device: torch.device
+        cls,
+        config: DataConfig,
+        context: DistributedContext,
+        device: torch.device,
+        verify_shards: bool = False,
     ) -> TrainingData:
-        """Prepare the data if needed (rank 0; the others wait), then open it."""
+        """Prepare the data if needed (rank 0; the others wait), then open it.
+
+        With verify_shards, rank 0 re-hashes every shard first (a damaged shard stops all ranks).
+        """
         folder = Path(config.prepared_dir) if config.prepared_dir else None
         already_prepared = folder is not None and (folder / "meta.json").is_file()
         if context.is_main and not already_prepared:
@@ -47,6 +68,8 @@ class TrainingData:
                 max_tokens=config.max_tokens,
                 text_column=config.text_column,
             )
+        if context.is_main and verify_shards:
+            check_shard_hashes(folder, read_meta(folder))
         folder = Path(broadcast_from_main(str(folder) if folder else None, context))
         read_meta(folder)
         return cls(folder, load_prepared_tokenizer(folder), config.loader_mode, context, device)
