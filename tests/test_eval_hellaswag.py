@@ -174,6 +174,36 @@ def test_cli_json_output(model_dir, capsys, shared_data):
     assert 0 <= result["acc_norm"] <= 1 and result["correct_norm"] == round(result["acc_norm"] * 6)
 
 
+def test_cli_per_item_file_holds_each_items_scores_and_choices(
+    model_dir, tmp_path, capsys, shared_data
+):
+    data = shared_data / "hellaswag" / "hellaswag_val.jsonl"
+    out = tmp_path / "per_item.jsonl"
+    argv = ["--checkpoint", model_dir, "--data", data, "--limit", 5, "--per-item", out, "--json"]
+    code, stdout, _ = run_cli(capsys, *argv)
+    assert code == 0
+    summary = json.loads(stdout)
+    assert "per_item" not in summary
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = read_hellaswag(data)[:5]
+    assert [r["index"] for r in records] == list(range(5))
+    assert [r["label"] for r in records] == [item.label for item in expected]
+    assert [r["endings"] for r in records] == [list(item.endings) for item in expected]
+    for r in records:
+        assert r["pred"] == max(range(4), key=lambda k: r["sums"][k])
+        assert r["pred_norm"] == max(range(4), key=lambda k: r["means"][k])
+        assert r["means"] == pytest.approx(
+            [s / n for s, n in zip(r["sums"], r["tokens"], strict=True)]
+        )
+    # The file's predictions are the ones the summary counted.
+    assert summary["correct"] == sum(r["pred"] == r["label"] for r in records)
+    assert summary["correct_norm"] == sum(r["pred_norm"] == r["label"] for r in records)
+    # An existing file is kept unless --overwrite; the check comes before any scoring.
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 1 and "pass --overwrite" in err
+    assert run_cli(capsys, *argv, "--overwrite")[0] == 0
+
+
 def test_training_logs_hellaswag_when_the_config_asks(tmp_path, shared_data):
     """train.eval_hellaswag_every=N adds hellaswag_acc(_norm) to metrics.jsonl at those steps."""
     from gptlab.data.prepare import prepare_dataset

@@ -133,6 +133,28 @@ def test_classify_cli_prints_label_and_probability(tiny_gpt2_dir, sms_slice, tmp
     label, probability = capsys.readouterr().out.strip().split("\t")
     assert label in ("ham", "spam") and 0.5 <= float(probability) <= 1.0
 
+    # --file: one answer per non-blank line, numbered, equal to classifying each text alone.
+    texts = ["Call now to win", "WINNER! Claim your prize", "see you at lunch", "ok thanks"]
+    listing = tmp_path / "texts.txt"
+    listing.write_text(f"{texts[0]}\n\n{texts[1]}\n{texts[2]}\n  \n{texts[3]}\n")
+    one_by_one = []
+    for text in texts:
+        assert main(["classify", "--checkpoint", str(out), "--text", text]) == 0
+        one_by_one.append(capsys.readouterr().out.strip().split("\t"))
+    argv = ["classify", "--checkpoint", str(out), "--file", str(listing), "--batch-size", "3"]
+    assert main(argv) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [row[0] for row in rows] == ["1", "3", "4", "6"]
+    assert [row[1] for row in rows] == [label for label, _ in one_by_one]
+    for row, (_, p) in zip(rows, one_by_one, strict=True):
+        assert float(row[2]) == pytest.approx(float(p), abs=2e-4)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n")
+    assert main(["classify", "--checkpoint", str(out), "--file", str(blank)]) == 1
+    assert "is empty" in capsys.readouterr().err
+    assert main([*argv[:-1], "0"]) == 1
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize(
     ("content", "init", "message"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from gptlab.errors import GptlabError
 
@@ -68,3 +69,16 @@ def load_model_from_args(args: argparse.Namespace):
         torch.manual_seed(0)  # the same random preset model every time; --seed is for sampling
         model, tokenizer = GPT(config).to(device), GPT2Tokenizer()
     return model.eval(), tokenizer
+
+
+def check_output_file(path: str, overwrite: bool, flag: str, example: str) -> Path:
+    """The file an option names for output, refused before any work if it is a folder or exists
+    (unless --overwrite): a long evaluation must not end in an error, or replace a file silently."""
+    out = Path(path)
+    if out.is_dir():
+        raise GptlabError(f"{flag} {out} is a folder; give a file name such as {out / example}")
+    if out.exists() and not overwrite:
+        raise GptlabError(f"{flag} {out} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise GptlabError(f"{flag} {out}: folder {out.parent} does not exist")
+    return out

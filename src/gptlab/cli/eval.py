@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from gptlab.cli.common import add_model_source_args, load_model_from_args
+from gptlab.cli.common import add_model_source_args, check_output_file, load_model_from_args
 from gptlab.errors import GptlabError
+from gptlab.fileio import atomic_write_text
 
 
 def register(subparsers) -> None:
@@ -74,6 +75,14 @@ def register(subparsers) -> None:
         metavar="N",
         help="items per forward pass, 4 sequences each (default 4)",
     )
+    hellaswag.add_argument(
+        "--per-item",
+        metavar="FILE",
+        help="also write one JSON line per item: label, predictions, the endings' scores",
+    )
+    hellaswag.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --per-item file"
+    )
     hellaswag.add_argument("--json", action="store_true", help="print one JSON object")
     hellaswag.set_defaults(func=run_hellaswag)
 
@@ -130,6 +139,11 @@ def run_hellaswag(args: argparse.Namespace) -> int:
 
     check_positive("--limit", args.limit)
     check_positive("--batch-size", args.batch_size)
+    per_item_file = (
+        check_output_file(args.per_item, args.overwrite, "--per-item", "hellaswag.jsonl")
+        if args.per_item
+        else None
+    )
     items = load_hellaswag(args.data)  # a bad file fails before the model loads
     model, tokenizer = load_model_from_args(args)
     result = evaluate_hellaswag(
@@ -139,7 +153,11 @@ def run_hellaswag(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch_size=args.batch_size,
         progress=not args.json,
+        per_item=per_item_file is not None,
     )
+    if per_item_file is not None:
+        records = result.pop("per_item")
+        atomic_write_text(per_item_file, "".join(json.dumps(r) + "\n" for r in records))
 
     if args.json:
         print(
@@ -162,4 +180,6 @@ def run_hellaswag(args: argparse.Namespace) -> int:
     )
     published = ", ".join(f"{name} {value}" for name, value in PUBLISHED_ACC_NORM.items())
     print(f"  reference: random {RANDOM_ACC}; published acc_norm {published}")
+    if per_item_file is not None:
+        print(f"  per-item scores: {per_item_file}")
     return 0

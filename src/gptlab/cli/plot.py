@@ -31,6 +31,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gptlab.cli.common import check_output_file
     from gptlab.errors import GptlabError
     from gptlab.train.plots import LOSS_PLOT_FILE, plot_runs
 
@@ -42,13 +43,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(run_dir).is_dir():
             raise GptlabError(f"run folder {run_dir} does not exist")
     if args.out is not None:
-        out = Path(args.out)
-        if out.is_dir():
-            raise GptlabError(
-                f"--out {out} is a folder; give a file name such as {out / 'loss.png'}"
-            )
-        if out.exists() and not args.overwrite:
-            raise GptlabError(f"--out {out} exists; pass --overwrite to replace it")
+        out = check_output_file(args.out, args.overwrite, "--out", "loss.png")
     else:  # a run's own loss.png is its picture, redrawn by training too: replaced freely
         out = Path(args.runs[0]) / LOSS_PLOT_FILE if len(args.runs) == 1 else Path(LOSS_PLOT_FILE)
     written = plot_runs(args.runs, out, labels=args.labels)

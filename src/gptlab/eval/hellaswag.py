@@ -15,6 +15,7 @@ Published acc_norm on the validation set: random 0.25, GPT-2 124M about 0.2955, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,12 +172,14 @@ def evaluate_hellaswag(
     batch_size: int = 4,
     device: str | torch.device | None = None,
     progress: bool = True,
+    per_item: bool = False,
 ) -> dict:
     """acc and acc_norm of `model` on HellaSwag items (a list, a jsonl path, or None: the official set).
 
     limit: score only the first `limit` items. device: move the model there first (default: where
     it is). Returns a JSON-ready dict; `correct` and `correct_norm` are counts, so results of
-    several shards (items[rank::world_size] on each rank) add up.
+    several shards (items[rank::world_size] on each rank) add up. per_item: add "per_item", one
+    record per item (see item_records).
     """
     if limit is not None and limit < 1:
         raise GptlabError(f"--limit must be a positive number of items, got {limit}")
@@ -188,7 +191,35 @@ def evaluate_hellaswag(
     if device is not None:
         model = model.to(device)
     scores = score_endings(model, tokenizer, items, batch_size=batch_size, progress=progress)
-    return accuracy(items, scores)
+    result = accuracy(items, scores)
+    if per_item:
+        result["per_item"] = item_records(items, scores)
+    return result
+
+
+def item_records(items: Sequence[HellaSwagItem], scores: Sequence[EndingScores]) -> list[dict]:
+    """What the model chose for each item and why: the four scores behind acc and acc_norm.
+
+    index counts from 0 in the order the items were read; sums are total log-likelihoods of each
+    ending's tokens, means the same per token (acc_norm's measure).
+    """
+    records = []
+    for index, (item, s) in enumerate(zip(items, scores, strict=True)):
+        records.append(
+            {
+                "index": index,
+                "label": item.label,
+                "pred": argmax(s.sums),
+                "pred_norm": argmax(s.means),
+                "sums": list(s.sums),
+                # An ending of no tokens has mean -inf, which JSON cannot hold: null.
+                "means": [m if math.isfinite(m) else None for m in s.means],
+                "tokens": list(s.counts),
+                "context": item.context,
+                "endings": list(item.endings),
+            }
+        )
+    return records
 
 
 def accuracy(items: Sequence[HellaSwagItem], scores: Sequence[EndingScores]) -> dict:

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from gptlab.device import model_device
+from gptlab.errors import GptlabError
 from gptlab.finetune.examples import LabeledText
 from gptlab.finetune.loop import StepResult
 from gptlab.model.batching import right_pad
@@ -181,11 +183,25 @@ def predict_probabilities(
     texts: Sequence[str],
     max_length: int,
     pad_id: int,
+    batch_size: int = 32,
+    progress: bool = False,
 ) -> torch.Tensor:
-    """Class probabilities (len(texts), n_classes) for raw texts, cut to max_length tokens."""
+    """Class probabilities (len(texts), n_classes) for raw texts, cut to max_length tokens.
+
+    Texts go through in batches of `batch_size`, so a file of many texts needs the memory of one
+    batch, not of all of them.
+    """
+    if batch_size < 1:
+        raise GptlabError(f"batch_size must be at least 1, got {batch_size}")
     classifier.eval()
     device = model_device(classifier)
     ids = [seq[:max_length] for seq in tokenizer.encode_batch(list(texts))]
-    tokens = right_pad(ids, pad_id).to(device)
-    lengths = torch.tensor([len(s) for s in ids], device=device)
-    return torch.softmax(classifier(tokens, lengths), dim=-1).cpu()
+    batches = []
+    with tqdm(total=len(ids), unit="text", desc="classify", disable=not progress) as bar:
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size]
+            tokens = right_pad(chunk, pad_id).to(device)
+            lengths = torch.tensor([len(seq) for seq in chunk], device=device)
+            batches.append(torch.softmax(classifier(tokens, lengths), dim=-1).cpu())
+            bar.update(len(chunk))
+    return torch.cat(batches)
