@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from gptlab.cli.common import add_model_source_args, load_model_from_args
+from gptlab.errors import GptlabError
 
 DEFAULT_OUT_ROOT = Path("inspect_out")
 
@@ -32,10 +33,22 @@ def register(subparsers) -> None:
             "--out", metavar="DIR", help=f"where files go (default: {DEFAULT_OUT_ROOT}/{name})"
         )
         add_arguments(tool)
-        tool.set_defaults(func=run)
+        tool.set_defaults(func=refusing_a_file_as_out(run))
 
 
 # ---- shared plumbing ---------------------------------------------------------------------------
+
+
+def refusing_a_file_as_out(run):
+    """`run`, preceded by the check of --out: a tool writes several files into a folder, and an
+    existing file there must stop it before any work, not after."""
+
+    def checked(args: argparse.Namespace) -> int:
+        if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+            raise GptlabError(f"--out {args.out} is a file; give a folder for the tool's files")
+        return run(args)
+
+    return checked
 
 
 def out_dir(args: argparse.Namespace) -> Path:
