@@ -15,7 +15,7 @@ export function initAblation(panel, state) {
       <label>target <input id="abl-target" placeholder="top prediction" size="12"></label>
     </div>
     <div class="ablation-layout">
-      <div><div class="caption">click to ablate (cell: change in the target's probability)</div><div id="abl-grid"></div></div>
+      <div><div class="caption">click to ablate (cell: change in the target's probability, in percentage points)</div><div id="abl-grid"></div></div>
       <div><div id="abl-summary" class="summary">no component ablated yet</div>
         <div class="side-by-side"><div><h4>intact</h4><div id="abl-intact"></div></div>
         <div><h4 id="abl-title">ablated</h4><div id="abl-ablated"></div></div></div></div>

@@ -113,6 +113,14 @@ export function barChart(parent, rows, { max = 1, valueLabel, secondLabel, width
   return chart;
 }
 
+// Tick labels with just enough digits to tell neighbours apart (2000, 2005, 2010 stay distinct).
+function tickLabel(value, step) {
+  const scale = Math.abs(value) >= 1e6 ? 1e6 : Math.abs(value) >= 1e3 ? 1e3 : 1;
+  if (scale === 1 && value !== 0 && Math.abs(value) < 1e-2) return value.toExponential(Math.max(0, Math.round(Math.log10(Math.abs(value) / step))));
+  const decimals = Math.max(0, Math.min(6, Math.ceil(-Math.log10(step / scale) - 1e-9)));
+  return (value / scale).toFixed(decimals) + (scale === 1e6 ? "M" : scale === 1e3 ? "k" : "");
+}
+
 function niceTicks(min, max, count = 5) {
   if (!(max > min)) return [min];
   const step = Math.pow(10, Math.floor(Math.log10((max - min) / count)));
@@ -120,15 +128,6 @@ function niceTicks(min, max, count = 5) {
   const ticks = [];
   for (let v = Math.ceil(min / best) * best; v <= max + 1e-12; v += best) ticks.push(Number(v.toPrecision(12)));
   return ticks;
-}
-
-export function shortNumber(v) {
-  const a = Math.abs(v);
-  if (a >= 1e9) return (v / 1e9).toPrecision(3) + "G";
-  if (a >= 1e6) return (v / 1e6).toPrecision(3) + "M";
-  if (a >= 1e3) return (v / 1e3).toPrecision(3) + "k";
-  if (a !== 0 && a < 1e-2) return v.toExponential(0);
-  return String(Number(v.toPrecision(3)));
 }
 
 // A line chart with labelled axes. series: [{name, points: [[x, y]], colour, dots}].
@@ -150,17 +149,21 @@ export function lineChart(parent, series, { title, xLabel, yLabel, width = 460, 
   const sx = (x) => margin.left + ((x - x0) / (x1 - x0)) * plotW;
   const sy = (y) => margin.top + plotH - ((y - y0) / (y1 - y0)) * plotH;
   svgEl("rect", { x: margin.left, y: margin.top, width: plotW, height: plotH, class: "plot-bg" }, chart);
-  for (const t of niceTicks(x0, x1)) {
+  const xTicks = niceTicks(x0, x1);
+  for (const t of xTicks) {
     svgEl("line", { x1: sx(t), x2: sx(t), y1: margin.top, y2: margin.top + plotH, class: "grid" }, chart);
-    svgEl("text", { x: sx(t), y: margin.top + plotH + 14, "text-anchor": "middle", class: "tick" }, chart, shortNumber(t));
+    svgEl("text", { x: sx(t), y: margin.top + plotH + 14, "text-anchor": "middle", class: "tick" }, chart, tickLabel(t, xTicks[1] - xTicks[0] || 1));
   }
-  for (const t of niceTicks(y0, y1)) {
+  const yTicks = niceTicks(y0, y1);
+  for (const t of yTicks) {
     svgEl("line", { x1: margin.left, x2: margin.left + plotW, y1: sy(t), y2: sy(t), class: "grid" }, chart);
-    svgEl("text", { x: margin.left - 5, y: sy(t) + 4, "text-anchor": "end", class: "tick" }, chart, shortNumber(t));
+    svgEl("text", { x: margin.left - 5, y: sy(t) + 4, "text-anchor": "end", class: "tick" }, chart, tickLabel(t, yTicks[1] - yTicks[0] || Math.abs(t) || 1));
   }
   svgEl("text", { x: margin.left + plotW / 2, y: height - 8, "text-anchor": "middle", class: "axis-label" }, chart, xLabel);
   svgEl("text", { x: 14, y: margin.top + plotH / 2, "text-anchor": "middle", class: "axis-label", transform: `rotate(-90 14 ${margin.top + plotH / 2})` }, chart, yLabel);
-  let legendX = margin.left + 8;
+  // The legend sits top right, where falling curves (losses) leave room.
+  const named = series.filter((s) => s.points.length);
+  let legendX = margin.left + plotW - 8 - named.reduce((sum, s) => sum + 30 + 6.5 * s.name.length, 0);
   for (const s of series) {
     const good = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     if (!good.length) continue;
@@ -170,7 +173,7 @@ export function lineChart(parent, series, { title, xLabel, yLabel, width = 460, 
     if (series.length > 1) {
       svgEl("rect", { x: legendX, y: margin.top + 6, width: 12, height: 4, fill: s.colour }, chart);
       svgEl("text", { x: legendX + 16, y: margin.top + 12, class: "tick" }, chart, s.name);
-      legendX += 30 + 7 * s.name.length;
+      legendX += 30 + 6.5 * s.name.length;
     }
   }
   return chart;
