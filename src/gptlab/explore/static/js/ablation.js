@@ -1,7 +1,7 @@
 // Ablation: click a head (or a layer's MLP) to knock it out, zero or mean, and see the
 // next-token distribution and the target's probability beside the intact model's.
 
-import { api } from "./api.js";
+import { api, exported } from "./api.js";
 import { barChart, el, percent, signedColour, textOn, visible } from "./draw.js";
 
 export function initAblation(panel, state) {
@@ -20,6 +20,7 @@ export function initAblation(panel, state) {
         <div class="side-by-side"><div><h4>intact</h4><div id="abl-intact"></div></div>
         <div><h4 id="abl-title">ablated</h4><div id="abl-ablated"></div></div></div></div>
     </div>`;
+  if (exported) panel.querySelector("#abl-target").disabled = true;  // saved for the top prediction only
   panel.ablationEffects = new Map();
   panel.querySelectorAll("input[name=abl-mode]").forEach((r) => r.addEventListener("change", () => {
     panel.ablationEffects.clear();

@@ -86,7 +86,7 @@ export function hoverTip(node, lines) {
 export function barChart(parent, rows, { max = 1, valueLabel, secondLabel, width = 520, format = percent }) {
   const rowHeight = 26;
   const labelWidth = 130;
-  const barWidth = width - labelWidth - 70;
+  const barWidth = width - labelWidth - 120;
   const height = rows.length * rowHeight + 40;
   const chart = svgEl("svg", { width, height, class: "bars" }, parent);
   rows.forEach((row, i) => {
@@ -98,7 +98,9 @@ export function barChart(parent, rows, { max = 1, valueLabel, secondLabel, width
     if (row.second !== undefined) {
       svgEl("rect", { x: labelWidth, y: y + rowHeight - 11, width: Math.max(0, (barWidth * row.second) / max), height: 5, class: "bar-second" }, g);
     }
-    svgEl("text", { x: labelWidth + barWidth + 6, y: y + 15, class: "bar-value" }, g, format(row.value));
+    // Both numbers when the thin bar says something else (a cut token, a sharper distribution).
+    const shown = row.second === undefined || Math.abs(row.second - row.value) < 5e-4 ? format(row.value) : `${format(row.value)} | ${format(row.second)}`;
+    svgEl("text", { x: labelWidth + barWidth + 6, y: y + 15, class: "bar-value" }, g, shown);
     if (row.title) hoverTip(g, row.title);
     if (row.onClick) g.addEventListener("click", row.onClick);
   });
