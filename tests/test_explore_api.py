@@ -51,7 +51,11 @@ def reference(folders):
 
 def close(answer, expected, atol: float) -> bool:
     """Nested lists of numbers against a tensor (or lists), elementwise."""
-    return torch.allclose(torch.tensor(answer, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64), atol=atol)
+    return torch.allclose(
+        torch.tensor(answer, dtype=torch.float64),
+        torch.as_tensor(expected, dtype=torch.float64),
+        atol=atol,
+    )
 
 
 def post(client, route, **body):
@@ -75,9 +79,13 @@ def test_next_token_bars_are_the_models_probabilities(client, reference):
     probs = logits.softmax(-1)
     expected = probs.topk(15)
     assert [c["id"] for c in answer["candidates"]] == expected.indices.tolist()
-    assert [c["prob"] for c in answer["candidates"]] == pytest.approx(expected.values.tolist(), abs=1e-6)
+    assert [c["prob"] for c in answer["candidates"]] == pytest.approx(
+        expected.values.tolist(), abs=1e-6
+    )
     # No filters at temperature 1: sampling uses the model's distribution as it is.
-    assert [c["sample_prob"] for c in answer["candidates"]] == pytest.approx(expected.values.tolist(), abs=1e-6)
+    assert [c["sample_prob"] for c in answer["candidates"]] == pytest.approx(
+        expected.values.tolist(), abs=1e-6
+    )
     assert answer["kept_tokens"] == 50257
 
 
@@ -159,7 +167,9 @@ def test_logit_lens_is_the_library_lens(client, reference):
     answer = post(client, "logit_lens")
     lens = logit_lens(model, idx, k=3)
     assert answer["stages"] == ["embed", "block 0", "block 1"]
-    assert [[[c["id"] for c in cell] for cell in stage] for stage in answer["top"]] == lens.top_ids.tolist()
+    assert [
+        [[c["id"] for c in cell] for cell in stage] for stage in answer["top"]
+    ] == lens.top_ids.tolist()
     assert close(answer["next_token_probs"], lens.next_token_probs, 1e-6)
 
 
@@ -195,8 +205,12 @@ def test_zero_ablating_a_head_matches_a_hand_written_hook(client, reference):
     expected = ablated_probs(model, idx, {"blocks.0.attn.hook_z": zero_head})
     answer = post(client, "ablation", component="head", layer=0, head=1, mode="zero", k=5)
     assert [r["id"] for r in answer["ablated"]] == expected.topk(5).indices.tolist()
-    assert [r["prob"] for r in answer["ablated"]] == pytest.approx(expected.topk(5).values.tolist(), abs=1e-6)
-    assert [r["prob"] for r in answer["intact"]] == pytest.approx(logits.softmax(-1).topk(5).values.tolist(), abs=1e-6)
+    assert [r["prob"] for r in answer["ablated"]] == pytest.approx(
+        expected.topk(5).values.tolist(), abs=1e-6
+    )
+    assert [r["prob"] for r in answer["intact"]] == pytest.approx(
+        logits.softmax(-1).topk(5).values.tolist(), abs=1e-6
+    )
     target = answer["target"]["id"]
     assert answer["target_ablated_prob"] == pytest.approx(float(expected[target]), abs=1e-7)
     assert answer["target_intact_prob"] != answer["target_ablated_prob"]  # the head matters
@@ -207,8 +221,12 @@ def test_mean_ablating_an_mlp_writes_its_mean_over_the_prompt(client, reference)
     with torch.no_grad():
         _, cache = model.run_with_cache(idx, names=["blocks.1.hook_mlp_out"])
     mean = cache["blocks.1.hook_mlp_out"].mean(dim=1, keepdim=True)
-    expected = ablated_probs(model, idx, {"blocks.1.hook_mlp_out": lambda out, _n: mean.expand_as(out)})
-    answer = post(client, "ablation", component="mlp", layer=1, head=None, mode="mean", target=" Paris")
+    expected = ablated_probs(
+        model, idx, {"blocks.1.hook_mlp_out": lambda out, _n: mean.expand_as(out)}
+    )
+    answer = post(
+        client, "ablation", component="mlp", layer=1, head=None, mode="mean", target=" Paris"
+    )
     paris = answer["target"]["id"]
     assert answer["target_ablated_prob"] == pytest.approx(float(expected[paris]), rel=1e-4)
     assert answer["head"] is None and answer["mode"] == "mean"
@@ -217,7 +235,10 @@ def test_mean_ablating_an_mlp_writes_its_mean_over_the_prompt(client, reference)
 def test_run_view_sends_new_records_and_samples(client, folders):
     answer = client.get("/api/run", params={"model": "run"}).json()
     assert answer["total"] == 20 and len(answer["records"]) == 20
-    assert answer["samples"] == [{"step": 10, "text": "first sample"}, {"step": 20, "text": "second\nsample"}]
+    assert answer["samples"] == [
+        {"step": 10, "text": "first sample"},
+        {"step": 20, "text": "second\nsample"},
+    ]
     smoothed = [r["train_loss_smoothed"] for r in answer["records"]]
     assert smoothed[0] == pytest.approx(answer["records"][0]["train_loss"])  # bias-corrected EMA
     # The run keeps training: two more lines, the last one still being written (torn).
@@ -229,7 +250,7 @@ def test_run_view_sends_new_records_and_samples(client, folders):
     # TensorBoard's debiased EMA over the whole run, by hand, so a page that fetched only the
     # newest record still continues the same curve.
     average = 0.0
-    for i, record in enumerate(metrics_records(21), start=1):
+    for record in metrics_records(21):
         average = 0.9 * average + 0.1 * record["train_loss"]
     assert newer["records"][0]["train_loss_smoothed"] == pytest.approx(average / (1 - 0.9**21))
 
@@ -259,7 +280,12 @@ BAD_REQUESTS = [
     ("attention", {"layer": 2}, 400, "layer 2 is out of range: this model has layers 0..1"),
     ("attention", {"head": 3}, 400, "head 3 is out of range: this model has heads 0..2"),
     ("attention", {"layer": -1}, 400, "layer -1 is out of range"),
-    ("attribution", {"target": " Paris London"}, 400, "is [' Paris', ' London'] (2 tokens), not one token"),
+    (
+        "attribution",
+        {"target": " Paris London"},
+        400,
+        "is [' Paris', ' London'] (2 tokens), not one token",
+    ),
     ("attribution", {"position": 9}, 400, "position 9 is out of range for a 5-token prompt"),
     ("ablation", {"mode": "half"}, 400, "mode must be one of zero, mean"),
     ("ablation", {"component": "block"}, 400, "component must be one of head, mlp"),
@@ -281,8 +307,14 @@ def test_bad_requests_get_a_one_line_4xx(client, route, body, status, message):
 
 
 def test_bodies_that_are_not_json_objects(client):
-    for content, message in [(b"{not json", "not valid JSON"), (b"\xff\xfe", "not valid JSON"), (b"", "must be a JSON object")]:
-        response = client.post("/api/next_token", content=content, headers={"content-type": "application/json"})
+    for content, message in [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"", "must be a JSON object"),
+    ]:
+        response = client.post(
+            "/api/next_token", content=content, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 422 and message in response.json()["error"], content
     response = client.post("/api/next_token", json=["a", "list"])
     assert response.status_code == 422 and "must be a JSON object" in response.json()["error"]
@@ -290,14 +322,18 @@ def test_bodies_that_are_not_json_objects(client):
 
 def test_a_10_mb_body_is_refused_declared_or_streamed(client):
     huge = json.dumps({"prompt": "x" * 10_000_000}).encode()
-    response = client.post("/api/next_token", content=huge, headers={"content-type": "application/json"})
+    response = client.post(
+        "/api/next_token", content=huge, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413 and "over 1 MB" in response.json()["error"]
 
     def chunks():  # no Content-Length: the size is only known by counting
         for start in range(0, len(huge), 1 << 20):
             yield huge[start : start + (1 << 20)]
 
-    response = client.post("/api/next_token", content=chunks(), headers={"content-type": "application/json"})
+    response = client.post(
+        "/api/next_token", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413 and "over 1 MB" in response.json()["error"]
     assert MAX_BODY_BYTES < len(huge)
 
@@ -326,9 +362,13 @@ def test_no_path_reaches_the_file_system(client, path):
 def test_the_page_and_its_files_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert 'src="static/js/main.js"' in page.text and "http" not in page.text.replace('href="openapi.json"', "")
+    assert 'src="static/js/main.js"' in page.text and "http" not in page.text.replace(
+        'href="openapi.json"', ""
+    )
     script = client.get("/static/js/main.js")
-    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert script.status_code == 200 and script.headers["content-type"].startswith(
+        "text/javascript"
+    )
     assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
 
 
@@ -343,8 +383,13 @@ def test_concurrent_requests_get_their_own_answers(client):
     """Tabs asking about two prompts at once: each answer is the one asked alone (the cached
     pass of one prompt never serves another's request)."""
     prompts = [PROMPT, "Once upon a time there"]
-    jobs = [("attention", {"layer": 1, "head": h}) for h in range(3)] + [("next_token", {}), ("logit_lens", {})]
-    alone = {(p, r, json.dumps(b)): post(client, r, prompt=p, **b) for p in prompts for r, b in jobs}
+    jobs = [("attention", {"layer": 1, "head": h}) for h in range(3)] + [
+        ("next_token", {}),
+        ("logit_lens", {}),
+    ]
+    alone = {
+        (p, r, json.dumps(b)): post(client, r, prompt=p, **b) for p in prompts for r, b in jobs
+    }
     work = [(p, r, b) for _ in range(3) for p in prompts for r, b in jobs]
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda job: post(client, job[1], prompt=job[0], **job[2]), work))

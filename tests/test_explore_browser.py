@@ -37,7 +37,10 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
-    pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)", allow_module_level=True)
+    pytest.skip(
+        "needs Debian's chromium and chromium-driver (.ci/run installs them)",
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +97,9 @@ def drawn(driver) -> str:
 
 def wait_for_draw(driver, view: str, before: str, timeout: float = 30) -> None:
     """Until the page says it finished drawing `view` after the state `before`."""
-    WebDriverWait(driver, timeout).until(lambda d: drawn(d) != before and drawn(d).startswith(view + ":"))
+    WebDriverWait(driver, timeout).until(
+        lambda d: drawn(d) != before and drawn(d).startswith(view + ":")
+    )
     error = driver.find_element(By.ID, "error")
     assert not error.is_displayed(), error.text
 
@@ -149,7 +154,9 @@ def test_every_view_in_a_real_browser(browser, server, folders, library, tmp_pat
     expected = library_top(model, tokenizer, "The cat sat on the", 20)
     assert [i for i, _ in shown] == [i for i, _ in expected]
     assert [p for _, p in shown] == pytest.approx([p for _, p in expected], abs=1e-6)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#nt-chips .chip")) == len(tokenizer.encode("The cat sat on the"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#nt-chips .chip")) == len(
+        tokenizer.encode("The cat sat on the")
+    )
     # top-k 3 cuts every bar but three; the page says how many tokens can still be drawn.
     before = drawn(browser)
     set_slider(browser, "top-k", 3)
@@ -168,8 +175,12 @@ def test_every_view_in_a_real_browser(browser, server, folders, library, tmp_pat
     set_slider(browser, "temperature", 0)
     wait_for_draw(browser, "next", before)
     browser.find_element(By.ID, "gen-start").click()
-    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "gen-out").get_attribute("data-text") is not None)
-    greedy = generate_text(model, tokenizer, appended, GenerationConfig(max_new_tokens=40, temperature=0))[0].text
+    WebDriverWait(browser, 60).until(
+        lambda d: d.find_element(By.ID, "gen-out").get_attribute("data-text") is not None
+    )
+    greedy = generate_text(
+        model, tokenizer, appended, GenerationConfig(max_new_tokens=40, temperature=0)
+    )[0].text
     assert browser.find_element(By.ID, "gen-out").get_attribute("data-text") == greedy
     assert len(browser.find_elements(By.CSS_SELECTOR, "#gen-out .gen-token")) == 40
     browser.execute_script("document.getElementById('gen-out').scrollIntoView({block: 'center'})")
@@ -208,7 +219,9 @@ def test_every_view_in_a_real_browser(browser, server, folders, library, tmp_pat
     browser.find_element(By.ID, "tab-ablation").click()
     wait_for_draw(browser, "ablation", before)
     browser.find_element(By.CSS_SELECTOR, "#abl-grid td[data-component='head-0-1']").click()
-    WebDriverWait(browser, 30).until(lambda d: "zero-ablated" in d.find_element(By.ID, "abl-summary").text)
+    WebDriverWait(browser, 30).until(
+        lambda d: "zero-ablated" in d.find_element(By.ID, "abl-summary").text
+    )
     idx = torch.tensor([tokenizer.encode(appended)])
 
     def zero_head(z, _name):
@@ -240,7 +253,9 @@ def test_every_view_in_a_real_browser(browser, server, folders, library, tmp_pat
     assert browser.find_element(By.ID, "run-sample").text == "second\nsample"
     with open(folders["run"] / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write("".join(json.dumps(r) + "\n" for r in metrics_records(22)[20:]))
-    WebDriverWait(browser, 20).until(lambda d: "22 logged steps" in d.find_element(By.ID, "run-status").text)
+    WebDriverWait(browser, 20).until(
+        lambda d: "22 logged steps" in d.find_element(By.ID, "run-status").text
+    )
     browser.save_screenshot(str(tmp_path / "run.png"))
 
     assert only_loopback(loaded_urls(browser)), loaded_urls(browser)
@@ -264,7 +279,9 @@ def test_the_exported_page_works_from_disk(browser, folders, tmp_path):
     wait_for_draw(browser, "ablation", before)
     browser.find_element(By.CSS_SELECTOR, "input[name=abl-mode][value=mean]").click()
     browser.find_element(By.CSS_SELECTOR, "#abl-grid td[data-component='mlp-1-mlp']").click()
-    WebDriverWait(browser, 20).until(lambda d: "MLP mean-ablated" in d.find_element(By.ID, "abl-title").text)
+    WebDriverWait(browser, 20).until(
+        lambda d: "MLP mean-ablated" in d.find_element(By.ID, "abl-title").text
+    )
     browser.save_screenshot(str(tmp_path / "exported_ablation.png"))
     urls = loaded_urls(browser)
     assert urls and all(url.startswith("file://") for url in urls), urls

@@ -86,7 +86,9 @@ def test_the_missing_extra_is_named(capsys, folder, monkeypatch):
 def test_serving_prints_the_address_and_warns_for_0000(capsys, folder, monkeypatch):
     uvicorn = pytest.importorskip("uvicorn")
     served = {}
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: served.update(port=sockets[0].getsockname()[1]))
+    monkeypatch.setattr(
+        uvicorn.Server, "run", lambda self, sockets: served.update(port=sockets[0].getsockname()[1])
+    )
     code, out, err = explore(capsys, str(folder), "--port", "0")
     assert code == 0 and f"http://127.0.0.1:{served['port']}" in out and "warning" not in err
     code, out, err = explore(capsys, str(folder), "--host", "0.0.0.0", "--port", "0")
@@ -100,20 +102,31 @@ def exported_data(page: str) -> dict:
 
 def test_export_writes_one_self_contained_page(capsys, tmp_path):
     run = run_folder(tmp_path / "run")
-    code, out, _ = explore(capsys, str(run), "--export", str(tmp_path / "page.html"), "--prompt", PROMPT)
+    code, out, _ = explore(
+        capsys, str(run), "--export", str(tmp_path / "page.html"), "--prompt", PROMPT
+    )
     assert code == 0 and "wrote" in out
     page = (tmp_path / "page.html").read_text(encoding="utf-8")
     # Nothing is fetched: no src= or stylesheet link, no URL but the API page's relative link.
     assert not re.search(r"""\ssrc=["']""", page) and 'rel="stylesheet"' not in page
-    assert "import {" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "import {" not in page and "http://" not in page.replace(
+        "http://www.w3.org/2000/svg", ""
+    )
     data = exported_data(page)
     assert data["prompt"] == PROMPT and data["run"]["total"] == 20
     answers = data["answers"]
     # Every view the page asks for, under the keys api.js builds.
     assert answer_key("next_token", {"k": 20}) in answers
-    assert all(answer_key("attention", {"layer": layer, "head": head}) in answers for layer in range(2) for head in range(3))
+    assert all(
+        answer_key("attention", {"layer": layer, "head": head}) in answers
+        for layer in range(2)
+        for head in range(3)
+    )
     assert answer_key("logit_lens", {}) in answers
-    assert answer_key("attribution", {"target": None, "contrast": None}) == "attribution?contrast=&target="
+    assert (
+        answer_key("attribution", {"target": None, "contrast": None})
+        == "attribution?contrast=&target="
+    )
     ablations = [key for key in answers if key.startswith("ablation?")]
     assert len(ablations) == 2 * (2 * 3 + 2)
     assert "ablation?component=mlp&head=&k=10&layer=1&mode=mean&target=" in answers
@@ -131,8 +144,13 @@ def test_the_bundle_holds_every_module_once_in_dependency_order():
     bundle = bundle_scripts(resources.files("gptlab.explore") / "static" / "js")
     modules = re.findall(r"^// ---- (\S+)$", bundle, re.MULTILINE)
     assert modules[-1] == "main.js" and modules.index("draw.js") < modules.index("attention.js")
-    assert modules.index("api.js") < modules.index("next_token.js") and len(set(modules)) == len(modules) == 9
-    assert not re.search(r"^export ", bundle, re.MULTILINE) and not re.search(r"^import ", bundle, re.MULTILINE)
+    assert (
+        modules.index("api.js") < modules.index("next_token.js")
+        and len(set(modules)) == len(modules) == 9
+    )
+    assert not re.search(r"^export ", bundle, re.MULTILINE) and not re.search(
+        r"^import ", bundle, re.MULTILINE
+    )
 
 
 def test_show_renders_the_page_inline():
@@ -140,6 +158,6 @@ def test_show_renders_the_page_inline():
 
     shown = show(tiny_model(), PROMPT)
     html = shown._repr_html_()
-    assert html.startswith("<iframe srcdoc=\"") and "GPTLAB_EXPORT" in html and "&lt;script" in html
+    assert html.startswith('<iframe srcdoc="') and "GPTLAB_EXPORT" in html and "&lt;script" in html
     page = page_html(Explorer("model", tiny_model(), GPT2Tokenizer()), PROMPT, progress=False)
     assert exported_data(page)["answers"].keys() == exported_data(shown.page)["answers"].keys()

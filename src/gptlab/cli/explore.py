@@ -26,13 +26,21 @@ def register(subparsers) -> None:
         "folders", nargs="*", metavar="DIR", help="gptlab model folders or training run folders"
     )
     parser.add_argument(
-        "--hf", action="append", default=[], metavar="DIR", help="a Hugging Face GPT-2 folder (repeatable)"
+        "--hf",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a Hugging Face GPT-2 folder (repeatable)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
     parser.add_argument(
-        "--export", metavar="FILE", help="write one self-contained HTML page for --prompt instead of serving"
+        "--export",
+        metavar="FILE",
+        help="write one self-contained HTML page for --prompt instead of serving",
     )
     parser.add_argument("--prompt", help="the prompt the exported page shows (with --export)")
     parser.set_defaults(func=run)

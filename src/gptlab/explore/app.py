@@ -132,7 +132,13 @@ def create_app(explorers: dict[str, Explorer]):
     @app.post("/api/next_token", summary="the prompt's tokens and the next-token distribution")
     def next_token(body: NextTokenRequest) -> dict:
         return answer(
-            body.model, views.next_token, body.prompt, body.temperature, body.top_k, body.top_p, body.k
+            body.model,
+            views.next_token,
+            body.prompt,
+            body.temperature,
+            body.top_k,
+            body.top_p,
+            body.k,
         )
 
     @app.post(
@@ -189,9 +195,9 @@ def validation_message(errors: list[dict]) -> str:
     """FastAPI's list of validation errors as one line a person can act on."""
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
-        return "the request body is not valid JSON: send a JSON object, e.g. {\"prompt\": \"Hello\"}"
+        return 'the request body is not valid JSON: send a JSON object, e.g. {"prompt": "Hello"}'
     if first.get("type") == "model_attributes_type" or first.get("loc") == ("body",):
-        return "the request body must be a JSON object, e.g. {\"prompt\": \"Hello\"}"
+        return 'the request body must be a JSON object, e.g. {"prompt": "Hello"}'
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {first.get('msg', 'invalid value')}{more}"
@@ -232,6 +238,9 @@ class BodyLimit:
 
     async def refuse(self, send) -> None:
         body = json.dumps({"error": self.too_large()}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

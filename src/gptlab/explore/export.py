@@ -21,13 +21,14 @@ from gptlab.errors import GptlabError
 from gptlab.explore import runs, views
 from gptlab.explore.session import Explorer
 from gptlab.fileio import atomic_write_text
-from gptlab.interp.attention import patterns_from_cache
 
 NEXT_TOKEN_BARS = 20  # as the page asks (next_token.js)
 ABLATION_BARS = 10  # as the page asks (ablation.js)
 MAIN_MODULE = "main.js"
 IMPORT = re.compile(r'^import \{[^}]*\} from "\./([\w.]+)";\s*$', re.MULTILINE)
-DECLARATION = re.compile(r"^(?:export )?(?:async )?(?:function\*? |const |let |class )(\w+)", re.MULTILINE)
+DECLARATION = re.compile(
+    r"^(?:export )?(?:async )?(?:function\*? |const |let |class )(\w+)", re.MULTILINE
+)
 
 
 def answer_key(route: str, settings: dict) -> str:
@@ -54,7 +55,7 @@ def precomputed_answers(explorer: Explorer, prompt: str, progress: bool = True) 
         answers["attention?common"] = {
             key: first[key] for key in ("tokens", "thumbnail_size", "thumbnails")
         }
-        patterns = patterns_from_cache(explorer.prompt_pass(prompt).cache, config.n_layer)
+        patterns = views.prompt_patterns(explorer, explorer.prompt_pass(prompt))
         for layer in range(config.n_layer):
             for head in range(config.n_head):
                 answers[answer_key("attention", {"layer": layer, "head": head})] = {
@@ -68,14 +69,27 @@ def precomputed_answers(explorer: Explorer, prompt: str, progress: bool = True) 
             answers[key] = views.attribution(explorer, prompt)
         except GptlabError as exc:  # a model the split is not exact for: the page says why
             answers[key] = {"error": str(exc)}
-        components = [("head", layer, head) for layer in range(config.n_layer) for head in range(config.n_head)]
+        components = [
+            ("head", layer, head)
+            for layer in range(config.n_layer)
+            for head in range(config.n_head)
+        ]
         components += [("mlp", layer, None) for layer in range(config.n_layer)]
-        bar = tqdm(total=2 * len(components), desc="ablating for the page", unit="pass", disable=not progress)
+        bar = tqdm(
+            total=2 * len(components),
+            desc="ablating for the page",
+            unit="pass",
+            disable=not progress,
+        )
         for mode in ("zero", "mean"):
             for component, layer, head in components:
                 settings = {"component": component, "layer": layer, "head": head, "mode": mode}
-                answer = views.ablation(explorer, prompt, component, layer, head, mode, None, ABLATION_BARS)
-                answers[answer_key("ablation", {**settings, "target": None, "k": ABLATION_BARS})] = answer
+                answer = views.ablation(
+                    explorer, prompt, component, layer, head, mode, None, ABLATION_BARS
+                )
+                answers[
+                    answer_key("ablation", {**settings, "target": None, "k": ABLATION_BARS})
+                ] = answer
                 bar.update()
         bar.close()
     return answers
@@ -94,18 +108,22 @@ def page_html(explorer: Explorer, prompt: str, progress: bool = True) -> str:
     # "</" inside a script would end it early; "<\/" is the same string to JavaScript.
     payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
     script = bundle_scripts(static / "js").replace("</script", "<\\/script")
-    page = replace_once(page, '<link rel="stylesheet" href="static/style.css">', f"<style>\n{style}</style>")
+    page = replace_once(
+        page, '<link rel="stylesheet" href="static/style.css">', f"<style>\n{style}</style>"
+    )
     page = replace_once(
         page,
         '<script type="module" src="static/js/main.js"></script>',
-        f"<script>window.GPTLAB_EXPORT = {payload};</script>\n<script type=\"module\">\n{script}</script>",
+        f'<script>window.GPTLAB_EXPORT = {payload};</script>\n<script type="module">\n{script}</script>',
     )
     return page
 
 
 def replace_once(text: str, old: str, new: str) -> str:
     if text.count(old) != 1:
-        raise RuntimeError(f"index.html no longer holds {old!r} exactly once")  # a bug, not a user's
+        raise RuntimeError(
+            f"index.html no longer holds {old!r} exactly once"
+        )  # a bug, not a user's
     return text.replace(old, new)
 
 
@@ -114,14 +132,20 @@ def bundle_scripts(folder) -> str:
     lines dropped and `export` keywords removed. A page opened from disk cannot load module
     files, so this is how the exported page gets them; the modules' top-level names must
     therefore be unique across files (checked here)."""
-    sources = {entry.name: entry.read_text(encoding="utf-8") for entry in folder.iterdir() if entry.name.endswith(".js")}
+    sources = {
+        entry.name: entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".js")
+    }
     order: list[str] = []
 
     def visit(name: str, path: tuple[str, ...]) -> None:
         if name in order:
             return
         if name in path:
-            raise RuntimeError(f"the page's modules import each other in a cycle: {' -> '.join(path + (name,))}")
+            raise RuntimeError(
+                f"the page's modules import each other in a cycle: {' -> '.join(path + (name,))}"
+            )
         for dependency in IMPORT.findall(sources[name]):
             visit(dependency, path + (name,))
         order.append(name)

@@ -43,5 +43,7 @@ def add_smoothed_loss(records: list[dict]) -> None:
     """Each record with a train loss gets "train_loss_smoothed", over the whole run so far (so a
     page that fetched only the newest records still draws one continuous curve)."""
     with_loss = [r for r in records if isinstance(r.get("train_loss"), int | float)]
-    for record, value in zip(with_loss, smooth([r["train_loss"] for r in with_loss], SMOOTHING), strict=True):
+    for record, value in zip(
+        with_loss, smooth([r["train_loss"] for r in with_loss], SMOOTHING), strict=True
+    ):
         record["train_loss_smoothed"] = value

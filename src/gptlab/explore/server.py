@@ -38,7 +38,9 @@ def bind(host: str, port: int) -> socket.socket:
                 f"port {port} is in use (another server, or an explorer already running); "
                 "pick another with --port"
             ) from None
-        raise GptlabError(f"cannot listen on {host}:{port} ({exc.strerror}); check --host") from None
+        raise GptlabError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); check --host"
+        ) from None
     return sock
 
 

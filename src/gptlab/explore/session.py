@@ -10,7 +10,7 @@ lets one at a time touch the model and the cached pass, so no request sees anoth
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,9 +36,17 @@ class PromptPass:
     idx: torch.Tensor
     logits: torch.Tensor
     cache: dict[str, torch.Tensor]
+    derived: dict = field(default_factory=dict)
 
     def hook(self, name: str) -> torch.Tensor:
         return self.cache[name]
+
+    def memo(self, key: str, compute):
+        """A result derived from this pass (the lens's 13 unembeddings of GPT-2 small cost
+        more than the forward pass itself), computed on first use and kept with it."""
+        if key not in self.derived:
+            self.derived[key] = compute()
+        return self.derived[key]
 
 
 class Explorer:
@@ -52,7 +60,11 @@ class Explorer:
 
     def describe(self) -> dict:
         """The page's model menu entry."""
-        info = {"name": self.name, "has_model": self.model is not None, "has_run": bool(self.run_dir)}
+        info = {
+            "name": self.name,
+            "has_model": self.model is not None,
+            "has_run": bool(self.run_dir),
+        }
         if self.model is not None:
             c = self.model.config
             info |= {

@@ -46,9 +46,14 @@ def check_bars(k: int) -> int:
 
 def check_layer_head(explorer: Explorer, layer: int, head: int | None) -> None:
     n_layer, n_head = explorer.model.config.n_layer, explorer.model.config.n_head
-    require(0 <= layer < n_layer, f"layer {layer} is out of range: this model has layers 0..{n_layer - 1}")
+    require(
+        0 <= layer < n_layer,
+        f"layer {layer} is out of range: this model has layers 0..{n_layer - 1}",
+    )
     if head is not None:
-        require(0 <= head < n_head, f"head {head} is out of range: this model has heads 0..{n_head - 1}")
+        require(
+            0 <= head < n_head, f"head {head} is out of range: this model has heads 0..{n_head - 1}"
+        )
 
 
 # -- next token ------------------------------------------------------------------------------
@@ -97,14 +102,20 @@ def attention(explorer: Explorer, prompt: str, layer: int = 0, head: int = 0) ->
     explorer.require_model()
     check_layer_head(explorer, layer, head)
     run = explorer.prompt_pass(prompt)
-    patterns = patterns_from_cache(run.cache, explorer.model.config.n_layer)  # (L, H, T, T)
+    patterns = prompt_patterns(explorer, run)  # (L, H, T, T)
     return {
         "tokens": token_list(explorer, run.ids),
         "layer": layer,
         "head": head,
         "pattern": [[round(float(v), 5) for v in row] for row in patterns[layer, head]],
-        **attention_thumbnails(patterns),
+        **run.memo("thumbnails", lambda: attention_thumbnails(patterns)),
     }
+
+
+def prompt_patterns(explorer: Explorer, run: PromptPass) -> torch.Tensor:
+    return run.memo(
+        "patterns", lambda: patterns_from_cache(run.cache, explorer.model.config.n_layer)
+    )
 
 
 def attention_thumbnails(patterns: torch.Tensor) -> dict:
@@ -113,7 +124,10 @@ def attention_thumbnails(patterns: torch.Tensor) -> dict:
     n_layer, n_head, T, _ = patterns.shape
     size = min(T, THUMBNAIL)
     pooled = torch.nn.functional.adaptive_max_pool2d(patterns.reshape(-1, T, T), size)
-    return {"thumbnail_size": size, "thumbnails": quantized(pooled.reshape(n_layer, n_head, size, size))}
+    return {
+        "thumbnail_size": size,
+        "thumbnails": quantized(pooled.reshape(n_layer, n_head, size, size)),
+    }
 
 
 def quantized(values: torch.Tensor) -> str:
@@ -130,13 +144,21 @@ def logit_lens_view(explorer: Explorer, prompt: str) -> dict:
     probability of the token that really comes next."""
     explorer.require_model()
     run = explorer.prompt_pass(prompt)
-    lens = logit_lens_from_cache(explorer.model, run.idx, run.cache, k=LENS_ALTERNATIVES)
+    lens = run.memo(
+        "lens",
+        lambda: logit_lens_from_cache(explorer.model, run.idx, run.cache, k=LENS_ALTERNATIVES),
+    )
     return {
         "tokens": token_list(explorer, run.ids),
         "stages": lens.stages,
         "top": [
-            [token_list(explorer, ids, probs) for ids, probs in zip(stage_ids, stage_probs, strict=True)]
-            for stage_ids, stage_probs in zip(lens.top_ids.tolist(), lens.top_probs.tolist(), strict=True)
+            [
+                token_list(explorer, ids, probs)
+                for ids, probs in zip(stage_ids, stage_probs, strict=True)
+            ]
+            for stage_ids, stage_probs in zip(
+                lens.top_ids.tolist(), lens.top_probs.tolist(), strict=True
+            )
         ],
         "next_token_probs": lens.next_token_probs.tolist(),
     }
@@ -221,8 +243,13 @@ def ablation(
     prompt's positions: the component still writes its average, but nothing about this input."""
     explorer.require_model()
     check_bars(k)
-    require(component in COMPONENTS, f"component must be one of {', '.join(COMPONENTS)}, got {component!r}")
-    require(mode in ABLATION_MODES, f"mode must be one of {', '.join(ABLATION_MODES)}, got {mode!r}")
+    require(
+        component in COMPONENTS,
+        f"component must be one of {', '.join(COMPONENTS)}, got {component!r}",
+    )
+    require(
+        mode in ABLATION_MODES, f"mode must be one of {', '.join(ABLATION_MODES)}, got {mode!r}"
+    )
     if component == "head":
         require(head is not None, "a head ablation needs a head number")
     check_layer_head(explorer, layer, head if component == "head" else None)
@@ -233,13 +260,18 @@ def ablation(
     vocab = explorer.model.config.vocab_size
     intact = run.logits[0, -1].softmax(-1)
     ablated = ablated_logits[0, -1, :vocab].float().softmax(-1)
-    target_id = int(intact.argmax()) if not target else single_token(explorer.tokenizer, target, "target")
+    target_id = (
+        int(intact.argmax()) if not target else single_token(explorer.tokenizer, target, "target")
+    )
 
     def top(probs: torch.Tensor) -> list[dict]:
         values, ids = probs.topk(min(k, probs.numel()))
         rows = token_list(explorer, ids.tolist(), values.tolist())
         for row in rows:
-            row["intact_prob"], row["ablated_prob"] = float(intact[row["id"]]), float(ablated[row["id"]])
+            row["intact_prob"], row["ablated_prob"] = (
+                float(intact[row["id"]]),
+                float(ablated[row["id"]]),
+            )
         return rows
 
     return {
@@ -250,7 +282,9 @@ def ablation(
         "target": token_list(explorer, [target_id])[0],
         "target_intact_prob": float(intact[target_id]),
         "target_ablated_prob": float(ablated[target_id]),
-        "kl_divergence": float((intact * (intact.clamp_min(1e-30).log() - ablated.clamp_min(1e-30).log())).sum()),
+        "kl_divergence": float(
+            (intact * (intact.clamp_min(1e-30).log() - ablated.clamp_min(1e-30).log())).sum()
+        ),
         "intact": top(intact),
         "ablated": top(ablated),
     }
@@ -271,4 +305,3 @@ def ablation_hook_set(explorer: Explorer, run: PromptPass, component, layer, hea
             [run.hook(f"blocks.{i}.hook_mlp_out")[0].mean(dim=0) for i in range(n_layer)]
         )
     return mlp_ablation_hooks([layer], mode, mlp_means)
-

@@ -14,7 +14,6 @@ import torch
 from gptlab.plotting import attention_grid
 from gptlab.tables import format_table, quoted
 
-
 PATTERN_HOOKS = ["blocks.*.attn.hook_pattern"]
 
 
