@@ -115,7 +115,8 @@ function drawLarge(panel, answer, direction) {
   const cell = Math.max(5, Math.min(26, Math.floor(520 / T)));
   const labelRoom = Math.min(110, 12 + 7 * Math.max(...tokens.map((t) => Math.min(t.length, 14))));
   const showLabels = cell >= 9;
-  const width = labelRoom + T * cell + 10;
+  const axisRoom = 18;  // the rotated "query" title, left of the row labels
+  const width = axisRoom + labelRoom + T * cell + 10;
   const height = labelRoom + T * cell + 34;
   panel.querySelector("#att-title").textContent = `layer ${answer.layer}, head ${answer.head}: ` +
     (direction === "from" ? "rows attend to columns (hover a row)" : "columns are attended by rows (hover a column)");
@@ -125,6 +126,7 @@ function drawLarge(panel, answer, direction) {
   const context = canvas.getContext("2d");
   context.fillStyle = "#fff";
   context.fillRect(0, 0, width, height);
+  context.translate(axisRoom, 0);
   for (let i = 0; i < T; i++) {
     for (let j = 0; j < T; j++) {
       context.fillStyle = j > i ? "#f3f3f3" : probColour(answer.pattern[i][j]);
@@ -150,13 +152,13 @@ function drawLarge(panel, answer, direction) {
   context.textAlign = "center";
   context.fillText("key: the token attended to", labelRoom + (T * cell) / 2, labelRoom + T * cell + 20);
   context.save();
-  context.translate(12, labelRoom + (T * cell) / 2);
+  context.translate(12 - axisRoom, labelRoom + (T * cell) / 2);
   context.rotate(-Math.PI / 2);
   context.fillText("query: the token attending", 0, 0);
   context.restore();
   canvas.addEventListener("mousemove", (event) => {
     const box = canvas.getBoundingClientRect();
-    const j = Math.floor((event.clientX - box.left - labelRoom) / cell);
+    const j = Math.floor((event.clientX - box.left - axisRoom - labelRoom) / cell);
     const i = Math.floor((event.clientY - box.top - labelRoom) / cell);
     if (i < 0 || j < 0 || i >= T || j >= T) return hideTip();
     showTip(event, [`query ${i} ${tokens[i]} -> key ${j} ${tokens[j]}`, `weight ${answer.pattern[i][j].toFixed(4)}`]);

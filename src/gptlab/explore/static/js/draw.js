@@ -25,6 +25,7 @@ export function visible(text) {
 }
 
 export function percent(p) {
+  if (p === 0) return "0";
   if (p >= 0.001) return (100 * p).toFixed(1) + "%";
   return p.toExponential(1);
 }
