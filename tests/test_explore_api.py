@@ -279,7 +279,8 @@ BAD_REQUESTS = [
     ("generate", {"top_p": 1.5}, 400, "top_p must be in (0, 1]"),
     ("attention", {"layer": 2}, 400, "layer 2 is out of range: this model has layers 0..1"),
     ("attention", {"head": 3}, 400, "head 3 is out of range: this model has heads 0..2"),
-    ("attention", {"layer": -1}, 400, "layer -1 is out of range"),
+    ("attention", {"layer": -3}, 400, "layer -3 is out of range"),
+    ("attention", {"head": -1}, 400, "head -1 is out of range"),
     (
         "attribution",
         {"target": " Paris London"},
@@ -395,3 +396,34 @@ def test_concurrent_requests_get_their_own_answers(client):
         answers = list(pool.map(lambda job: post(client, job[1], prompt=job[0], **job[2]), work))
     for (p, r, b), answer in zip(work, answers, strict=True):
         assert answer == alone[(p, r, json.dumps(b))], (p, r, b)
+
+
+def test_a_hugging_face_folder_is_served_with_transformers_numbers(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=50257, n_positions=32, n_embd=16, n_layer=2, n_head=2
+    )
+    hf_model = transformers.GPT2LMHeadModel(config).eval()
+    hf_model.save_pretrained(tmp_path / "hf-gpt2")
+    client = TestClient(
+        create_app(load_sources([Source(str(tmp_path / "hf-gpt2"), hf=True)], "cpu"))
+    )
+    assert client.get("/api/models").json()[0]["name"] == "hf:hf-gpt2"
+    answer = client.post("/api/next_token", json={"prompt": PROMPT, "k": 5}).json()
+    ids = torch.tensor([[t["id"] for t in answer["tokens"]]])
+    with torch.no_grad():
+        expected = hf_model(ids).logits[0, -1].softmax(-1).topk(5)
+    assert [c["id"] for c in answer["candidates"]] == expected.indices.tolist()
+    assert [c["prob"] for c in answer["candidates"]] == pytest.approx(
+        expected.values.tolist(), abs=1e-6
+    )
+
+
+def test_run_requests_for_a_model_folder_or_a_negative_start(client):
+    response = client.get("/api/run", params={"model": "model"})
+    assert response.status_code == 400 and "not a training run" in response.json()["error"]
+    response = client.get("/api/run", params={"model": "run", "since": -1})
+    assert response.status_code == 400 and "since must be >= 0" in response.json()["error"]
+    response = client.get("/api/run", params={"model": "run", "since": "ten"})
+    assert response.status_code == 422 and "since" in response.json()["error"]

@@ -19,7 +19,7 @@ from gptlab.interp.ablation import ABLATION_MODES, ablation_hooks, mlp_ablation_
 from gptlab.interp.attention import patterns_from_cache
 from gptlab.interp.attribution import attribution_from_cache
 from gptlab.interp.logit_lens import logit_lens_from_cache
-from gptlab.interp.tokens import check_position, single_token
+from gptlab.interp.tokens import check_head, check_layer, check_position, single_token
 
 MAX_BARS = 100  # candidates a bar chart shows
 THUMBNAIL = 48  # the attention grid's small patterns are at most this many cells a side
@@ -44,16 +44,10 @@ def check_bars(k: int) -> int:
     return k
 
 
-def check_layer_head(explorer: Explorer, layer: int, head: int | None) -> None:
-    n_layer, n_head = explorer.model.config.n_layer, explorer.model.config.n_head
-    require(
-        0 <= layer < n_layer,
-        f"layer {layer} is out of range: this model has layers 0..{n_layer - 1}",
-    )
-    if head is not None:
-        require(
-            0 <= head < n_head, f"head {head} is out of range: this model has heads 0..{n_head - 1}"
-        )
+def check_layer_head(explorer: Explorer, layer: int, head: int | None) -> tuple[int, int | None]:
+    """The layer (negative counts from the end, as `gptlab inspect`) and head, checked."""
+    layer = check_layer(explorer.model, layer)
+    return layer, (None if head is None else check_head(explorer.model, head))
 
 
 # -- next token ------------------------------------------------------------------------------
@@ -100,7 +94,7 @@ def attention(explorer: Explorer, prompt: str, layer: int = 0, head: int = 0) ->
     """Every head's pattern as a small uint8 thumbnail (base64, row-major (L, H, S, S)) for the
     grid, and the chosen head's full pattern (T, T) for the large view."""
     explorer.require_model()
-    check_layer_head(explorer, layer, head)
+    layer, head = check_layer_head(explorer, layer, head)
     run = explorer.prompt_pass(prompt)
     patterns = prompt_patterns(explorer, run)  # (L, H, T, T)
     return {
@@ -252,7 +246,7 @@ def ablation(
     )
     if component == "head":
         require(head is not None, "a head ablation needs a head number")
-    check_layer_head(explorer, layer, head if component == "head" else None)
+    layer, head = check_layer_head(explorer, layer, head if component == "head" else None)
     run = explorer.prompt_pass(prompt)
     hooks = ablation_hook_set(explorer, run, component, layer, head, mode)
     with explorer.model.hooks(hooks):
@@ -277,7 +271,7 @@ def ablation(
     return {
         "component": component,
         "layer": layer,
-        "head": head if component == "head" else None,
+        "head": head,
         "mode": mode,
         "target": token_list(explorer, [target_id])[0],
         "target_intact_prob": float(intact[target_id]),
