@@ -285,3 +285,21 @@ def test_the_exported_page_works_from_disk(browser, folders, tmp_path):
     browser.save_screenshot(str(tmp_path / "exported_ablation.png"))
     urls = loaded_urls(browser)
     assert urls and all(url.startswith("file://") for url in urls), urls
+
+
+def test_show_draws_inline_in_an_iframe(browser, library, tmp_path):
+    """What a notebook gets from gptlab.explore.show: the page in a sandboxed srcdoc iframe."""
+    from gptlab.explore import show
+
+    model, tokenizer = library
+    notebook = tmp_path / "notebook.html"
+    notebook.write_text(f"<html><body>{show(model, PROMPT, tokenizer)._repr_html_()}</body></html>")
+    browser.get(notebook.resolve().as_uri())
+    browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+    try:
+        wait_for_draw(browser, "next", "")
+        assert [i for i, _ in bars(browser)] == [
+            i for i, _ in library_top(model, tokenizer, PROMPT, 20)
+        ]
+    finally:
+        browser.switch_to.default_content()

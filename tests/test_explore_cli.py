@@ -132,10 +132,16 @@ def test_export_writes_one_self_contained_page(capsys, tmp_path):
     assert "ablation?component=mlp&head=&k=10&layer=1&mode=mean&target=" in answers
 
 
-def test_export_refuses_a_folder_as_the_file(capsys, folder, tmp_path):
+def test_export_refuses_a_folder_or_a_missing_folder(capsys, folder, tmp_path):
     code, _, err = explore(capsys, str(folder), "--export", str(tmp_path), "--prompt", PROMPT)
     assert code == 1
     one_line_error(err, "is a folder; give a file name")
+    code, _, err = explore(
+        capsys, str(folder), "--export", str(tmp_path / "no" / "p.html"), "--prompt", PROMPT
+    )
+    assert code == 1
+    one_line_error(err, "does not exist; create it first")
+    assert not (tmp_path / "no").exists()
 
 
 def test_the_bundle_holds_every_module_once_in_dependency_order():

@@ -15,11 +15,12 @@ serving; exporting a page and show() need neither.
 """
 
 
-def show(model, prompt: str, **kwargs):
-    """The explorer's views for `prompt`, inline in a Jupyter notebook (see notebook.show)."""
+def show(model, prompt: str, tokenizer=None, height: int = 720, name: str = "model"):
+    """The explorer's views of `model` for `prompt`, inline in a Jupyter notebook (a cell
+    ending in the result draws it; see gptlab.explore.notebook). tokenizer defaults to GPT-2's."""
     from gptlab.explore.notebook import show as show_inline
 
-    return show_inline(model, prompt, **kwargs)
+    return show_inline(model, prompt, tokenizer, height, name)
 
 
 __all__ = ["show"]

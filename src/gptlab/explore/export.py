@@ -168,5 +168,9 @@ def export_page(explorer: Explorer, prompt: str, path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise GptlabError(f"--export {path} is a folder; give a file name such as page.html")
+    if not path.parent.is_dir():
+        raise GptlabError(
+            f"--export {path}: the folder {path.parent} does not exist; create it first"
+        )
     atomic_write_text(path, page_html(explorer, prompt))
     return path
