@@ -99,6 +99,6 @@ async function ablate(panel, state, component) {
     holder.replaceChildren();
     barChart(holder, rows.map((r) => ({ label: visible(r.text), value: r[main], second: r[other],
       title: [`${JSON.stringify(r.text)}`, `intact ${percent(r.intact_prob)}`, `ablated ${percent(r.ablated_prob)}`] })),
-    { max, valueLabel: main === "intact_prob" ? "intact" : "ablated", secondLabel: main === "intact_prob" ? "ablated" : "intact", width: 380 });
+    { max, valueLabel: main === "intact_prob" ? "intact" : "ablated", secondLabel: main === "intact_prob" ? "ablated" : "intact", width: 440 });
   }
 }
