@@ -162,7 +162,9 @@ def test_the_bundle_holds_every_module_once_in_dependency_order():
 def test_show_renders_the_page_inline():
     from gptlab.explore import show
 
-    shown = show(tiny_model(), PROMPT)
+    model = tiny_model().train()
+    shown = show(model, PROMPT)
+    assert model.training and all(p.requires_grad for p in model.parameters())  # left as it was
     html = shown._repr_html_()
     assert html.startswith('<iframe srcdoc="') and "GPTLAB_EXPORT" in html and "&lt;script" in html
     page = page_html(Explorer("model", tiny_model(), GPT2Tokenizer()), PROMPT, progress=False)

@@ -37,4 +37,11 @@ def show(model, prompt: str, tokenizer=None, height: int = 720, name: str = "mod
         from gptlab.tokenizers.base import GPT2Tokenizer
 
         tokenizer = GPT2Tokenizer()
-    return InlinePage(page_html(Explorer(name, model, tokenizer), prompt, progress=False), height)
+    # The views need eval mode (no dropout); a model being trained in the notebook goes back
+    # to training mode afterwards.
+    was_training = model.training
+    try:
+        page = page_html(Explorer(name, model.eval(), tokenizer), prompt, progress=False)
+    finally:
+        model.train(was_training)
+    return InlinePage(page, height)

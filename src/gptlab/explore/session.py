@@ -52,7 +52,7 @@ class PromptPass:
 class Explorer:
     def __init__(self, name: str, model, tokenizer, run_dir: Path | None = None):
         self.name = name
-        self.model = model.eval().requires_grad_(False) if model is not None else None
+        self.model = model  # in eval mode (the caller's choice to make: sources, show)
         self.tokenizer = tokenizer
         self.run_dir = run_dir
         self.lock = threading.Lock()

@@ -56,7 +56,7 @@ def load_source(name: str, source: Source, device) -> Explorer:
         from gptlab.model.hf import load_hf_model
 
         model, tokenizer = load_hf_model(source.path)
-        return Explorer(name, model.to(device), tokenizer)
+        return Explorer(name, model.to(device).eval(), tokenizer)
     path = Path(source.path)
     if not path.exists():
         raise GptlabError(f"{path} does not exist: name a model folder, run folder or --hf folder")
@@ -64,4 +64,4 @@ def load_source(name: str, source: Source, device) -> Explorer:
     if run_dir is not None and find_run_checkpoint(path) is None:
         return Explorer(name, None, None, run_dir=run_dir)  # curves only, until a checkpoint lands
     model, tokenizer = load_language_model(path, device)
-    return Explorer(name, model, tokenizer, run_dir=run_dir)
+    return Explorer(name, model.eval(), tokenizer, run_dir=run_dir)

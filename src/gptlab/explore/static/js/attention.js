@@ -48,7 +48,7 @@ export function initAttention(panel, state) {
     </div>
     <div class="attention-layout">
       <div><div class="caption">all heads (rows: layers, columns: heads)</div><div id="att-grid"></div></div>
-      <div><div class="caption" id="att-title"></div><div id="att-large"></div><div id="att-legend"></div></div>
+      <div class="large-pattern"><div class="caption" id="att-title"></div><div id="att-large" class="scroll"></div><div id="att-legend"></div></div>
     </div>
     <div class="caption">the prompt, shaded by the hovered token's attention</div>
     <div id="att-text" class="shaded-text"></div>`;
