@@ -87,7 +87,7 @@ function drawGrid(panel, answer, state) {
   const size = answer.thumbnail_size;
   const n_layer = bytes.length / (size * size) / state.modelInfo().n_head;
   const n_head = state.modelInfo().n_head;
-  const cell = Math.max(18, Math.min(56, Math.floor(560 / n_head)));
+  const cell = Math.max(16, Math.min(56, Math.floor(420 / n_head)));  // the grid stays ~420 px wide
   const table = el("table", { class: "thumb-grid" }, grid);
   const header = el("tr", {}, table);
   el("th", {}, header, "");
