@@ -169,3 +169,11 @@ def test_show_renders_the_page_inline():
     assert html.startswith('<iframe srcdoc="') and "GPTLAB_EXPORT" in html and "&lt;script" in html
     page = page_html(Explorer("model", tiny_model(), GPT2Tokenizer()), PROMPT, progress=False)
     assert exported_data(page)["answers"].keys() == exported_data(shown.page)["answers"].keys()
+
+
+def test_two_folders_of_the_same_name_get_two_names(tmp_path):
+    from gptlab.explore.sources import Source, load_sources
+
+    first, second = model_folder(tmp_path / "a" / "model"), model_folder(tmp_path / "b" / "model")
+    served = load_sources([Source(str(first)), Source(str(second))], "cpu")
+    assert list(served) == ["model", "model-2"]
