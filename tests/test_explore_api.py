@@ -427,3 +427,46 @@ def test_run_requests_for_a_model_folder_or_a_negative_start(client):
     assert response.status_code == 400 and "since must be >= 0" in response.json()["error"]
     response = client.get("/api/run", params={"model": "run", "since": "ten"})
     assert response.status_code == 422 and "since" in response.json()["error"]
+
+
+def test_a_reader_that_goes_away_stops_the_generation(folders):
+    """A closed tab must not keep the model busy for 1000 tokens: the loop ends at its next step
+    and the model's lock is free again (polled, not timed)."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from gptlab.explore.server import bind
+
+    served = load_sources([Source(str(folders["model"]))], "cpu")
+    explorer = served["model"]
+    steps = []
+    explorer.model.register_forward_hook(lambda *_: steps.append(1))
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(served), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/generate"
+    try:
+        for _ in range(200):  # until the server answers
+            try:
+                httpx.get(url.replace("generate", "models"))
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        body = {"prompt": PROMPT, "max_new_tokens": 1000}
+        with httpx.stream("POST", url, json=body) as response:
+            lines = response.iter_lines()
+            assert json.loads(next(lines))["type"] == "token"
+        for _ in range(600):
+            if not explorer.lock.locked():
+                break
+            time.sleep(0.05)
+        assert not explorer.lock.locked()
+        assert len(steps) < 500, len(steps)  # stopped long before its 1000 tokens
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
