@@ -7,7 +7,8 @@ HTTP, so the times include JSON encoding and the network stack.
 
 Numbers per view: "new prompt" is the first request after the prompt changed (the cached forward
 pass with every hook, then the view); "same prompt" is the median of later requests for it (the
-cached pass serves them). Ratios are to the median plain forward pass (model(idx), no hooks).
+cached pass serves them). Ratios are to the median plain forward pass (model(idx), no hooks),
+timed interleaved with that view's requests (a shared machine's speed drifts).
 """
 
 from __future__ import annotations
@@ -158,20 +159,33 @@ def main() -> None:
         return response
 
     ask("next_token", {}, prompts[1])  # warm-up: first request of the server
-    print(f"{'view':12} {'new prompt':>12} {'ratio':>7} {'same prompt':>12} {'ratio':>7}")
+
+    def plain_forward() -> float:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            model(idx)
+            return time.perf_counter() - start
+
+    # On a shared machine the speed drifts from minute to minute: each view's requests are
+    # interleaved with plain forward passes, and its ratio is to the forwards timed beside it.
+    print(
+        f"{'view':12} {'new prompt':>12} {'ratio':>7} {'same prompt':>12} {'ratio':>7} {'forward':>9}"
+    )
     for route, body in VIEWS:
-        cold = []
-        for _ in range(max(2, args.repeats // 2)):
+        cold, warm, forwards = [], [], []
+        for _ in range(args.repeats):
             for text in prompts:  # each request comes after the other prompt: no cached pass
+                forwards.append(plain_forward())
                 start = time.perf_counter()
                 ask(route, body, text)
                 cold.append(time.perf_counter() - start)
-        cold_s = statistics.median(cold)
-        warm_s = median_seconds(
-            lambda route=route, body=body: ask(route, body, prompts[0]), args.repeats
-        )
+            start = time.perf_counter()
+            ask(route, body, prompts[1])  # the prompt just asked: its cached pass serves it
+            warm.append(time.perf_counter() - start)
+        cold_s, warm_s, forward_s = map(statistics.median, (cold, warm, forwards))
         print(
-            f"{route:12} {1000 * cold_s:9.0f} ms {cold_s / forward:6.2f}x {1000 * warm_s:9.0f} ms {warm_s / forward:6.2f}x"
+            f"{route:12} {1000 * cold_s:9.0f} ms {cold_s / forward_s:6.2f}x {1000 * warm_s:9.0f} ms "
+            f"{warm_s / forward_s:6.2f}x {1000 * forward_s:6.0f} ms"
         )
 
     # Generation: `gptlab sample`'s call (generate_text, greedy, streaming to a callback) against
