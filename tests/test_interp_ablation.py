@@ -103,3 +103,22 @@ def test_ablation_heatmap_png(tmp_path):
     model = random_model()
     result = head_ablation(model, prompt_batches(random_tokens(model, 6)), progress=False)
     assert save_ablation_heatmap(tmp_path / "heads.png", result).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mlp_ablation_zero_leaves_the_residual_stream_as_the_attention_left_it():
+    from gptlab.interp.ablation import mlp_ablation_hooks
+
+    model = random_model()
+    idx = random_tokens(model, 9)
+    names = ["blocks.1.hook_resid_mid", "blocks.1.hook_resid_post", "blocks.1.hook_mlp_out"]
+    with torch.no_grad(), model.hooks(mlp_ablation_hooks([1], "zero")):
+        _, cache = model.run_with_cache(idx, names=names)
+    assert torch.equal(cache["blocks.1.hook_resid_post"], cache["blocks.1.hook_resid_mid"])
+    # mean: the MLP writes the same vector at every position, whatever the input.
+    means = torch.randn(model.config.n_layer, model.config.n_embd)
+    with torch.no_grad(), model.hooks(mlp_ablation_hooks([1], "mean", means)):
+        _, cache = model.run_with_cache(idx, names=names)
+    post, mid = cache["blocks.1.hook_resid_post"], cache["blocks.1.hook_resid_mid"]
+    assert torch.allclose(post - mid, means[1].expand_as(post), atol=1e-6)
+    with pytest.raises(GptlabError, match="unknown ablation mode"):
+        mlp_ablation_hooks([0], "half")

@@ -16,7 +16,7 @@ PACKAGE = Path(gptlab.__file__).parent
 # Top to bottom, as docs/architecture.md draws them. A module may import its own floor or lower.
 FLOORS = [
     ("cli",),
-    ("experiment", "finetune"),
+    ("experiment", "finetune", "explore"),
     ("train",),
     ("inference",),
     ("eval", "interp", "checkpoints"),

@@ -236,6 +236,18 @@ def load_finetuned(directory: str | Path, device: torch.device | str = "cpu") ->
     )
 
 
+def load_language_model(directory: str | Path, device: torch.device | str = "cpu"):
+    """(model, tokenizer) for text in and text out, from any gptlab folder a user names: a model
+    folder, a training run, or an unmerged LoRA folder (its base with the adapter applied)."""
+    if is_unmerged_adapter(directory):
+        loaded = load_finetuned(directory, device)
+        return loaded.body, loaded.tokenizer
+    model, tokenizer = load_model(directory, device=device)
+    if tokenizer is None:
+        raise GptlabError(f"{directory} has no {TOKENIZER_FILE}; it cannot turn text into tokens")
+    return model, tokenizer
+
+
 def load_head(directory: Path, n_embd: int, n_classes: int) -> nn.Linear:
     try:
         state = load_file(str(directory / HEAD_FILE), device="cpu")

@@ -34,18 +34,9 @@ def load_model_from_args(args: argparse.Namespace):
 
     device = resolve_device(args.device)
     if args.checkpoint:
-        from gptlab.checkpoints.finetuned import is_unmerged_adapter, load_finetuned
-        from gptlab.checkpoints.load import load_model
+        from gptlab.checkpoints.finetuned import load_language_model
 
-        if is_unmerged_adapter(args.checkpoint):  # the base model with its adapter applied
-            loaded = load_finetuned(args.checkpoint, device)
-            model, tokenizer = loaded.body, loaded.tokenizer
-        else:
-            model, tokenizer = load_model(args.checkpoint, device=device)
-        if tokenizer is None:
-            raise GptlabError(
-                f"{args.checkpoint} has no tokenizer.json; it cannot turn text into tokens"
-            )
+        model, tokenizer = load_language_model(args.checkpoint, device)
     elif args.hf:
         from gptlab.model.hf import load_hf_model
 

@@ -146,6 +146,23 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
+def shape_logits(
+    logits: torch.Tensor, config: GenerationConfig, seen: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The processors the config asks for, in order: (B, V) -> (B, V) logits the next token is
+    drawn from (-inf for cut tokens). Greedy decoding applies only the repetition penalty, then
+    takes the argmax."""
+    logits = logits.float()
+    if config.repetition_penalty != 1.0 and seen is not None:
+        logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
+    if config.greedy:
+        return logits
+    logits = logits / config.temperature
+    if config.top_k is not None:
+        logits = top_k_filter(logits, config.top_k)
+    return top_p_filter(logits, config.top_p)
+
+
 def choose_next_tokens(
     logits: torch.Tensor,
     config: GenerationConfig,
@@ -153,15 +170,9 @@ def choose_next_tokens(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Apply the processors the config asks for, then pick one token per row: (B, V) -> (B,)."""
-    logits = logits.float()
-    if config.repetition_penalty != 1.0 and seen is not None:
-        logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
+    logits = shape_logits(logits, config, seen)
     if config.greedy:
         return logits.argmax(dim=-1)
-    logits = logits / config.temperature
-    if config.top_k is not None:
-        logits = top_k_filter(logits, config.top_k)
-    logits = top_p_filter(logits, config.top_p)
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
@@ -303,6 +314,8 @@ class TextStream:
 
 TextCallback = Callable[[int, str], None]  # (sequence index, new text)
 StepCallback = Callable[[int], None]  # (step index), once the step's tokens are chosen
+# (step index, the step's raw logits (B, V), the chosen tokens (B,)), before finished rows are masked
+TokenCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
 @torch.inference_mode()
@@ -326,13 +339,16 @@ def generate(
     tokenizer=None,
     on_text: TextCallback | None = None,
     on_step: StepCallback | None = None,
+    on_token: TokenCallback | None = None,
 ) -> list[Generation]:
     """Continue one prompt (a list of token ids) or a batch of them, num_samples times each.
 
     Returns the sequences prompt by prompt, sample by sample. A tokenizer is needed for stop
     strings and streaming; `on_text(i, piece)` then receives each sequence's text as it grows.
     The model's end-of-text token (tokenizer.eot_id) stops a sequence when config.stop_at_eot.
-    `on_step(step)` is called after each step's tokens are chosen (benchmarks time it).
+    `on_step(step)` is called after each step's tokens are chosen (benchmarks time it), and
+    `on_token(step, logits, tokens)` with the logits they were chosen from (the explorer shows
+    each token's probability and its alternatives).
     """
     prompts = _as_prompt_list(prompt_ids)
     if (config.stop_strings or on_text is not None) and tokenizer is None:
@@ -385,6 +401,8 @@ def generate(
         next_tokens = choose_next_tokens(logits, config, seen, generator)  # (B,)
         if on_step is not None:
             on_step(step)
+        if on_token is not None:
+            on_token(step, logits, next_tokens)
         # Finished rows keep running (the batch is rectangular) but their tokens are ignored.
         next_tokens = next_tokens.masked_fill(finished, 0)
         new_tokens.append(next_tokens)

@@ -62,6 +62,32 @@ def ablation_hooks(
     }
 
 
+def mlp_hook_name(layer: int) -> str:
+    return f"blocks.{layer}.hook_mlp_out"
+
+
+def mlp_ablation_hooks(
+    layers: Iterable[int], mode: str = "zero", mlp_means: torch.Tensor | None = None
+) -> dict:
+    """Hook functions for model.hooks() that ablate whole MLPs at their output (biases included):
+    zero writes nothing to the residual stream; mean writes the MLP's mean output (mlp_means:
+    (n_layer, n_embd)) whatever the input."""
+    if mode not in ABLATION_MODES:
+        raise GptlabError(f"unknown ablation mode {mode!r}: use one of {', '.join(ABLATION_MODES)}")
+    if mode == "mean" and mlp_means is None:
+        raise ValueError("mean ablation needs the MLPs' mean outputs (mlp_means)")
+
+    def make_hook(layer: int):
+        def ablate(out: torch.Tensor, name: str) -> torch.Tensor:  # (B, T, C)
+            if mode == "zero":
+                return torch.zeros_like(out)
+            return mlp_means[layer].to(out.dtype).expand_as(out).clone()
+
+        return ablate
+
+    return {mlp_hook_name(layer): make_hook(layer) for layer in layers}
+
+
 @dataclass
 class HeadAblation:
     mode: str

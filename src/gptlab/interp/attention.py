@@ -14,15 +14,21 @@ import torch
 from gptlab.plotting import attention_grid
 from gptlab.tables import format_table, quoted
 
+PATTERN_HOOKS = ["blocks.*.attn.hook_pattern"]
+
 
 @torch.no_grad()
 def attention_patterns(model, idx: torch.Tensor) -> torch.Tensor:
     """Attention weights of the first sequence in idx: (n_layer, n_head, T, T), on the CPU."""
-    _, cache = model.run_with_cache(idx[:1], names=["blocks.*.attn.hook_pattern"])
+    _, cache = model.run_with_cache(idx[:1], names=PATTERN_HOOKS)
+    return patterns_from_cache(cache, model.config.n_layer)
+
+
+def patterns_from_cache(cache: dict[str, torch.Tensor], n_layer: int) -> torch.Tensor:
+    """The (n_layer, n_head, T, T) weights of the first sequence in a run_with_cache cache that
+    holds PATTERN_HOOKS (so a caller caching more for other tools runs the model once)."""
     return (
-        torch.stack(
-            [cache[f"blocks.{i}.attn.hook_pattern"][0] for i in range(model.config.n_layer)]
-        )
+        torch.stack([cache[f"blocks.{i}.attn.hook_pattern"][0] for i in range(n_layer)])
         .float()
         .cpu()
     )

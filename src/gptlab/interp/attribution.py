@@ -75,19 +75,41 @@ def direct_logit_attribution(
 ) -> LogitAttribution:
     """Split the logit of target_id (default: the top prediction) at `position` of idx (1, T)."""
     config = model.config
-    # The split is exact only when the logit is linear in the residual stream once ln_f's scale is
-    # frozen: a pre-norm model with LayerNorm and no soft-capping.
+    check_attribution_supported(config)
+    logits, cache = model.run_with_cache(idx[:1], names=attribution_hook_names(config.n_layer))
+    return attribution_from_cache(model, logits, cache, target_id, position)
+
+
+def attribution_hook_names(n_layer: int) -> list[str]:
+    """What direct_logit_attribution reads from the forward pass."""
+    names = ["hook_embed", "hook_pos_embed", "blocks.*.attn.hook_z", "blocks.*.hook_mlp_out"]
+    return names + [f"blocks.{n_layer - 1}.hook_resid_post"]
+
+
+def check_attribution_supported(config) -> None:
+    """The split is exact only when the logit is linear in the residual stream once ln_f's scale
+    is frozen: a pre-norm model with LayerNorm and no soft-capping."""
     if config.norm != "layernorm" or config.norm_placement != "pre" or config.logit_softcap:
         raise GptlabError(
             "direct logit attribution needs a pre-LayerNorm model without logit soft-capping "
             f"(this one has norm={config.norm}, norm_placement={config.norm_placement}, "
             f"logit_softcap={config.logit_softcap})"
         )
+
+
+@torch.no_grad()
+def attribution_from_cache(
+    model,
+    logits: torch.Tensor,
+    cache: dict[str, torch.Tensor],
+    target_id: int | None = None,
+    position: int = -1,
+) -> LogitAttribution:
+    """direct_logit_attribution from a run_with_cache pass (logits and a cache holding
+    attribution_hook_names, maybe more), so a caller caching for several tools runs the model once."""
+    check_attribution_supported(model.config)
     n_layer, n_head, head_dim = model.config.n_layer, model.config.n_head, model.config.head_dim
-    names = ["hook_embed", "hook_pos_embed", "blocks.*.attn.hook_z", "blocks.*.hook_mlp_out"]
-    names.append(f"blocks.{n_layer - 1}.hook_resid_post")
-    logits, cache = model.run_with_cache(idx[:1], names=names)
-    position = position % idx.shape[1]
+    position = position % logits.shape[1]
     if target_id is None:
         target_id = int(logits[0, position].argmax())
 

@@ -52,8 +52,17 @@ class LogitLens:
 @torch.no_grad()
 def logit_lens(model, idx: torch.Tensor, k: int = 5) -> LogitLens:
     """Top-k predictions at every stage and position for the sequence idx (1, T)."""
+    _, cache = model.run_with_cache(idx[:1], names=residual_hook_names(model.config.n_layer))
+    return logit_lens_from_cache(model, idx, cache, k)
+
+
+@torch.no_grad()
+def logit_lens_from_cache(
+    model, idx: torch.Tensor, cache: dict[str, torch.Tensor], k: int = 5
+) -> LogitLens:
+    """logit_lens over a run_with_cache cache of idx that holds residual_hook_names (and maybe
+    more): a caller that caches for several tools runs the model once."""
     names = residual_hook_names(model.config.n_layer)
-    _, cache = model.run_with_cache(idx[:1], names=names)
     next_tokens = idx[0, 1:]  # (T - 1,)
     top_ids, top_probs, next_probs = [], [], []
     for name in names:  # one stage at a time: (T, V) probabilities, never (stages, T, V)

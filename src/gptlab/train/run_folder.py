@@ -24,7 +24,7 @@ from typing import IO
 
 from gptlab.checkpoints.run import CHECKPOINTS_DIR, latest_checkpoint
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write_text
+from gptlab.fileio import atomic_write_text, read_text
 from gptlab.train.config import RunConfig, build_run_config
 from gptlab.train.metrics import METRICS_FILE
 from gptlab.train.plots import LOSS_PLOT_FILE
@@ -44,17 +44,35 @@ RUN_FILES = (
 )
 
 
+SAMPLE_HEADER = re.compile(r"=== step (\d+) ===")
+
+
+def sample_entries(text: str) -> list[tuple[int, str]]:
+    """samples.txt's entries as (step, entry text including its header line), in file order."""
+    entries = re.split(r"(?m)^(?==== step \d+ ===$)", text)
+    return [(int(m[1]), e) for e in entries if (m := SAMPLE_HEADER.match(e))]
+
+
+def read_samples(run_dir: str | Path) -> list[dict]:
+    """The samples a run wrote, oldest first: [{"step": N, "text": ...}]; none if it wrote none."""
+    path = Path(run_dir) / SAMPLES_FILE
+    if not path.is_file():
+        return []
+    text = read_text(path, "samples file", allow_empty=True)
+    return [
+        {"step": step, "text": entry.partition("\n")[2].removesuffix("\n\n")}
+        for step, entry in sample_entries(text)
+    ]
+
+
 def truncate_samples(run_dir: Path, last_step: int) -> None:
     """Drop the samples written after `last_step` (a resumed run samples those steps again), so
     samples.txt stays one entry per step, in order."""
     path = Path(run_dir) / SAMPLES_FILE
     if not path.is_file():
         return
-    entries = re.split(r"(?m)^(?==== step \d+ ===$)", path.read_text(encoding="utf-8"))
-    kept = [
-        e for e in entries if (m := re.match(r"=== step (\d+) ===", e)) and int(m[1]) <= last_step
-    ]
-    atomic_write_text(path, "".join(kept))
+    entries = sample_entries(path.read_text(encoding="utf-8"))
+    atomic_write_text(path, "".join(e for step, e in entries if step <= last_step))
 
 
 def holds_run(folder: Path) -> bool:

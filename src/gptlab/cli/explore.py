@@ -1,0 +1,77 @@
+"""`gptlab explore`: look inside models and training runs in the browser, offline."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """examples:
+  gptlab explore runs/my-run                 # serves http://127.0.0.1:8000
+  gptlab explore --hf hf-gpt2/ --port 8100
+  gptlab explore runs/a runs/b               # several models or runs, switchable in the page
+  gptlab explore runs/my-run --export page.html --prompt "ROMEO:"   # one page, no server
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "explore",
+        help="look inside models and runs in the browser (offline web app)",
+        description="Serve a local web page over gptlab model folders, training run folders and "
+        "Hugging Face GPT-2 folders: next-token bars, attention, logit lens, attribution, "
+        "ablation and training curves. Needs the explore extra (pip install 'gptlab[explore]').",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "folders", nargs="*", metavar="DIR", help="gptlab model folders or training run folders"
+    )
+    parser.add_argument(
+        "--hf",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a Hugging Face GPT-2 folder (repeatable)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    parser.add_argument(
+        "--export",
+        metavar="FILE",
+        help="write one self-contained HTML page for --prompt instead of serving",
+    )
+    parser.add_argument("--prompt", help="the prompt the exported page shows (with --export)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gptlab.device import resolve_device
+    from gptlab.errors import GptlabError
+    from gptlab.explore.sources import Source, load_sources
+
+    sources = [Source(path) for path in args.folders] + [Source(path, hf=True) for path in args.hf]
+    if args.export:
+        if not args.prompt:
+            raise GptlabError("--export needs --prompt: the text the page shows")
+        if len(sources) != 1:
+            raise GptlabError("--export writes one model's page: name exactly one folder")
+    elif args.prompt:
+        raise GptlabError("--prompt goes with --export (the served page has its own prompt box)")
+    if args.export:
+        from gptlab.explore.export import export_page
+
+        explorers = load_sources(sources, resolve_device(args.device))
+        path = export_page(next(iter(explorers.values())), args.prompt, args.export)
+        print(f"wrote {path}")
+        return 0
+    from gptlab.explore.server import bind, require_web_stack, serve
+
+    require_web_stack()
+    sock = bind(args.host, args.port)  # a port in use fails before minutes of model loading
+    try:
+        serve(load_sources(sources, resolve_device(args.device)), sock)
+    finally:
+        sock.close()
+    return 0

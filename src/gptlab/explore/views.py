@@ -1,0 +1,301 @@
+"""The numbers behind each view of the page, as plain JSON-ready dicts.
+
+Every computation is the library's: the sampling filters of gptlab.inference.generate, the
+attention patterns, logit lens, direct logit attribution and ablation hooks of gptlab.interp.
+Each function takes an Explorer (whose lock the caller holds) and the request's values, checks
+them, and raises GptlabError with a one-line message for anything out of range.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import torch
+
+from gptlab.errors import require
+from gptlab.explore.session import Explorer, PromptPass
+from gptlab.inference.generate import GenerationConfig, shape_logits
+from gptlab.interp.ablation import ABLATION_MODES, ablation_hooks, mlp_ablation_hooks
+from gptlab.interp.attention import patterns_from_cache
+from gptlab.interp.attribution import attribution_from_cache
+from gptlab.interp.logit_lens import logit_lens_from_cache
+from gptlab.interp.tokens import check_head, check_layer, check_position, single_token
+
+MAX_BARS = 100  # candidates a bar chart shows
+THUMBNAIL = 48  # the attention grid's small patterns are at most this many cells a side
+LENS_ALTERNATIVES = 3  # predictions per logit-lens cell (the top one is drawn, the rest on hover)
+
+
+def token_text(explorer: Explorer, token_id: int) -> str:
+    """A token's own text (the page makes spaces and newlines visible)."""
+    return explorer.tokenizer.decode([int(token_id)])
+
+
+def token_list(explorer: Explorer, ids, probs=None) -> list[dict]:
+    rows = [{"id": int(i), "text": token_text(explorer, i)} for i in ids]
+    if probs is not None:
+        for row, p in zip(rows, probs, strict=True):
+            row["prob"] = float(p)
+    return rows
+
+
+def check_bars(k: int) -> int:
+    require(1 <= k <= MAX_BARS, f"k (the number of bars) must be 1 to {MAX_BARS}, got {k}")
+    return k
+
+
+def check_layer_head(explorer: Explorer, layer: int, head: int | None) -> tuple[int, int | None]:
+    """The layer (negative counts from the end, as `gptlab inspect`) and head, checked."""
+    layer = check_layer(explorer.model, layer)
+    return layer, (None if head is None else check_head(explorer.model, head))
+
+
+# -- next token ------------------------------------------------------------------------------
+
+
+def next_token(
+    explorer: Explorer,
+    prompt: str,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    k: int = 10,
+) -> dict:
+    """The prompt's tokens and the top-k next tokens: the model's probability of each, and the
+    probability `gptlab sample` with these settings would draw it with (0 where a filter cuts it)."""
+    check_bars(k)
+    config = GenerationConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    run = explorer.prompt_pass(prompt)
+    logits = run.logits[0, -1]  # (V,)
+    probs = logits.softmax(-1)
+    if config.greedy:
+        sampled = torch.zeros_like(probs)
+        sampled[logits.argmax()] = 1.0
+    else:
+        sampled = shape_logits(logits[None], config)[0].softmax(-1)
+    top_probs, top_ids = probs.topk(min(k, probs.numel()))
+    candidates = token_list(explorer, top_ids.tolist(), top_probs.tolist())
+    for row in candidates:
+        row["sample_prob"] = float(sampled[row["id"]])
+    kept = sampled > 0
+    return {
+        "tokens": token_list(explorer, run.ids),
+        "candidates": candidates,
+        "kept_tokens": int(kept.sum()),
+        "kept_mass": float(probs[kept].sum()),  # the model's probability the filters keep
+        "vocab_size": int(probs.numel()),
+    }
+
+
+# -- attention -------------------------------------------------------------------------------
+
+
+def attention(explorer: Explorer, prompt: str, layer: int = 0, head: int = 0) -> dict:
+    """Every head's pattern as a small uint8 thumbnail (base64, row-major (L, H, S, S)) for the
+    grid, and the chosen head's full pattern (T, T) for the large view."""
+    explorer.require_model()
+    layer, head = check_layer_head(explorer, layer, head)
+    run = explorer.prompt_pass(prompt)
+    patterns = prompt_patterns(explorer, run)  # (L, H, T, T)
+    return {
+        "tokens": token_list(explorer, run.ids),
+        "layer": layer,
+        "head": head,
+        "pattern": [[round(float(v), 5) for v in row] for row in patterns[layer, head]],
+        **run.memo("thumbnails", lambda: attention_thumbnails(patterns)),
+    }
+
+
+def prompt_patterns(explorer: Explorer, run: PromptPass) -> torch.Tensor:
+    return run.memo(
+        "patterns", lambda: patterns_from_cache(run.cache, explorer.model.config.n_layer)
+    )
+
+
+def attention_thumbnails(patterns: torch.Tensor) -> dict:
+    """Patterns shrunk to at most THUMBNAIL cells a side (max-pooled, so a sharp head stays
+    sharp) and quantized to bytes: 144 heads of a 1024-token prompt stay a few hundred kB."""
+    n_layer, n_head, T, _ = patterns.shape
+    size = min(T, THUMBNAIL)
+    pooled = torch.nn.functional.adaptive_max_pool2d(patterns.reshape(-1, T, T), size)
+    return {
+        "thumbnail_size": size,
+        "thumbnails": quantized(pooled.reshape(n_layer, n_head, size, size)),
+    }
+
+
+def quantized(values: torch.Tensor) -> str:
+    """Probabilities in [0, 1] as base64 bytes 0..255 (1/255 resolution is finer than colour)."""
+    as_bytes = (values.clamp(0, 1) * 255).round().to(torch.uint8).contiguous().numpy().tobytes()
+    return base64.b64encode(as_bytes).decode("ascii")
+
+
+# -- logit lens ------------------------------------------------------------------------------
+
+
+def logit_lens_view(explorer: Explorer, prompt: str) -> dict:
+    """For each stage (embeddings, after each block) and position: the top predictions and the
+    probability of the token that really comes next."""
+    explorer.require_model()
+    run = explorer.prompt_pass(prompt)
+    lens = run.memo(
+        "lens",
+        lambda: logit_lens_from_cache(explorer.model, run.idx, run.cache, k=LENS_ALTERNATIVES),
+    )
+    return {
+        "tokens": token_list(explorer, run.ids),
+        "stages": lens.stages,
+        "top": [
+            [
+                token_list(explorer, ids, probs)
+                for ids, probs in zip(stage_ids, stage_probs, strict=True)
+            ]
+            for stage_ids, stage_probs in zip(
+                lens.top_ids.tolist(), lens.top_probs.tolist(), strict=True
+            )
+        ],
+        "next_token_probs": lens.next_token_probs.tolist(),
+    }
+
+
+# -- attribution -----------------------------------------------------------------------------
+
+
+def attribution(
+    explorer: Explorer,
+    prompt: str,
+    target: str | None = None,
+    contrast: str | None = None,
+    position: int = -1,
+) -> dict:
+    """Each head's, MLP's and embedding's direct contribution to the target's logit at
+    `position` (default: the top prediction at the last position); with a contrast token, to the
+    logit difference target - contrast (the two splits subtracted term by term)."""
+    explorer.require_model()
+    run = explorer.prompt_pass(prompt)
+    position = check_position(len(run.ids), position)
+    target_id = None if not target else single_token(explorer.tokenizer, target, "target")
+    main = attribution_from_cache(explorer.model, run.logits, run.cache, target_id, position)
+    terms = attribution_terms(main)
+    answer = {
+        "tokens": token_list(explorer, run.ids),
+        "position": position,
+        "target": token_list(explorer, [main.target_id])[0],
+        "contrast": None,
+        "logit": main.logit,
+    }
+    if contrast:
+        other_id = single_token(explorer.tokenizer, contrast, "contrast")
+        other = attribution_from_cache(explorer.model, run.logits, run.cache, other_id, position)
+        other_terms = attribution_terms(other)
+        terms = {key: subtract(terms[key], other_terms[key]) for key in terms}
+        answer["contrast"] = token_list(explorer, [other_id])[0]
+        answer["logit"] = main.logit - other.logit
+    return answer | terms | {"sum_of_terms": total(terms)}
+
+
+def attribution_terms(result) -> dict:
+    return {
+        "heads": result.heads.tolist(),
+        "mlp": result.mlp.tolist(),
+        "attn_bias": result.attn_bias.tolist(),
+        "embed": result.embed,
+        "pos_embed": result.pos_embed,
+        "ln_final_bias": result.ln_final_bias,
+    }
+
+
+def subtract(a, b):
+    if isinstance(a, list):
+        return [subtract(x, y) for x, y in zip(a, b, strict=True)]
+    return a - b
+
+
+def total(terms: dict) -> float:
+    flat = [v for row in terms["heads"] for v in row] + terms["mlp"] + terms["attn_bias"]
+    return sum(flat) + terms["embed"] + terms["pos_embed"] + terms["ln_final_bias"]
+
+
+# -- ablation --------------------------------------------------------------------------------
+
+COMPONENTS = ("head", "mlp")
+
+
+@torch.inference_mode()
+def ablation(
+    explorer: Explorer,
+    prompt: str,
+    component: str = "head",
+    layer: int = 0,
+    head: int | None = 0,
+    mode: str = "zero",
+    target: str | None = None,
+    k: int = 10,
+) -> dict:
+    """The next-token distribution with one head (or one layer's MLP) zero- or mean-ablated,
+    beside the intact model's. Mean ablation replaces the output by its mean over this
+    prompt's positions: the component still writes its average, but nothing about this input."""
+    explorer.require_model()
+    check_bars(k)
+    require(
+        component in COMPONENTS,
+        f"component must be one of {', '.join(COMPONENTS)}, got {component!r}",
+    )
+    require(
+        mode in ABLATION_MODES, f"mode must be one of {', '.join(ABLATION_MODES)}, got {mode!r}"
+    )
+    if component == "head":
+        require(head is not None, "a head ablation needs a head number")
+    layer, head = check_layer_head(explorer, layer, head if component == "head" else None)
+    run = explorer.prompt_pass(prompt)
+    hooks = ablation_hook_set(explorer, run, component, layer, head, mode)
+    with explorer.model.hooks(hooks):
+        ablated_logits, _ = explorer.model(run.idx, only_last=True)
+    vocab = explorer.model.config.vocab_size
+    intact = run.logits[0, -1].softmax(-1)
+    ablated = ablated_logits[0, -1, :vocab].float().softmax(-1)
+    target_id = (
+        int(intact.argmax()) if not target else single_token(explorer.tokenizer, target, "target")
+    )
+
+    def top(probs: torch.Tensor) -> list[dict]:
+        values, ids = probs.topk(min(k, probs.numel()))
+        rows = token_list(explorer, ids.tolist(), values.tolist())
+        for row in rows:
+            row["intact_prob"], row["ablated_prob"] = (
+                float(intact[row["id"]]),
+                float(ablated[row["id"]]),
+            )
+        return rows
+
+    return {
+        "component": component,
+        "layer": layer,
+        "head": head,
+        "mode": mode,
+        "target": token_list(explorer, [target_id])[0],
+        "target_intact_prob": float(intact[target_id]),
+        "target_ablated_prob": float(ablated[target_id]),
+        "kl_divergence": float(
+            (intact * (intact.clamp_min(1e-30).log() - ablated.clamp_min(1e-30).log())).sum()
+        ),
+        "intact": top(intact),
+        "ablated": top(ablated),
+    }
+
+
+def ablation_hook_set(explorer: Explorer, run: PromptPass, component, layer, head, mode) -> dict:
+    n_layer = explorer.model.config.n_layer
+    if component == "head":
+        z_means = None
+        if mode == "mean":  # (n_layer, n_head, head_dim): each head's mean output on this prompt
+            z_means = torch.stack(
+                [run.hook(f"blocks.{i}.attn.hook_z")[0].mean(dim=0) for i in range(n_layer)]
+            )
+        return ablation_hooks({layer: [head]}, mode, z_means)
+    mlp_means = None
+    if mode == "mean":  # (n_layer, n_embd)
+        mlp_means = torch.stack(
+            [run.hook(f"blocks.{i}.hook_mlp_out")[0].mean(dim=0) for i in range(n_layer)]
+        )
+    return mlp_ablation_hooks([layer], mode, mlp_means)

@@ -1,0 +1,179 @@
+"""`gptlab explore` on the command line: one-line errors, the exported page, show() for notebooks."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+
+import pytest
+from explore_testing import PROMPT, model_folder, run_folder, tiny_model
+
+from gptlab.cli import main
+from gptlab.explore.export import answer_key, bundle_scripts, page_html
+from gptlab.explore.session import Explorer
+from gptlab.tokenizers.base import GPT2Tokenizer
+
+
+def explore(capsys, *args) -> tuple[int, str, str]:
+    code = main(["explore", "--device", "cpu", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str, fragment: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gptlab: error: ") and fragment in lines[0], err
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return model_folder(tmp_path_factory.mktemp("explore-cli") / "model")
+
+
+def test_a_missing_folder_is_one_line(capsys, tmp_path):
+    code, _, err = explore(capsys, str(tmp_path / "nowhere"), "--port", "0")
+    assert code == 1
+    one_line_error(err, "does not exist")
+
+
+def test_a_broken_checkpoint_is_one_line(capsys, tmp_path):
+    broken = model_folder(tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"\x00" * 100)
+    code, _, err = explore(capsys, str(broken), "--port", "0")
+    assert code == 1
+    one_line_error(err, "could not be read as safetensors")
+
+
+def test_a_port_in_use_is_one_line(capsys, folder):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = explore(capsys, str(folder), "--port", str(port))
+    assert code == 1
+    one_line_error(err, f"port {port} is in use")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--port", "70000"], "--port must be 0 to 65535"),
+        (["--prompt", "hi"], "--prompt goes with --export"),
+        (["--export", "page.html"], "--export needs --prompt"),
+    ],
+)
+def test_bad_options_are_one_line(capsys, folder, args, message):
+    code, _, err = explore(capsys, str(folder), *args)
+    assert code == 1
+    one_line_error(err, message)
+
+
+def test_no_source_is_one_line(capsys):
+    code, _, err = explore(capsys, "--port", "0")
+    assert code == 1
+    one_line_error(err, "name at least one model folder")
+
+
+def test_the_missing_extra_is_named(capsys, folder, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi now raises ImportError
+    code, _, err = explore(capsys, str(folder), "--port", "0")
+    assert code == 1
+    one_line_error(err, "pip install 'gptlab[explore]'")
+
+
+def test_serving_prints_the_address_and_warns_for_0000(capsys, folder, monkeypatch):
+    uvicorn = pytest.importorskip("uvicorn")
+    served = {}
+    monkeypatch.setattr(
+        uvicorn.Server, "run", lambda self, sockets: served.update(port=sockets[0].getsockname()[1])
+    )
+    code, out, err = explore(capsys, str(folder), "--port", "0")
+    assert code == 0 and f"http://127.0.0.1:{served['port']}" in out and "warning" not in err
+    code, out, err = explore(capsys, str(folder), "--host", "0.0.0.0", "--port", "0")
+    assert code == 0 and "gptlab: warning: --host 0.0.0.0 lets anyone" in err
+
+
+def exported_data(page: str) -> dict:
+    match = re.search(r"<script>window.GPTLAB_EXPORT = (.*?);</script>", page, re.DOTALL)
+    return json.loads(match.group(1).replace("<\\/", "</"))
+
+
+def test_export_writes_one_self_contained_page(capsys, tmp_path):
+    run = run_folder(tmp_path / "run")
+    code, out, _ = explore(
+        capsys, str(run), "--export", str(tmp_path / "page.html"), "--prompt", PROMPT
+    )
+    assert code == 0 and "wrote" in out
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    # Nothing is fetched: no src= or stylesheet link, no URL but the API page's relative link.
+    assert not re.search(r"""\ssrc=["']""", page) and 'rel="stylesheet"' not in page
+    assert "import {" not in page and "http://" not in page.replace(
+        "http://www.w3.org/2000/svg", ""
+    )
+    data = exported_data(page)
+    assert data["prompt"] == PROMPT and data["run"]["total"] == 20
+    answers = data["answers"]
+    # Every view the page asks for, under the keys api.js builds.
+    assert answer_key("next_token", {"k": 20}) in answers
+    assert all(
+        answer_key("attention", {"layer": layer, "head": head}) in answers
+        for layer in range(2)
+        for head in range(3)
+    )
+    assert answer_key("logit_lens", {}) in answers
+    assert (
+        answer_key("attribution", {"target": None, "contrast": None})
+        == "attribution?contrast=&target="
+    )
+    ablations = [key for key in answers if key.startswith("ablation?")]
+    assert len(ablations) == 2 * (2 * 3 + 2)
+    assert "ablation?component=mlp&head=&k=10&layer=1&mode=mean&target=" in answers
+
+
+def test_export_refuses_a_folder_or_a_missing_folder(capsys, folder, tmp_path):
+    code, _, err = explore(capsys, str(folder), "--export", str(tmp_path), "--prompt", PROMPT)
+    assert code == 1
+    one_line_error(err, "is a folder; give a file name")
+    code, _, err = explore(
+        capsys, str(folder), "--export", str(tmp_path / "no" / "p.html"), "--prompt", PROMPT
+    )
+    assert code == 1
+    one_line_error(err, "does not exist; create it first")
+    assert not (tmp_path / "no").exists()
+
+
+def test_the_bundle_holds_every_module_once_in_dependency_order():
+    from importlib import resources
+
+    bundle = bundle_scripts(resources.files("gptlab.explore") / "static" / "js")
+    modules = re.findall(r"^// ---- (\S+)$", bundle, re.MULTILINE)
+    assert modules[-1] == "main.js" and modules.index("draw.js") < modules.index("attention.js")
+    assert (
+        modules.index("api.js") < modules.index("next_token.js")
+        and len(set(modules)) == len(modules) == 9
+    )
+    assert not re.search(r"^export ", bundle, re.MULTILINE) and not re.search(
+        r"^import ", bundle, re.MULTILINE
+    )
+
+
+def test_show_renders_the_page_inline():
+    from gptlab.explore import show
+
+    model = tiny_model().train()
+    shown = show(model, PROMPT)
+    assert model.training and all(p.requires_grad for p in model.parameters())  # left as it was
+    html = shown._repr_html_()
+    assert html.startswith('<iframe srcdoc="') and "GPTLAB_EXPORT" in html and "&lt;script" in html
+    page = page_html(Explorer("model", tiny_model(), GPT2Tokenizer()), PROMPT, progress=False)
+    assert exported_data(page)["answers"].keys() == exported_data(shown.page)["answers"].keys()
+
+
+def test_two_folders_of_the_same_name_get_two_names(tmp_path):
+    from gptlab.explore.sources import Source, load_sources
+
+    first, second = model_folder(tmp_path / "a" / "model"), model_folder(tmp_path / "b" / "model")
+    served = load_sources([Source(str(first)), Source(str(second))], "cpu")
+    assert list(served) == ["model", "model-2"]
