@@ -30,10 +30,31 @@ ENVIRONMENT_ERRNOS = {
 }
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """A parser that takes options and positionals in any order.
+
+    Plain argparse fills a `KEY=VALUE...` list when it first meets a positional, so
+    `gptlab train --out d train.max_steps=3` failed with "unrecognized arguments". A verb's own
+    parser (one without sub-verbs) therefore parses intermixed; argparse cannot do that for a
+    parser holding sub-verbs, and needs not: those are chosen by the first word.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back into this method
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gptlab import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = IntermixedParser(
         prog="gptlab",
         description="Build, train, sample from, evaluate and look inside GPT-2-style models.",
     )
@@ -56,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         # pipe; there, redraw every 10 s (tqdm reads this variable; a value the user set wins).
         os.environ.setdefault("TQDM_MININTERVAL", "10")
     try:
+        if getattr(args, "threads", None) is not None:
+            from gptlab.device import use_threads
+
+            use_threads(args.threads)
         result = args.func(args)
     except GptlabError as exc:
         print(f"gptlab: error: {exc}", file=sys.stderr)

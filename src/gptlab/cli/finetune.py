@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from gptlab.cli.common import add_threads_arg
+
 CLASSIFY_EXAMPLES = """examples:
   gptlab finetune classify --data SMSSpamCollection --init hf:gpt2 --out runs/spam
   gptlab finetune classify --data reviews.csv --init runs/my-pretrain --train all --epochs 5
@@ -147,6 +149,7 @@ def add_common_args(parser) -> None:
         help="drives the split, the head's init and the batch order",
     )
     parser.add_argument("--device", default=flag, help="cpu, cuda, cuda:N, mps or auto (default)")
+    add_threads_arg(parser)
     lora = parser.add_argument_group("LoRA (freezes the base model and trains low-rank adapters)")
     lora.add_argument(
         "--lora-rank", type=int, default=flag, metavar="R", help="adapter rank; turns LoRA on"
@@ -191,7 +194,7 @@ def add_common_args(parser) -> None:
 
 
 # Arguments that are not fine-tuning options.
-NOT_OPTIONS = ("verb", "finetune_verb", "func", "config", "print_options", "overrides")
+NOT_OPTIONS = ("verb", "finetune_verb", "func", "config", "print_options", "overrides", "threads")
 
 
 def resolve_options(args, options_class, task: str):

@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 
 from gptlab.checkpoints import run as ckpt
 from gptlab.checkpoints.model_folder import WEIGHTS_FILE
-from gptlab.device import resolve_device
+from gptlab.device import resolve_device, use_threads
 from gptlab.errors import GptlabError
 from gptlab.eval.hellaswag import hellaswag_training_eval
 from gptlab.inference.generate import GenerationConfig
@@ -107,8 +107,7 @@ def train(
     extra_evals = list(extra_evals) + configured_extra_evals(config)
     context, device_name = init_distributed(config.train.device)
     threads_before = torch.get_num_threads()
-    if config.train.threads is not None:
-        torch.set_num_threads(config.train.threads)
+    use_threads(config.train.threads, "train.threads")
     trainer = None
     try:
         trainer = Trainer(
@@ -187,7 +186,7 @@ class Trainer:
         self.run_dir = run_dir
         self.run_lock = None  # the open, locked RUN/.gptlab.lock while this process trains
         self.context = context
-        self.device = resolve_device(device_name)
+        self.device = resolve_device(device_name, "train.device=")
         self.dtype = resolve_dtype(self.cfg.dtype, self.device)
         self.autocast = autocast_context(self.device, self.dtype)
         self.extra_evals = list(extra_evals)
