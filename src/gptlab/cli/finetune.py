@@ -8,7 +8,7 @@ import time
 from gptlab.cli.common import add_threads_arg
 
 CLASSIFY_EXAMPLES = """examples:
-  gptlab finetune classify --data SMSSpamCollection --init hf:gpt2 --out runs/spam
+  gptlab finetune classify --data data/samples/sms_spam_collection/SMSSpamCollection --init hf:gpt2 --out runs/spam
   gptlab finetune classify --data reviews.csv --init runs/my-pretrain --train all --epochs 5
   gptlab finetune classify --data texts.jsonl --init hf:gpt2 --lora-rank 8 --merge
 
@@ -16,7 +16,7 @@ data: .tsv (label<TAB>text), .csv (label,text header) or .jsonl ({"label", "text
 """
 
 INSTRUCT_EXAMPLES = """examples:
-  gptlab finetune instruct --data instruction-data.json --init hf:gpt2-medium --out runs/alpaca
+  gptlab finetune instruct --data data/samples/instruction_data_alpaca/instruction-data.json --init hf:gpt2-medium --out runs/alpaca
   gptlab finetune instruct --data data.json --init hf:gpt2 --lora-rank 16 --epochs 2
   gptlab chat --checkpoint runs/alpaca
 
