@@ -61,7 +61,8 @@ def test_the_tour_shows_every_stage():
     for verb in ("tokenizer", "prepare", "params", "train", "sample", "eval", "inspect"):
         assert verb in verbs, f"the tour never shows `gptlab {verb}`"
     assert {"finetune", "classify", "chat"} <= set(verbs)
-    assert sum(text.startswith("## ") for text in TOUR.read_text().splitlines()) >= 8
+    headings = " ".join(line for line in TOUR.read_text().splitlines() if line.startswith("## "))
+    assert all(f"{stage}. " in headings for stage in range(1, 9)), headings
 
 
 @pytest.mark.slow
