@@ -24,15 +24,16 @@ from gptlab.cli import main
 TOUR = ROOT / "docs" / "tour.md"
 COMMANDS = commands_in(TOUR)
 
-TINY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=32"]
+# Context 128: room for an Alpaca prompt (~60 GPT-2 tokens) in the instruction-tuning step.
+TINY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=128"]
 SHRINK = {
     "tokenizer train": ["--vocab-size", "300"],
     "train": [
         *TINY_MODEL,
         "train.max_seconds=none",
         "train.max_steps=3",
-        "train.tokens_per_step=256",
-        "train.micro_batch_size=8",
+        "train.tokens_per_step=512",
+        "train.micro_batch_size=4",
         "train.warmup_steps=1",
         "train.eval_every=0",
         "train.eval_tokens=512",
@@ -43,7 +44,7 @@ SHRINK = {
     "eval perplexity": ["--max-tokens", "2048"],
     "inspect ablate": ["--batches", "1", "--batch-size", "2"],
     "finetune classify": ["--max-seconds", "1", "--epochs", "1", "--max-length", "24"],
-    "finetune instruct": ["--max-seconds", "1", "--epochs", "1", "--max-length", "32"]
+    "finetune instruct": ["--max-seconds", "1", "--epochs", "1", "--max-length", "128"]
     + ["answers=2", "max_new_tokens=4"],
     "chat": ["--max-new-tokens", "4"],
 }
