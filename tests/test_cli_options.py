@@ -71,3 +71,16 @@ def test_a_missing_gpu_suggests_a_fix_the_command_accepts(monkeypatch, setting, 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(GptlabError, match=f"no CUDA GPU is available; use {fix} "):
         resolve_device("cuda", setting)
+
+
+def test_a_number_for_threads_in_toml_says_to_quote_it(tmp_path):
+    from gptlab.train.config import build_run_config
+
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "shakespeare-char"\n[train]\nthreads = 4\n', encoding="utf-8")
+    with pytest.raises(
+        GptlabError, match=r'train.threads must be a string, got 4 \(in TOML, quote it: "4"\)'
+    ):
+        build_run_config(config_file=path)
+    path.write_text('preset = "shakespeare-char"\n[train]\nthreads = "4"\n', encoding="utf-8")
+    assert build_run_config(config_file=path).train.threads == "4"

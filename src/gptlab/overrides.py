@@ -136,7 +136,13 @@ def check_value(key: str, value: object, tp: object) -> object:
     else:
         value_ok = isinstance(value, inner)
     if not value_ok:
-        raise GptlabError(f"{key} must be {type_name(tp)}, got {value!r}")
+        # TOML reads `threads = 4` as a number; a text field wants it quoted.
+        hint = (
+            f' (in TOML, quote it: "{value}")'
+            if inner is str and not isinstance(value, str)
+            else ""
+        )
+        raise GptlabError(f"{key} must be {type_name(tp)}, got {value!r}{hint}")
     return value
 
 
