@@ -24,7 +24,9 @@ def test_overrides_may_come_before_and_after_options():
 
 
 def test_threads_option_becomes_the_run_config_setting(capsys):
+    before = torch.get_num_threads()
     assert main(["train", "--print-config", "--threads", "3", "train.max_steps=2"]) == 0
+    assert torch.get_num_threads() == before  # main() in-process leaves torch as it found it
     assert 'threads = "3"' in capsys.readouterr().out
     assert main(["train", "--print-config", "train.max_steps=2"]) == 0
     assert 'threads = "auto"' in capsys.readouterr().out

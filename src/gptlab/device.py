@@ -65,12 +65,6 @@ def resolve_device(name: str, setting: str = "--device") -> torch.device:
     return device
 
 
-THREADS_HELP = (
-    "CPU threads for torch: auto (default: the cores free of other work), a number, "
-    "or none (torch's own default)"
-)
-
-
 def available_cores() -> int:
     """The CPU cores this process may run on (its affinity mask, e.g. under taskset or a cgroup)."""
     try:

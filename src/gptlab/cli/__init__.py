@@ -76,10 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         # A progress bar redrawn ten times a second writes thousands of lines into a log file or
         # pipe; there, redraw every 10 s (tqdm reads this variable; a value the user set wins).
         os.environ.setdefault("TQDM_MININTERVAL", "10")
+    threads_before = None
     try:
         if getattr(args, "threads", None) is not None:
+            import torch
+
             from gptlab.device import use_threads
 
+            threads_before = torch.get_num_threads()
             use_threads(args.threads)
         result = args.func(args)
     except GptlabError as exc:
@@ -102,4 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         # at /dev/null so Python's final flush at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if threads_before is not None:  # main() called in-process leaves torch as it found it
+            import torch
+
+            torch.set_num_threads(threads_before)
     return int(result or 0)

@@ -28,13 +28,18 @@ def add_model_source_args(parser: argparse.ArgumentParser, presets: bool = True)
     add_threads_arg(parser)
 
 
+# Here, not in gptlab.device: building the parser must not import torch (`gptlab --help` stays fast).
+THREADS_HELP = (
+    "CPU threads for torch: auto (default: the cores free of other work), a number, "
+    "or none (torch's own default)"
+)
+
+
 def add_threads_arg(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     """--threads auto|none|N; `gptlab.cli.main` applies it before the verb runs.
 
     default None: the verb passes the setting on itself (train: to train.threads).
     """
-    from gptlab.device import THREADS_HELP
-
     parser.add_argument("--threads", default=default, metavar="auto|none|N", help=THREADS_HELP)
 
 
