@@ -38,7 +38,7 @@ def one_line_error(capsys, argv) -> str:
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("train.threads=0", "train.threads must be >= 1"),
+        ("train.threads=0", "train.threads must be auto, none or a whole number >= 1"),
         ("train.seed=-1", "train.seed must be in [0, 2**62)"),
         (f"train.seed={2**70}", "train.seed must be in [0, 2**62)"),
     ],

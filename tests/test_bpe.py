@@ -243,10 +243,12 @@ def test_cli_train_encode_and_compare(shared_data, tmp_path, capsys):
     assert "at least 257" in capsys.readouterr().err
 
     capsys.readouterr()
-    assert main(["tokenizer", "encode", "--tokenizer", str(out), "--text", "To be, or not"]) == 0
+    argv = ["tokenizer", "encode", "--ids-only", "--tokenizer", str(out), "--text", "To be, or not"]
+    assert main(argv) == 0
     expected_ids = load_tokenizer(out).encode("To be, or not")
     assert capsys.readouterr().out.split() == [str(i) for i in expected_ids]
-    assert main(["tokenizer", "encode", "--text", "Hello<|endoftext|>", "--allow-special"]) == 0
+    argv = ["tokenizer", "encode", "--ids-only", "--text", "Hello<|endoftext|>", "--allow-special"]
+    assert main(argv) == 0
     expected_ids = GPT2Tokenizer().encode("Hello<|endoftext|>", allow_special=True)
     assert capsys.readouterr().out.split() == [str(i) for i in expected_ids]
 

@@ -5,7 +5,7 @@ signature must break a test, not a reader. Each block is executed on its own, in
 namespace, with the working directory set to one scratch "checkout" that a module fixture
 fills with what the examples name:
 
-    ../shared/data/        the real data sets, as beside this checkout (a link to them)
+    data/samples/          the sample corpora the repository ships (a link to them)
     input.txt              TinyShakespeare, also put in the (per-session) gptlab cache so that
                            prepare_dataset("tinyshakespeare") works offline
     runs/shakespeare       a training run: a tiny character model, a few real steps
@@ -125,11 +125,10 @@ def doc_workspace(tmp_path_factory, shared_data: Path) -> Path:
     from gptlab import load_model
     from gptlab.model.hf import export_hf
 
-    # A checkout with the shared data beside it, as here, so `../shared/data/...` paths work.
-    base = tmp_path_factory.mktemp("docs-python")
-    (base / "shared").symlink_to(shared_data.parent, target_is_directory=True)
-    work = base / "checkout"
-    work.mkdir()
+    # A checkout with its shipped samples, so `data/samples/...` paths work.
+    work = tmp_path_factory.mktemp("docs-python") / "checkout"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "samples").symlink_to(shared_data, target_is_directory=True)
     shakespeare = shared_data / "tinyshakespeare" / "input.txt"
     cached = Path(os.environ["GPTLAB_HOME"]) / "downloads" / "tinyshakespeare" / "input.txt"
     cached.parent.mkdir(parents=True, exist_ok=True)

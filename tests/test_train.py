@@ -96,9 +96,11 @@ def test_a_run_writes_config_metrics_plot_samples_and_a_loadable_checkpoint(
     assert [r["step"] for r in records if "extra_metric" in r] == [2, 4, 6]
     # Extra evals get the model in eval mode.
     assert all(r["extra_metric"] == 0.0 for r in records if "extra_metric" in r)
+    # The best is chosen on one measure: the eval_tokens windows, also measured at the final eval.
     assert result.val_loss == evals[-1]["val_loss"] and result.best_val_loss == min(
-        r["val_loss"] for r in evals
+        r.get("val_loss_sampled", r["val_loss"]) for r in evals
     )
+    assert "val_loss_sampled" in evals[-1] and "val_loss_sampled" not in evals[0]
     assert records[0]["train_loss"] > records[-1]["train_loss"]  # it learns
     assert records[0]["tokens"] == 512 and records[-1]["tokens"] == 6 * 512
 
@@ -117,7 +119,7 @@ def test_a_run_writes_config_metrics_plot_samples_and_a_loadable_checkpoint(
     model, tokenizer = load_model(run)
     assert tokenizer.vocab_size == model.config.vocab_size == saved.model.vocab_size
     checkpoint = ckpt.find_run_checkpoint(run)
-    assert ckpt.read_info(checkpoint)["val_loss"] == result.best_val_loss
+    assert ckpt.read_info(checkpoint)["selection_val_loss"] == result.best_val_loss
     from safetensors.torch import load_file
 
     names = load_file(str(checkpoint / "model.safetensors")).keys()

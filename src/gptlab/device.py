@@ -1,4 +1,4 @@
-"""Where tensors live and in which number format: device names and the one dtype vocabulary.
+"""Where tensors live and in which number format: device names, CPU threads, the dtype vocabulary.
 
 Every setting that takes a dtype (train.dtype, `gptlab sample --dtype`, `gptlab bench`) speaks the
 same words: fp32, bf16, fp16. PyTorch's names (float32, bfloat16, float16) are accepted as
@@ -38,8 +38,13 @@ def dtype_label(dtype: torch.dtype) -> str:
     return next((name for name, value in DTYPES.items() if value == dtype), str(dtype))
 
 
-def resolve_device(name: str) -> torch.device:
-    """A torch.device from cpu, cuda, cuda:N, mps or auto (the best one available)."""
+def resolve_device(name: str, setting: str = "--device") -> torch.device:
+    """A torch.device from cpu, cuda, cuda:N, mps or auto (the best one available).
+
+    `setting` is how the user chose it (`--device`, or `train.device=` for a run config), so the
+    fix an error suggests is one the user's own command accepts.
+    """
+    spell = f"{setting} " if setting.startswith("--") else setting
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -49,10 +54,64 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise GptlabError(f"unknown device {name!r}: use cpu, cuda, cuda:N, mps or auto") from None
+        raise GptlabError(
+            f"unknown device {name!r}: use {spell}cpu, cuda, cuda:N, mps or auto"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GptlabError("device cuda was asked for but no CUDA GPU is available; use cpu")
+        raise GptlabError(
+            f"device {name} was asked for but no CUDA GPU is available; use {spell}cpu "
+            f"(or {spell}auto, the best device present)"
+        )
     return device
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. under taskset or a cgroup)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity masks
+        return os.cpu_count() or 1
+
+
+def auto_threads() -> int:
+    """Threads that will not fight other work for the cores.
+
+    torch's default (one thread per core) assumes an idle machine; with other processes running,
+    its OpenMP threads wait on each other and a step gets several times slower than with fewer
+    threads. So: the cores available minus the ones the 1-minute load average says are busy,
+    at least 1. An OMP_NUM_THREADS the user set wins (torch already follows it).
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    cores = available_cores()
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, min(cores, cores - busy))
+
+
+def threads_setting(value: str, setting: str = "--threads") -> str:
+    """The canonical spelling of a threads setting (auto, none or a positive integer), checked."""
+    text = str(value).strip().lower()
+    if text in ("auto", "none"):
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise GptlabError(f"{setting} must be auto, none or a whole number >= 1, got {value!r}")
+    return str(int(text))
+
+
+def resolve_threads(value: str, setting: str = "--threads") -> int | None:
+    """The thread count a setting means; None for `none` (leave torch's default alone)."""
+    text = threads_setting(value, setting)
+    if text == "none":
+        return None
+    return auto_threads() if text == "auto" else int(text)
+
+
+def use_threads(value: str, setting: str = "--threads") -> int:
+    """Set torch's CPU threads as the setting says; returns the number in use."""
+    count = resolve_threads(value, setting)
+    if count is not None:
+        torch.set_num_threads(count)
+    return torch.get_num_threads()
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -131,12 +131,17 @@ def check_value(key: str, value: object, tp: object) -> object:
         return None  # TOML has no null: an unset optional is written as "none"
     if inner is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if inner is str and isinstance(value, int) and not isinstance(value, bool):
+        # TOML reads `threads = 4` as a number, and configs written before threads took "auto"
+        # hold one: a text field takes it as its digits (the field's own check comes after).
+        return str(value)
     if inner in (int, float) and isinstance(value, bool):
         value_ok = False
     else:
         value_ok = isinstance(value, inner)
     if not value_ok:
-        raise GptlabError(f"{key} must be {type_name(tp)}, got {value!r}")
+        hint = f' (in TOML, quote it: "{value}")' if inner is str else ""
+        raise GptlabError(f"{key} must be {type_name(tp)}, got {value!r}{hint}")
     return value
 
 

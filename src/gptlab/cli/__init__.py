@@ -30,10 +30,31 @@ ENVIRONMENT_ERRNOS = {
 }
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """A parser that takes options and positionals in any order.
+
+    Plain argparse fills a `KEY=VALUE...` list when it first meets a positional, so
+    `gptlab train --out d train.max_steps=3` failed with "unrecognized arguments". A verb's own
+    parser (one without sub-verbs) therefore parses intermixed; argparse cannot do that for a
+    parser holding sub-verbs, and needs not: those are chosen by the first word.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back into this method
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gptlab import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = IntermixedParser(
         prog="gptlab",
         description="Build, train, sample from, evaluate and look inside GPT-2-style models.",
     )
@@ -55,7 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         # A progress bar redrawn ten times a second writes thousands of lines into a log file or
         # pipe; there, redraw every 10 s (tqdm reads this variable; a value the user set wins).
         os.environ.setdefault("TQDM_MININTERVAL", "10")
+    threads_before = None
     try:
+        if getattr(args, "threads", None) is not None:
+            import torch
+
+            from gptlab.device import use_threads
+
+            threads_before = torch.get_num_threads()
+            use_threads(args.threads)
         result = args.func(args)
     except GptlabError as exc:
         print(f"gptlab: error: {exc}", file=sys.stderr)
@@ -77,4 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         # at /dev/null so Python's final flush at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if threads_before is not None:  # main() called in-process leaves torch as it found it
+            import torch
+
+            torch.set_num_threads(threads_before)
     return int(result or 0)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from gptlab.cli.common import add_threads_arg
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -101,13 +103,8 @@ def register_generate(subjects) -> None:
         "(values given explicitly win)",
     )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="CPU threads for torch (default: torch's choice; 1 is steadier on a busy machine)",
-    )
+    # default none: torch's choice, unless given (a fixed number, e.g. 1, gives steadier timings)
+    add_threads_arg(parser, default=None)
     parser.add_argument(
         "--json", action="store_true", help="print the result as JSON instead of a table"
     )
@@ -139,11 +136,6 @@ def run_generate(args: argparse.Namespace) -> int:
     require(args.prompt_tokens >= 1, f"--prompt-tokens must be >= 1, got {args.prompt_tokens}")
     require(args.repeats >= 1, f"--repeats must be >= 1, got {args.repeats}")
     require(all(b >= 1 for b in args.batches), f"--batches must be >= 1, got {args.batches}")
-    if args.threads is not None:
-        import torch
-
-        require(args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     if args.checkpoint is None and args.preset is None:
         args.preset = "gpt2"
     model, tokenizer = load_model_from_args(args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gptlab.cli.common import add_threads_arg
+
 EXIT_WORDS = ("exit", "quit")
 
 
@@ -35,6 +37,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    add_threads_arg(parser)
     parser.set_defaults(func=run)
 
 

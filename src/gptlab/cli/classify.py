@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gptlab.cli.common import add_threads_arg
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -32,6 +34,7 @@ def register(subparsers) -> None:
         help="texts per forward pass (default 32)",
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    add_threads_arg(parser)
     parser.set_defaults(func=run)
 
 

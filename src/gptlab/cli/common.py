@@ -26,6 +26,28 @@ def add_model_source_args(parser: argparse.ArgumentParser, presets: bool = True)
             help="a freshly initialised model of a preset shape (random weights)",
         )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    add_threads_arg(parser)
+
+
+# Here, not in gptlab.device: building the parser must not import torch (`gptlab --help` stays fast).
+THREADS_HELP = (
+    "CPU threads for torch: auto (default: the cores free of other work), a number, "
+    "or none (torch's own default)"
+)
+
+
+def add_threads_arg(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """--threads auto|none|N; `gptlab.cli.main` applies it before the verb runs.
+
+    default None: the verb passes the setting on itself (train: to train.threads).
+    """
+    parser.add_argument("--threads", default=default, metavar="auto|none|N", help=THREADS_HELP)
+
+
+def run_overrides(args: argparse.Namespace) -> list[str]:
+    """The KEY=VALUE overrides of train/experiment, with --threads N as train.threads=N."""
+    threads = [] if args.threads is None else [f"train.threads={args.threads}"]
+    return [*args.overrides, *threads]
 
 
 def load_model_from_args(args: argparse.Namespace):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from gptlab.cli.common import add_threads_arg, run_overrides
+
 EXAMPLES = """\
 examples:
   gptlab experiment --vary model.norm=layernorm,rmsnorm --vary model.pos=learned,rope \\
@@ -50,6 +52,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--out", metavar="DIR", help="the experiment folder (default: runs/experiment-DATE-TIME)"
     )
+    add_threads_arg(parser, default=None)  # passed on as train.threads, kept in config.toml
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         out=out,
         preset=args.preset,
         config_file=args.base,
-        overrides=args.overrides,
+        overrides=run_overrides(args),
         budget=budget_overrides(args.max_steps, args.max_seconds),
     )
     print(f"gptlab experiment: {len(planned)} runs in {out}")

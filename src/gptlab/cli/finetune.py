@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from gptlab.cli.common import add_threads_arg
+
 CLASSIFY_EXAMPLES = """examples:
-  gptlab finetune classify --data SMSSpamCollection --init hf:gpt2 --out runs/spam
+  gptlab finetune classify --data data/samples/sms_spam_collection/SMSSpamCollection --init hf:gpt2 --out runs/spam
   gptlab finetune classify --data reviews.csv --init runs/my-pretrain --train all --epochs 5
   gptlab finetune classify --data texts.jsonl --init hf:gpt2 --lora-rank 8 --merge
 
@@ -14,7 +16,7 @@ data: .tsv (label<TAB>text), .csv (label,text header) or .jsonl ({"label", "text
 """
 
 INSTRUCT_EXAMPLES = """examples:
-  gptlab finetune instruct --data instruction-data.json --init hf:gpt2-medium --out runs/alpaca
+  gptlab finetune instruct --data data/samples/instruction_data_alpaca/instruction-data.json --init hf:gpt2-medium --out runs/alpaca
   gptlab finetune instruct --data data.json --init hf:gpt2 --lora-rank 16 --epochs 2
   gptlab chat --checkpoint runs/alpaca
 
@@ -147,6 +149,7 @@ def add_common_args(parser) -> None:
         help="drives the split, the head's init and the batch order",
     )
     parser.add_argument("--device", default=flag, help="cpu, cuda, cuda:N, mps or auto (default)")
+    add_threads_arg(parser)
     lora = parser.add_argument_group("LoRA (freezes the base model and trains low-rank adapters)")
     lora.add_argument(
         "--lora-rank", type=int, default=flag, metavar="R", help="adapter rank; turns LoRA on"
@@ -191,7 +194,7 @@ def add_common_args(parser) -> None:
 
 
 # Arguments that are not fine-tuning options.
-NOT_OPTIONS = ("verb", "finetune_verb", "func", "config", "print_options", "overrides")
+NOT_OPTIONS = ("verb", "finetune_verb", "func", "config", "print_options", "overrides", "threads")
 
 
 def resolve_options(args, options_class, task: str):

@@ -64,7 +64,13 @@ def register(subparsers) -> None:
     train.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     train.set_defaults(func=run_train)
 
-    encode = actions.add_parser("encode", help="print the token ids of a text")
+    encode = actions.add_parser(
+        "encode",
+        help="show how a text splits into tokens: each token's id, text and bytes",
+        description="Print the text with each token coloured, then one row per token: its id, "
+        "its text (\\n for a newline) and its bytes in hex (a character that byte-level BPE "
+        "splits shows as \ufffd in the text column and exactly in the bytes).",
+    )
     encode.add_argument(
         "--tokenizer",
         default="gpt2",
@@ -76,6 +82,15 @@ def register(subparsers) -> None:
         "--allow-special",
         action="store_true",
         help="encode the literal <|endoftext|> as the special token",
+    )
+    encode.add_argument(
+        "--ids-only", action="store_true", help="print only the ids, space-separated (for scripts)"
+    )
+    encode.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour each token (auto: when printing to a terminal)",
     )
     encode.set_defaults(func=run_encode)
 
@@ -132,11 +147,40 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# Background colours that alternate between neighbouring tokens, readable with black text.
+TOKEN_COLOURS = ("\033[30;48;5;153m", "\033[30;48;5;223m", "\033[30;48;5;157m", "\033[30;48;5;218m")
+RESET = "\033[0m"
+
+
 def run_encode(args: argparse.Namespace) -> int:
-    from gptlab.tokenizers.base import get_tokenizer
+    from gptlab.interp.tokens import token_labels
+    from gptlab.tables import format_table
+    from gptlab.tokenizers.base import get_tokenizer, token_bytes
 
     tokenizer = get_tokenizer(args.tokenizer)
-    print(" ".join(str(i) for i in tokenizer.encode(args.text, allow_special=args.allow_special)))
+    ids = tokenizer.encode(args.text, allow_special=args.allow_special)
+    if args.ids_only:
+        print(" ".join(str(i) for i in ids))
+        return 0
+    pieces = token_bytes(tokenizer, ids)
+    labels = token_labels(tokenizer, ids)  # newlines and tabs escaped, so one line each
+    if args.color == "always" or (args.color == "auto" and sys.stdout.isatty()):
+        print(
+            "".join(
+                f"{TOKEN_COLOURS[i % len(TOKEN_COLOURS)]}{label}{RESET}"
+                for i, label in enumerate(labels)
+            )
+        )
+    else:  # without colour, a bar marks each boundary
+        print("|".join(labels))
+    n_bytes = sum(len(piece) for piece in pieces)
+    per_token = f" ({n_bytes / len(ids):.2f} bytes/token)" if ids else ""
+    print(f"{len(ids)} tokens, {n_bytes} bytes{per_token}")
+    rows = [
+        [i, token_id, f"'{label}'", piece.hex(" ")]
+        for i, (token_id, label, piece) in enumerate(zip(ids, labels, pieces, strict=True))
+    ]
+    print(format_table(["#", "id", "text", "bytes"], rows))
     return 0
 
 

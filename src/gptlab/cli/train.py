@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from gptlab.cli.common import add_threads_arg, run_overrides
 from gptlab.errors import GptlabError
 
 EXAMPLES = """\
@@ -51,6 +52,7 @@ def register(subparsers) -> None:
         "--print-config", action="store_true", help="print the resolved config as TOML and exit"
     )
     parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    add_threads_arg(parser, default=None)  # passed on as train.threads, kept in config.toml
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -77,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
         config_file = Path(args.out) / RUN_CONFIG_FILE
         if not config_file.is_file():
             raise GptlabError(f"nothing to resume: {args.out} holds no {RUN_CONFIG_FILE}")
-    config = build_run_config(preset=args.preset, config_file=config_file, overrides=args.overrides)
+    config = build_run_config(
+        preset=args.preset, config_file=config_file, overrides=run_overrides(args)
+    )
     if args.print_config:
         print(config.to_toml())
         return 0

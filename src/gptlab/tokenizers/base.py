@@ -151,6 +151,14 @@ class CharTokenizer:
         return d
 
 
+def token_bytes(tokenizer: Tokenizer, ids: Iterable[int]) -> list[bytes]:
+    """The bytes each token stands for. Byte-level tokenizers may split a character between
+    tokens, so a token's own text can be a fragment; its bytes are always exact."""
+    if hasattr(tokenizer, "decode_bytes"):
+        return [tokenizer.decode_bytes([int(i)]) for i in ids]
+    return [tokenizer.decode([int(i)]).encode("utf-8") for i in ids]
+
+
 def tokenizer_from_dict(d: dict) -> Tokenizer:
     """Rebuild a tokenizer from what its `to_dict` returned."""
     kind = d.get("type")

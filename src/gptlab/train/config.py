@@ -22,7 +22,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gptlab.device import dtype_name
+from gptlab.device import dtype_name, threads_setting
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
 from gptlab.model.config import ModelConfig
@@ -122,7 +122,10 @@ class TrainConfig:
     # that have it, fp16 on older GPUs, fp32 on CPU.
     dtype: str = "auto"
     compile: bool = False  # torch.compile the model
-    threads: int | None = None  # CPU threads for torch (none: torch's default)
+    # CPU threads for torch: "auto" (the cores free of other work, see gptlab.device.auto_threads),
+    # a number as text ("1"), or "none" (torch's default: one per core, which collapses on a
+    # machine busy with other work). A string so that TOML and key=value spell it alike.
+    threads: str = "auto"
     tensorboard: bool = False
     wandb: bool = False
     wandb_project: str = "gptlab"
@@ -174,10 +177,7 @@ class TrainConfig:
         )  # aliases -> one spelling
         if not 0 <= self.seed < 2**62:  # each process adds its rank; torch takes < 2**63
             raise GptlabError(f"train.seed must be in [0, 2**62), got {self.seed}")
-        if self.threads is not None and self.threads < 1:
-            raise GptlabError(
-                f"train.threads must be >= 1, or none for torch's default, got {self.threads}"
-            )
+        self.threads = threads_setting(self.threads, "train.threads")
         if not self.sample_prompt:
             raise GptlabError(
                 'train.sample_prompt is empty; give the samples a prompt (default "\\n")'

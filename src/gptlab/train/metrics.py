@@ -181,11 +181,21 @@ def describe_run(
     )
 
 
-def describe_result(result) -> str:
-    """The line printed when training ends."""
+def describe_result(result, train) -> str:
+    """The line printed when training ends (`train`: the run's TrainConfig, for what was measured)."""
     val = ""
     if result.val_loss is not None:
-        val = f"val loss {result.val_loss:.4f} (best {result.best_val_loss:.4f}), "
+        best = f"best {result.best_val_loss:.4f}"
+        if train.final_eval_tokens != train.eval_tokens:  # two measures: say which is which
+            final = (
+                "the whole val split"
+                if train.final_eval_tokens is None
+                else f"{train.final_eval_tokens:,} val tokens"
+            )
+            best += f" on the {train.eval_tokens:,} val tokens every evaluation uses"
+            val = f"val loss {result.val_loss:.4f} on {final} ({best}), "
+        else:
+            val = f"val loss {result.val_loss:.4f} ({best}), "
     return (
         f"done: {result.steps} steps, {result.tokens:,} tokens, {val}"
         f"{result.train_seconds:.1f} s training ({result.wall_seconds:.1f} s in all), "

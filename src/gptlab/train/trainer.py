@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from safetensors.torch import load_file
 
 from gptlab.checkpoints import run as ckpt
 from gptlab.checkpoints.model_folder import WEIGHTS_FILE
-from gptlab.device import resolve_device
+from gptlab.device import resolve_device, use_threads
 from gptlab.errors import GptlabError
 from gptlab.eval.hellaswag import hellaswag_training_eval
 from gptlab.inference.generate import GenerationConfig
@@ -39,6 +40,7 @@ from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
 from gptlab.rng import seed_everything
 from gptlab.train.config import RunConfig, TrainConfig
+from gptlab.train.data_checks import training_data_warnings
 from gptlab.train.distributed import (
     DistributedContext,
     barrier,
@@ -107,8 +109,7 @@ def train(
     extra_evals = list(extra_evals) + configured_extra_evals(config)
     context, device_name = init_distributed(config.train.device)
     threads_before = torch.get_num_threads()
-    if config.train.threads is not None:
-        torch.set_num_threads(config.train.threads)
+    use_threads(config.train.threads, "train.threads")
     trainer = None
     try:
         trainer = Trainer(
@@ -187,7 +188,7 @@ class Trainer:
         self.run_dir = run_dir
         self.run_lock = None  # the open, locked RUN/.gptlab.lock while this process trains
         self.context = context
-        self.device = resolve_device(device_name)
+        self.device = resolve_device(device_name, "train.device=")
         self.dtype = resolve_dtype(self.cfg.dtype, self.device)
         self.autocast = autocast_context(self.device, self.dtype)
         self.extra_evals = list(extra_evals)
@@ -223,6 +224,11 @@ class Trainer:
         self.data = TrainingData.open(
             self.config.data, context, self.device, verify_shards=wants_shard_check(self.config)
         )
+        if context.is_main and resume_from is None:
+            for message in training_data_warnings(
+                self.data.splits, cfg.tokens_per_step, cfg.max_steps
+            ):
+                print(f"gptlab train: warning: {message}", file=sys.stderr)
         # The data decides the vocabulary (a character vocabulary is whatever the corpus holds).
         self.config.model.vocab_size = self.data.tokenizer.vocab_size
         self.config.model.validate()
@@ -363,7 +369,7 @@ class Trainer:
             sample=self.last_sample,
         )
         if context.is_main:
-            print(describe_result(result))
+            print(describe_result(result, cfg))
         return result
 
     def budget_spent(self) -> bool:
@@ -452,9 +458,20 @@ class Trainer:
             "val_ppl": perplexity(losses["val"]),
         }
         self.last_val_loss = losses["val"]
-        improved = self.best_val_loss is None or losses["val"] < self.best_val_loss
+        # The best checkpoint is chosen on one measure, the val windows every evaluation uses; a
+        # final evaluation over more of the split is measured on those windows too, to compare.
+        selection = losses["val"]
+        if eval_tokens["val"] != cfg.eval_tokens:
+            batches = self.data.eval_batches(
+                "val", cfg.micro_batch_size, block_size, cfg.eval_tokens
+            )
+            selection = mean_loss(
+                self.forward_model, batches, self.autocast, self.context, self.device
+            )
+            record["val_loss_sampled"] = selection
+        improved = self.best_val_loss is None or selection < self.best_val_loss
         if improved:
-            self.best_val_loss = losses["val"]
+            self.best_val_loss = selection
         return improved
 
     def run_extra_eval(self, extra: PeriodicEval) -> dict:
@@ -517,6 +534,8 @@ class Trainer:
                     "tokens": self.tokens,
                     "elapsed_s": self.train_seconds,
                     "val_loss": record.get("val_loss"),
+                    # the measure the best checkpoint is chosen on (see evaluate)
+                    "selection_val_loss": record.get("val_loss_sampled", record.get("val_loss")),
                     "best_val_loss": self.best_val_loss,
                 },
                 training_state=training_state(self.optimizer, self.scaler, rank_states),

@@ -43,6 +43,7 @@ class TrainingData:
     loader_mode: str
     context: DistributedContext
     device: torch.device
+    splits: dict[str, dict]  # meta.json's "splits": documents and tokens of train and val
 
     @classmethod
     def open(
@@ -71,8 +72,9 @@ class TrainingData:
         if context.is_main and verify_shards:
             check_shard_hashes(folder, read_meta(folder))
         folder = Path(broadcast_from_main(str(folder) if folder else None, context))
-        read_meta(folder)
-        return cls(folder, load_prepared_tokenizer(folder), config.loader_mode, context, device)
+        splits = read_meta(folder)["splits"]
+        tokenizer = load_prepared_tokenizer(folder)
+        return cls(folder, tokenizer, config.loader_mode, context, device, splits)
 
     def train_loader(self, batch_size: int, block_size: int, seed: int):
         return TokenLoader(
