@@ -2,7 +2,7 @@
 tiktoken export, and GPT-2's tiktoken, on the same text (one thread each).
 
     gptlab tokenizer train tinyshakespeare --vocab-size 4096 --out ts4096.json
-    python benchmarks/bpe_encode.py ts4096.json ../shared/data/openwebtext/openwebtext_sample.txt
+    python benchmarks/bpe_encode.py ts4096.json data/samples/openwebtext/openwebtext_sample.txt
 """
 
 import argparse

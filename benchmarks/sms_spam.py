@@ -4,7 +4,7 @@ of the same shape, on the book's balanced data (every class downsampled to the s
 70/10/20 split), with a step budget (epochs) so the numbers repeat on any machine.
 
     python benchmarks/sms_spam.py --pretrained runs/pretrain-tiny \\
-        --data ../shared/data/sms_spam_collection/SMSSpamCollection --out runs/sms-bench
+        --data data/samples/sms_spam_collection/SMSSpamCollection --out runs/sms-bench
 
 Prints one Markdown table (test accuracy, majority-class baseline, steps and seconds) to paste
 into BENCHMARKS.md. runs/pretrain-tiny is made by the recipe in BENCHMARKS.md ("Fine-tuning").
