@@ -407,6 +407,248 @@ def run_neighbors(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- heads (detectors) --------------------------------------------------------------------------
+
+
+def add_repeated_tokens(parser: argparse.ArgumentParser, batch: int) -> None:
+    """--length, --repeats, --batch, --seed: the repeated random sequences a tool runs on."""
+    parser.add_argument(
+        "--length",
+        type=positive_int,
+        metavar="N",
+        help=f"random tokens per copy (default {DEFAULT_LENGTH}, or fewer if the copies would "
+        "not fit the model's block_size)",
+    )
+    parser.add_argument(
+        "--repeats", type=positive_int, default=2, metavar="N", help="copies (default 2)"
+    )
+    parser.add_argument(
+        "--batch",
+        type=positive_int,
+        default=batch,
+        metavar="N",
+        help=f"random sequences averaged over (default {batch})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="which random tokens (default 0)")
+
+
+# Random tokens per copy unless --length says otherwise: long enough for a steady score, short
+# enough that two copies fit the smallest models.
+DEFAULT_LENGTH = 32
+
+
+def repeated_length(args: argparse.Namespace, model) -> int:
+    """--length, or the default shortened so that --repeats copies fit the model's block_size."""
+    if args.length is not None:
+        return args.length
+    return min(DEFAULT_LENGTH, model.config.block_size // args.repeats)
+
+
+def heads_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detect",
+        default="previous-token,duplicate-token,induction",
+        metavar="NAMES",
+        help="comma-separated detectors: previous-token, duplicate-token, induction "
+        "(default: all three)",
+    )
+    parser.add_argument(
+        "--pattern",
+        metavar="FILE",
+        help="also score a custom target: a JSON (T, T) list of lists, T = length x repeats",
+    )
+    add_repeated_tokens(parser, batch=8)
+    add_top_k(parser, 10)
+
+
+def run_heads(args: argparse.Namespace) -> int:
+    """Score every head as a previous-token, duplicate-token or induction head (or a custom pattern)."""
+    from gptlab.interp.detectors import (
+        detect_heads,
+        detector_table,
+        load_target_pattern,
+        parse_detectors,
+        save_detector_heatmaps,
+    )
+    from gptlab.interp.induction import repeated_random_tokens
+
+    detectors = parse_detectors(args.detect)
+    model, tokenizer = load_model_from_args(args)
+    length = repeated_length(args, model)
+    idx = repeated_random_tokens(
+        model, length, args.repeats, args.batch, args.seed, tokenizer.eot_id
+    )
+    custom = None if args.pattern is None else load_target_pattern(args.pattern, idx.shape[1])
+    scores = detect_heads(model, idx, detectors, custom)
+    print(
+        f"{args.batch} random sequences of {length} tokens x {args.repeats} copies "
+        f"(seed {args.seed}); top {args.top_k} heads by the {list(scores)[-1]} score:"
+    )
+    print(detector_table(scores, args.top_k))
+    directory = out_dir(args)
+    data = {
+        "sequences": {
+            "length": length,
+            "repeats": args.repeats,
+            "batch": args.batch,
+            "seed": args.seed,
+        },
+        **{name: values.tolist() for name, values in scores.items()},
+    }
+    report_files(
+        [
+            save_detector_heatmaps(directory / "heads.png", scores),
+            write_json(directory / "heads.json", data),
+        ]
+    )
+    return 0
+
+
+# ---- loss per position ---------------------------------------------------------------------------
+
+
+def loss_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="the loss at each position of this text (default: repeated random tokens)",
+    )
+    add_repeated_tokens(parser, batch=16)
+
+
+def run_loss(args: argparse.Namespace) -> int:
+    """Loss at each position of a prompt, or of repeated random tokens (first copy vs repeats)."""
+    from gptlab.interp.induction import (
+        per_position_loss,
+        repeated_loss_table,
+        repeated_tokens_loss,
+        save_position_loss_plot,
+    )
+    from gptlab.tables import format_table, quoted
+
+    directory = out_dir(args)
+    if args.prompt is not None:
+        model, _, idx, tokens = load(args, min_tokens=2)
+        losses = per_position_loss(model, idx)[0]
+        rows = [[t + 1, quoted(tokens[t + 1]), float(loss)] for t, loss in enumerate(losses)]
+        print(format_table(["position", "token", "loss"], rows))
+        print(f"mean loss {float(losses.mean()):.4f} over {len(losses)} predicted tokens")
+        data = {
+            "tokens": tokens,
+            "position_loss": losses.tolist(),
+            "mean_loss": float(losses.mean()),
+        }
+        picture = save_position_loss_plot(
+            directory / "loss.png", losses, f"loss per position: {args.prompt[:50]!r}"
+        )
+    else:
+        model, tokenizer = load_model_from_args(args)
+        length = repeated_length(args, model)
+        result = repeated_tokens_loss(
+            model, length, args.repeats, args.batch, args.seed, tokenizer.eot_id
+        )
+        print(repeated_loss_table(result))
+        data = result.to_dict()
+        picture = save_position_loss_plot(
+            directory / "loss.png",
+            result.position_loss,
+            f"loss per position, {length} random tokens x {args.repeats} "
+            f"(first copy {result.first_loss:.2f}, repeats {result.repeated_loss:.2f})",
+            boundaries=[length * k for k in range(1, args.repeats)],
+        )
+    report_files([picture, write_json(directory / "loss.json", data)])
+    return 0
+
+
+# ---- circuits (OV / QK of one head) and composition -------------------------------------------
+
+
+def circuits_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layer", type=int, required=True, metavar="N", help="the head's layer")
+    parser.add_argument("--head", type=int, required=True, metavar="N", help="the head")
+    parser.add_argument(
+        "--tokens",
+        metavar="TEXT",
+        help="the source tokens to show, as text (default: up to 20 tokens spread over the "
+        "vocabulary)",
+    )
+    parser.add_argument(
+        "--positions",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="positions in the positional QK picture (default 32, at most block_size)",
+    )
+    add_top_k(parser, 5)
+
+
+def run_circuits(args: argparse.Namespace) -> int:
+    """OV and QK circuits of one head: top tokens, copying scores and heatmaps."""
+    from gptlab.interp.circuits import (
+        check_circuit_model,
+        circuit_files,
+        source_tokens,
+        token_map_table,
+        top_tokens,
+    )
+    from gptlab.interp.tokens import check_head, check_layer
+
+    model, tokenizer = load_model_from_args(args)
+    check_circuit_model(model)
+    layer, head = check_layer(model, args.layer), check_head(model, args.head)
+    sources = source_tokens(model, tokenizer, args.tokens)
+    data = {}
+    for kind in ("ov", "qk"):
+        result = top_tokens(model, layer, head, kind, sources, args.top_k)
+        print(token_map_table(result, tokenizer) + "\n")
+        data[kind] = result.to_dict(tokenizer)
+    directory = out_dir(args)
+    files = circuit_files(directory, model, tokenizer, layer, head, sources, args.positions)
+    files.append(write_json(directory / "circuits.json", data))
+    report_files(files)
+    return 0
+
+
+def composition_arguments(parser: argparse.ArgumentParser) -> None:
+    add_top_k(parser, 5)
+
+
+def run_composition(args: argparse.Namespace) -> int:
+    """Q-, K- and V-composition scores between heads of different layers (Elhage et al. 2021)."""
+    from gptlab.interp.circuits import (
+        composition_scores,
+        composition_table,
+        save_composition_heatmaps,
+    )
+
+    model, _ = load_model_from_args(args)
+    scores = composition_scores(model)
+    print(composition_table(scores, args.top_k))
+    directory = out_dir(args)
+    data = {kind: values.tolist() for kind, values in scores.items()}
+    data["layout"] = "[earlier layer][earlier head][later layer][later head]; NaN: no composition"
+    report_files(
+        [
+            save_composition_heatmaps(directory / "composition.png", scores),
+            write_json(directory / "composition.json", json_safe(data)),
+        ]
+    )
+    return 0
+
+
+def json_safe(value):
+    """NaN and infinities as null: JSON has no NaN (json.dumps would write invalid JSON)."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    return value
+
+
 # (name, add its arguments, run it); each run function's docstring is the tool's help line.
 TOOLS = [
     ("attention", attention_arguments, run_attention),
@@ -416,4 +658,8 @@ TOOLS = [
     ("patch", patch_arguments, run_patch),
     ("test-prompt", prompt_test_arguments, run_test_prompt),
     ("neighbors", neighbors_arguments, run_neighbors),
+    ("heads", heads_arguments, run_heads),
+    ("loss", loss_arguments, run_loss),
+    ("circuits", circuits_arguments, run_circuits),
+    ("composition", composition_arguments, run_composition),
 ]
