@@ -649,6 +649,198 @@ def json_safe(value):
     return value
 
 
+# ---- prompt sets: attribution and ablation, patching sites, path and attribution patching ------
+
+
+def add_prompt_set(parser: argparse.ArgumentParser) -> None:
+    """--prompts FILE | --ioi N (with --template, --seed): the prompt set a tool averages over."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="a JSONL prompt set: one {clean, corrupted, answer, wrong} object per line",
+    )
+    source.add_argument(
+        "--ioi",
+        type=positive_int,
+        metavar="N",
+        help="N generated IOI prompts with names that are single tokens in the model's tokenizer",
+    )
+    parser.add_argument(
+        "--template", type=int, default=0, metavar="I", help="which IOI template (default 0)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="which IOI names (default 0)")
+
+
+def load_prompt_set_args(args: argparse.Namespace):
+    """(model, tokenizer, prompt set) from the model options and add_prompt_set's options."""
+    from gptlab.interp.prompt_sets import ioi_prompt_set, load_prompt_set
+
+    model, tokenizer = load_model_from_args(args)
+    if args.prompts is not None:
+        prompts = load_prompt_set(model, tokenizer, args.prompts)
+    else:
+        prompts = ioi_prompt_set(model, tokenizer, args.ioi, args.template, args.seed)
+    print(f"{len(prompts)} prompts of {prompts.clean.shape[1]} tokens, e.g. {prompts.texts[0]}")
+    return model, tokenizer, prompts
+
+
+def prompt_set_arguments(parser: argparse.ArgumentParser) -> None:
+    add_prompt_set(parser)
+    parser.add_argument(
+        "--mode", choices=("zero", "mean"), default="mean", help="ablation (default mean)"
+    )
+    add_top_k(parser, 8)
+
+
+def run_prompt_set(args: argparse.Namespace) -> int:
+    """Direct logit attribution and head ablation averaged over a prompt set, on the logit difference."""
+    from gptlab.interp.set_metrics import (
+        head_grid_heatmap,
+        head_grid_table,
+        set_head_ablation,
+        set_logit_attribution,
+    )
+
+    model, _, prompts = load_prompt_set_args(args)
+    attribution = set_logit_attribution(model, prompts)
+    ablation = set_head_ablation(model, prompts, args.mode)
+    print(
+        f"mean logit difference {attribution.logit_diff:.4f} "
+        f"(sum of attribution terms {attribution.total():.4f})\n"
+    )
+    print("direct logit attribution per head, largest first:")
+    print(head_grid_table(attribution.heads, "mean logit diff", args.top_k))
+    print(f"\n{args.mode}-ablating each head, largest change first:")
+    print(head_grid_table(ablation.change, "change in logit diff", args.top_k))
+    directory = out_dir(args)
+    report_files(
+        [
+            head_grid_heatmap(
+                directory / "attribution.png",
+                attribution.heads,
+                f"direct logit attribution of the logit difference ({len(prompts)} prompts)",
+                "mean logit difference",
+            ),
+            head_grid_heatmap(
+                directory / "ablation.png",
+                ablation.change,
+                f"{args.mode}-ablation: change in logit difference (clean "
+                f"{ablation.clean_logit_diff:.3f})",
+                "change in mean logit difference",
+            ),
+            write_json(
+                directory / "prompt_set.json",
+                {
+                    "prompts": prompts.texts,
+                    "attribution": attribution.to_dict(),
+                    "ablation": ablation.to_dict(),
+                },
+            ),
+        ]
+    )
+    return 0
+
+
+def patch_sites_arguments(parser: argparse.ArgumentParser) -> None:
+    from gptlab.interp.patching_sites import SITES
+
+    add_prompt_set(parser)
+    parser.add_argument(
+        "--site",
+        action="append",
+        choices=SITES,
+        metavar="SITE",
+        help=f"where to patch (repeatable; default all): {', '.join(SITES)}",
+    )
+    add_top_k(parser, 8)
+
+
+def run_patch_sites(args: argparse.Namespace) -> int:
+    """Activation patching over a prompt set at resid_pre/mid, attn_out, mlp_out, z, q, k, v, pattern."""
+    from gptlab.interp.patching_sites import SITES, patch_site, save_site_heatmap, site_table
+    from gptlab.interp.tokens import token_labels
+
+    model, tokenizer, prompts = load_prompt_set_args(args)
+    tokens = token_labels(tokenizer, prompts.clean[0].tolist())
+    directory = out_dir(args)
+    files, data = [], {"prompts": prompts.texts, "tokens": tokens}
+    for site in args.site or SITES:
+        result = patch_site(model, prompts, site)
+        print(f"\n{site}: clean {result.clean_metric:.4f}, corrupted {result.corrupted_metric:.4f}")
+        print(site_table(result, args.top_k))
+        files.append(save_site_heatmap(directory / f"{site}.png", result, tokens))
+        data[site] = result.to_dict()
+    files.append(write_json(directory / "patching.json", json_safe(data)))
+    report_files(files)
+    return 0
+
+
+def path_patch_arguments(parser: argparse.ArgumentParser) -> None:
+    add_prompt_set(parser)
+    parser.add_argument("--layer", type=int, required=True, metavar="N", help="receiver's layer")
+    parser.add_argument("--head", type=int, required=True, metavar="N", help="receiver head")
+    parser.add_argument(
+        "--input", choices=("q", "k", "v"), default="q", help="the receiver's input (default q)"
+    )
+    add_top_k(parser, 8)
+
+
+def run_path_patch(args: argparse.Namespace) -> int:
+    """Path patching from every earlier head into one receiver head's q, k or v."""
+    from gptlab.interp.patching_sites import path_patching, save_site_heatmap, site_table
+    from gptlab.interp.tokens import check_head, check_layer
+
+    model, _, prompts = load_prompt_set_args(args)
+    receiver = (check_layer(model, args.layer), check_head(model, args.head))
+    result = path_patching(model, prompts, receiver, args.input)
+    print(
+        f"{result.site}: clean {result.clean_metric:.4f}, corrupted {result.corrupted_metric:.4f}"
+    )
+    print(site_table(result, args.top_k))
+    directory = out_dir(args)
+    report_files(
+        [
+            save_site_heatmap(directory / "path_patching.png", result),
+            write_json(directory / "path_patching.json", json_safe(result.to_dict())),
+        ]
+    )
+    return 0
+
+
+def attribution_patch_arguments(parser: argparse.ArgumentParser) -> None:
+    add_prompt_set(parser)
+    add_top_k(parser, 8)
+
+
+def run_attribution_patch(args: argparse.Namespace) -> int:
+    """Attribution patching of every head (one backward pass), checked against real patching."""
+    from gptlab.interp.patching_sites import (
+        compare_attribution_patching,
+        save_site_heatmap,
+        site_table,
+    )
+
+    model, _, prompts = load_prompt_set_args(args)
+    result = compare_attribution_patching(model, prompts)
+    print(
+        f"Spearman rank correlation, estimate vs real patching over all heads: {result.rank_correlation:.3f}"
+    )
+    print("\nestimate, most restoring first:")
+    print(site_table(result.estimate, args.top_k))
+    print("\nreal patching:")
+    print(site_table(result.actual, args.top_k))
+    directory = out_dir(args)
+    report_files(
+        [
+            save_site_heatmap(directory / "estimate.png", result.estimate),
+            save_site_heatmap(directory / "actual.png", result.actual),
+            write_json(directory / "attribution_patching.json", json_safe(result.to_dict())),
+        ]
+    )
+    return 0
+
+
 # (name, add its arguments, run it); each run function's docstring is the tool's help line.
 TOOLS = [
     ("attention", attention_arguments, run_attention),
@@ -662,4 +854,8 @@ TOOLS = [
     ("loss", loss_arguments, run_loss),
     ("circuits", circuits_arguments, run_circuits),
     ("composition", composition_arguments, run_composition),
+    ("prompt-set", prompt_set_arguments, run_prompt_set),
+    ("patch-sites", patch_sites_arguments, run_patch_sites),
+    ("path-patch", path_patch_arguments, run_path_patch),
+    ("attribution-patch", attribution_patch_arguments, run_attribution_patch),
 ]

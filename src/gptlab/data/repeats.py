@@ -1,12 +1,14 @@
-"""`repeats:SOURCE`: a source's text with spans of it repeated, the data that grows induction heads.
+"""`repeats:SOURCE`: a source's text with repeated spans in it, the data that grows induction heads.
 
 Induction heads (a previous-token head, then a head that attends to the token after an earlier
 occurrence of the current one, and copies it) pay off only when text repeats itself. Natural text
-does, but rarely enough that a small model on a CPU needs hours to find them. This wrapper makes
-repeats common without making the text artificial: every segment of SEGMENT_CHARS characters is
-followed by a copy of a random span of that same segment (MIN_SPAN..MAX_SPAN characters), so the
-model still learns the language between the copies. The choice of spans is seeded by the
-document's position in the stream, so preparing twice gives the same data.
+does, but too rarely, and too ambiguously (a character recurs every few characters), for a small
+model on a CPU to find them in minutes. This wrapper keeps the text and, after every
+SEGMENT_CHARS characters of it, writes a span of SPAN_CHARS characters drawn at random from the
+document's own alphabet, twice in a row. Nothing but copying can predict the second copy, exactly
+the behaviour the induction detectors and the repeated-token loss measure; the language between
+the spans is still learned as usual. The spans are seeded by the document's position in the
+stream, so preparing twice gives the same data.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-SEGMENT_CHARS = 32  # text between two repeats
-MIN_SPAN, MAX_SPAN = 16, 32  # the length of each repeated span, in characters
+SEGMENT_CHARS = 64  # original text between two repeated spans
+SPAN_CHARS = 24  # random characters per span (written twice)
 PREFIX = "repeats:"
 
 
@@ -40,20 +42,23 @@ class RepeatedSpans:
         return {
             "kind": "repeats",
             "segment_chars": SEGMENT_CHARS,
-            "span_chars": [MIN_SPAN, MAX_SPAN],
+            "span_chars": SPAN_CHARS,
             "seed": self.seed,
             "inner": self.inner.describe(),
         }
 
 
 def with_repeated_spans(text: str, rng: random.Random) -> str:
-    """text with, after every SEGMENT_CHARS characters, a copy of a random span of that segment."""
+    """text with a random span, written twice, after every SEGMENT_CHARS characters.
+
+    The span's characters come from the text's own (newline-free) alphabet, so a character
+    tokenizer built from the result has the vocabulary of the original text."""
+    alphabet = sorted(set(text) - {"\n", "\r"})
+    if not alphabet:
+        return text
     pieces = []
     for start in range(0, len(text), SEGMENT_CHARS):
-        segment = text[start : start + SEGMENT_CHARS]
-        pieces.append(segment)
-        if len(segment) > MIN_SPAN:
-            length = rng.randint(MIN_SPAN, min(MAX_SPAN, len(segment)))
-            begin = rng.randint(0, len(segment) - length)
-            pieces.append(segment[begin : begin + length])
+        pieces.append(text[start : start + SEGMENT_CHARS])
+        span = "".join(rng.choices(alphabet, k=SPAN_CHARS))
+        pieces += [span, span]
     return "".join(pieces)
