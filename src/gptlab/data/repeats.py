@@ -4,8 +4,8 @@ Induction heads (a previous-token head, then a head that attends to the token af
 occurrence of the current one, and copies it) pay off only when text repeats itself. Natural text
 does, but too rarely, and too ambiguously (a character recurs every few characters), for a small
 model on a CPU to find them in minutes. This wrapper keeps the text and, after every
-SEGMENT_CHARS characters of it, writes a span of SPAN_CHARS characters drawn at random from the
-document's own alphabet, twice in a row. Nothing but copying can predict the second copy, exactly
+SEGMENT_CHARS characters of it, writes a span of random characters drawn from the
+document's own alphabet, twice in a row (MIN_SPAN..MAX_SPAN characters long). Nothing but copying can predict the second copy, exactly
 the behaviour the induction detectors and the repeated-token loss measure; the language between
 the spans is still learned as usual. The spans are seeded by the document's position in the
 stream, so preparing twice gives the same data.
@@ -17,7 +17,10 @@ import random
 from collections.abc import Iterator
 
 SEGMENT_CHARS = 64  # original text between two repeated spans
-SPAN_CHARS = 24  # random characters per span (written twice)
+# Random characters per span (written twice), drawn anew for each span: with one fixed length a
+# model learns "copy the token SPAN positions back", which is not induction and fails on any other
+# length; a varying length leaves content-based look-up (induction) as the only way to copy.
+MIN_SPAN, MAX_SPAN = 8, 48
 PREFIX = "repeats:"
 
 
@@ -42,7 +45,7 @@ class RepeatedSpans:
         return {
             "kind": "repeats",
             "segment_chars": SEGMENT_CHARS,
-            "span_chars": SPAN_CHARS,
+            "span_chars": [MIN_SPAN, MAX_SPAN],
             "seed": self.seed,
             "inner": self.inner.describe(),
         }
@@ -59,6 +62,6 @@ def with_repeated_spans(text: str, rng: random.Random) -> str:
     pieces = []
     for start in range(0, len(text), SEGMENT_CHARS):
         pieces.append(text[start : start + SEGMENT_CHARS])
-        span = "".join(rng.choices(alphabet, k=SPAN_CHARS))
+        span = "".join(rng.choices(alphabet, k=rng.randint(MIN_SPAN, MAX_SPAN)))
         pieces += [span, span]
     return "".join(pieces)
