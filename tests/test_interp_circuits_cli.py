@@ -29,7 +29,10 @@ def run_tool(tool, checkpoint, *args):
 IOI = ["--ioi", "2", "--template", "2"]
 TOOLS = {
     "heads": (["--batch", "2", "--length", "8"], ["heads.png", "heads.json"]),
-    "loss": (["--batch", "2", "--length", "8", "--repeats", "3"], ["loss.png", "loss.json"]),
+    "loss": (
+        ["--batch", "2", "--length", "8", "--repeats", "3", "--ablate", "1.0", "--ablate", "0.2"],
+        ["loss.png", "loss.json"],
+    ),
     "circuits": (
         ["--layer", "1", "--head", "2", "--positions", "8"],
         ["ov.png", "qk.png", "positional_qk.png", "circuits.json"],
@@ -113,6 +116,20 @@ def test_prompts_file_and_repeated_loss_numbers(checkpoint, tmp_path, capsys):
     assert f"{loss['repeated_half_loss']:.4f}" in capsys.readouterr().out
 
 
+def test_loss_with_heads_ablated_matches_the_library(checkpoint, tmp_path):
+    from gptlab.checkpoints.load import load_model
+    from gptlab.interp.ablation import ablation_hooks
+    from gptlab.interp.induction import repeated_tokens_loss
+
+    out = tmp_path / "a"
+    assert run_tool("loss", checkpoint, "--out", str(out), "--batch", "2", "--ablate", "1.3") == 0
+    data = json.loads((out / "loss.json").read_text())
+    model, _ = load_model(checkpoint)
+    expected = repeated_tokens_loss(model, 32, 2, 2, 0, hooks=ablation_hooks({1: [3]}))
+    assert data["ablated"]["repeated_half_loss"] == pytest.approx(expected.repeated_loss, abs=1e-5)
+    assert data["ablated"]["heads"] == ["1.3"]
+
+
 BAD_INPUT = [
     (
         ["circuits", "--layer", "2", "--head", "0"],
@@ -133,6 +150,8 @@ BAD_INPUT = [
     (["prompt-set", "--prompts", "missing.jsonl"], "missing.jsonl"),
     (["prompt-set", "--ioi", "2", "--template", "9"], "IOI template 9 does not exist"),
     (["loss", "--prompt", "a"], "at least 2"),
+    (["loss", "--ablate", "1"], "--ablate '1' is not LAYER.HEAD"),
+    (["loss", "--ablate", "3.0"], "layer 3 is out of range"),
 ]
 
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from gptlab.cli.common import add_model_source_args, load_model_from_args
+from gptlab.errors import GptlabError
 
 DEFAULT_OUT_ROOT = Path("inspect_out")
 
@@ -514,10 +515,31 @@ def loss_arguments(parser: argparse.ArgumentParser) -> None:
         help="the loss at each position of this text (default: repeated random tokens)",
     )
     add_repeated_tokens(parser, batch=16)
+    parser.add_argument(
+        "--ablate",
+        action="append",
+        metavar="L.H",
+        help="also measure with head H of layer L zero-ablated (repeatable: all at once)",
+    )
+
+
+def parse_heads(model, specs: list[str]) -> dict[int, list[int]]:
+    """["1.2", "0.3"] -> {1: [2], 0: [3]}, each layer and head checked."""
+    from gptlab.interp.tokens import check_head, check_layer
+
+    heads: dict[int, list[int]] = {}
+    for spec in specs:
+        layer, dot, head = spec.partition(".")
+        if not dot or not layer.lstrip("-").isdigit() or not head.lstrip("-").isdigit():
+            raise GptlabError(f"--ablate {spec!r} is not LAYER.HEAD, e.g. --ablate 1.2")
+        layer, head = check_layer(model, int(layer)), check_head(model, int(head))
+        heads.setdefault(layer, []).append(head)
+    return heads
 
 
 def run_loss(args: argparse.Namespace) -> int:
     """Loss at each position of a prompt, or of repeated random tokens (first copy vs repeats)."""
+    from gptlab.interp.ablation import ablation_hooks
     from gptlab.interp.induction import (
         per_position_loss,
         repeated_loss_table,
@@ -529,6 +551,8 @@ def run_loss(args: argparse.Namespace) -> int:
     directory = out_dir(args)
     if args.prompt is not None:
         model, _, idx, tokens = load(args, min_tokens=2)
+        if args.ablate:
+            raise GptlabError("--ablate works with repeated random tokens; leave out --prompt")
         losses = per_position_loss(model, idx)[0]
         rows = [[t + 1, quoted(tokens[t + 1]), float(loss)] for t, loss in enumerate(losses)]
         print(format_table(["position", "token", "loss"], rows))
@@ -549,6 +573,17 @@ def run_loss(args: argparse.Namespace) -> int:
         )
         print(repeated_loss_table(result))
         data = result.to_dict()
+        if args.ablate:
+            hooks = ablation_hooks(parse_heads(model, args.ablate), "zero")
+            ablated = repeated_tokens_loss(
+                model, length, args.repeats, args.batch, args.seed, tokenizer.eot_id, hooks
+            )
+            heads = ", ".join(args.ablate)
+            print(
+                f"\nwith {heads} zero-ablated: first copy {ablated.first_loss:.4f}, repeats "
+                f"{ablated.repeated_loss:.4f} (was {result.repeated_loss:.4f})"
+            )
+            data["ablated"] = {"heads": args.ablate, **ablated.to_dict()}
         picture = save_position_loss_plot(
             directory / "loss.png",
             result.position_loss,

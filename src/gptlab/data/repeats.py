@@ -16,11 +16,11 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-SEGMENT_CHARS = 64  # original text between two repeated spans
+SEGMENT_CHARS = 16  # original text between two repeated spans
 # Random characters per span (written twice), drawn anew for each span: with one fixed length a
 # model learns "copy the token SPAN positions back", which is not induction and fails on any other
 # length; a varying length leaves content-based look-up (induction) as the only way to copy.
-MIN_SPAN, MAX_SPAN = 8, 48
+MIN_SPAN, MAX_SPAN = 8, 32
 PREFIX = "repeats:"
 
 

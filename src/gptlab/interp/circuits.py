@@ -272,13 +272,17 @@ def composition_table(scores: dict[str, torch.Tensor], top_k: int) -> str:
 
 
 def save_composition_heatmaps(path: str | Path, scores: dict[str, torch.Tensor]) -> Path:
-    """One PNG: Q, K and V composition as (earlier head) x (later head) grids."""
+    """One PNG: Q, K and V composition, rows the heads that write (layers 0..L-2), columns the
+    heads that read (layers 1..L-1); cells with no composition (same or earlier layer) blank."""
     n_layer, n_head = next(iter(scores.values())).shape[:2]
+    if n_layer < 2:
+        raise GptlabError("composition needs at least 2 layers: heads compose across layers")
     flat = {
-        f"{kind}-composition": values.reshape(n_layer * n_head, n_layer * n_head).numpy()
+        f"{kind}-composition": values[:-1, :, 1:].reshape((n_layer - 1) * n_head, -1).numpy()
         for kind, values in scores.items()
     }
-    labels = [f"L{lay}H{h}" for lay in range(n_layer) for h in range(n_head)]
+    writers = [f"L{lay}H{h}" for lay in range(n_layer - 1) for h in range(n_head)]
+    readers = [f"L{lay}H{h}" for lay in range(1, n_layer) for h in range(n_head)]
     return heatmap_panels(
         path,
         flat,
@@ -286,7 +290,7 @@ def save_composition_heatmaps(path: str | Path, scores: dict[str, torch.Tensor])
         xlabel="later head",
         ylabel="earlier head",
         colorbar_label="||L R||_F / (||L||_F ||R||_F)",
-        tick_labels=(labels, labels),
+        tick_labels=(readers, writers),
     )
 
 
