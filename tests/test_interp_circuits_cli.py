@@ -165,3 +165,58 @@ def test_bad_input_is_a_one_line_error(args, message, checkpoint, tmp_path, caps
     assert code == 1
     assert message in err
     assert err.count("\n") == 1 and err.startswith("gptlab: error: ")
+
+
+def tokenizers():
+    from gptlab.tokenizers.base import GPT2Tokenizer
+    from gptlab.tokenizers.bpe import train_bpe
+
+    text = "When Mary and John went to the store, John gave a drink to Mary. " * 20
+    return {
+        "char": CharTokenizer.from_text(ALPHABET),
+        "gpt2": GPT2Tokenizer(),
+        "own-bpe": train_bpe([text], vocab_size=300, progress=False),
+    }
+
+
+@pytest.mark.parametrize("name", ["char", "gpt2", "own-bpe"])
+def test_detectors_loss_and_ioi_work_with_every_tokenizer(name, tmp_path, capsys):
+    tokenizer = tokenizers()[name]
+    folder = tmp_path / "model"
+    model = random_model(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_embd=16)
+    save_model(folder, model, tokenizer)
+    out = tmp_path / "out"
+    assert run_tool("heads", str(folder), "--out", str(out), "--batch", "2", "--length", "6") == 0
+    assert run_tool("loss", str(folder), "--out", str(out), "--batch", "2", "--length", "6") == 0
+    assert run_tool("prompt-set", str(folder), "--out", str(out), "--ioi", "3") == 0
+    data = json.loads((out / "prompt_set.json").read_text())
+    answers = {row["answer"] for row in data["prompts"]}
+    assert all(len(tokenizer.encode(a)) == 1 for a in answers)
+    if name == "gpt2":
+        assert answers <= {
+            " " + n
+            for n in (
+                "Mary",
+                "John",
+                "Alice",
+                "Bob",
+                "Tom",
+                "James",
+                "Anna",
+                "Paul",
+                "Sarah",
+                "David",
+                "Lisa",
+                "Mark",
+                "Kate",
+                "Peter",
+                "Emma",
+                "Jack",
+                "Laura",
+                "Mike",
+                "Ben",
+                "Rose",
+                "Sam",
+                "Dan",
+            )
+        }

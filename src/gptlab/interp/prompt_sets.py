@@ -133,17 +133,30 @@ IOI_NAMES = (
 )  # fmt: skip
 
 
+def encodes(tokenizer: Tokenizer, text: str) -> list[int]:
+    """The ids of text, or [] when the tokenizer cannot encode it (a character vocabulary
+    without some letter): such a name is simply not a candidate."""
+    try:
+        return tokenizer.encode(text)
+    except GptlabError:
+        return []
+
+
 def single_token_names(tokenizer: Tokenizer) -> tuple[list[str], bool]:
     """(names, spaced): names that are one token as " Name" (spaced=True), else single letters
     that are one token on their own (the prompt then ends with the space)."""
-    spaced = [n for n in IOI_NAMES if len(tokenizer.encode(" " + n)) == 1]
+    spaced = [n for n in IOI_NAMES if len(encodes(tokenizer, " " + n)) == 1]
     if len(spaced) >= 3:
         return spaced, True
-    letters = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if len(tokenizer.encode(c)) == 1]
-    try:
-        letters = [c for c in letters if tokenizer.decode(tokenizer.encode(c)) == c]
-    except (KeyError, ValueError):
-        letters = []
+    # A letter must be one token, and stay apart from the space before it (" B" as " " + "B"),
+    # so that every prompt of the template has the same number of tokens.
+    space = tokenizer.encode(" ")
+    letters = [
+        c
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        if len(tokenizer.encode(c)) == 1
+        and tokenizer.encode(" " + c) == space + tokenizer.encode(c)
+    ]
     if len(letters) < 3:
         raise GptlabError(
             "the tokenizer has fewer than 3 single-token names (or capital letters) for IOI "
