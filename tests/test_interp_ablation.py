@@ -120,7 +120,9 @@ def test_padded_targets_count_for_neither_the_loss_nor_the_mean_output():
     padded_y = y.clone()
     padded_y[:, 7:] = IGNORE_INDEX  # 7 real targets, 5 padded
     padded_x = x.clone()
-    padded_x[:, 7:] = 0  # padding tokens come after the real ones (causal: they change nothing before)
+    padded_x[:, 7:] = (
+        0  # padding tokens come after the real ones (causal: they change nothing before)
+    )
     for mode in ("zero", "mean"):
         padded = head_ablation(model, [(padded_x, padded_y)], mode=mode, progress=False)
         cropped = head_ablation(model, [(x[:, :7], y[:, :7])], mode=mode, progress=False)

@@ -120,7 +120,11 @@ def repeated_tokens_loss(
 def repeated_loss_table(result: RepeatedLoss) -> str:
     rows = [
         ["first copy", result.length - 1, result.first_loss],
-        [f"copies 2..{result.repeats}", result.length * (result.repeats - 1), result.repeated_loss],
+        [
+            "copy 2" if result.repeats == 2 else f"copies 2..{result.repeats}",
+            result.length * (result.repeats - 1),
+            result.repeated_loss,
+        ],
     ]
     return (
         f"{result.batch} random sequences of {result.length} tokens, each repeated "
