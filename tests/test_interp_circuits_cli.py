@@ -220,3 +220,10 @@ def test_detectors_loss_and_ioi_work_with_every_tokenizer(name, tmp_path, capsys
                 "Dan",
             )
         }
+
+
+def test_an_unknown_patching_site_names_the_valid_ones(checkpoint, tmp_path, capsys):
+    assert (
+        run_tool("patch-sites", checkpoint, "--out", str(tmp_path), *IOI, "--site", "mlp_in") == 1
+    )
+    assert "unknown patching site 'mlp_in': use one of resid_pre" in capsys.readouterr().err

@@ -778,29 +778,36 @@ def run_prompt_set(args: argparse.Namespace) -> int:
 
 
 def patch_sites_arguments(parser: argparse.ArgumentParser) -> None:
-    from gptlab.interp.patching_sites import SITES
-
     add_prompt_set(parser)
+    # Checked by gptlab.interp.patching_sites.check_site when the tool runs (importing it here
+    # would load torch for every `gptlab --help`).
     parser.add_argument(
         "--site",
         action="append",
-        choices=SITES,
         metavar="SITE",
-        help=f"where to patch (repeatable; default all): {', '.join(SITES)}",
+        help="where to patch (repeatable; default all): resid_pre, resid_mid, attn_out, mlp_out, "
+        "z, z_position, q, k, v or pattern",
     )
     add_top_k(parser, 8)
 
 
 def run_patch_sites(args: argparse.Namespace) -> int:
     """Activation patching over a prompt set at resid_pre/mid, attn_out, mlp_out, z, q, k, v, pattern."""
-    from gptlab.interp.patching_sites import SITES, patch_site, save_site_heatmap, site_table
+    from gptlab.interp.patching_sites import (
+        SITES,
+        check_site,
+        patch_site,
+        save_site_heatmap,
+        site_table,
+    )
     from gptlab.interp.tokens import token_labels
 
+    sites = [check_site(site) for site in args.site] if args.site else list(SITES)
     model, tokenizer, prompts = load_prompt_set_args(args)
     tokens = token_labels(tokenizer, prompts.clean[0].tolist())
     directory = out_dir(args)
     files, data = [], {"prompts": prompts.texts, "tokens": tokens}
-    for site in args.site or SITES:
+    for site in sites:
         result = patch_site(model, prompts, site)
         print(f"\n{site}: clean {result.clean_metric:.4f}, corrupted {result.corrupted_metric:.4f}")
         print(site_table(result, args.top_k))
