@@ -159,23 +159,26 @@ def bar_chart(
 def line_plot(
     path: str | Path,
     x: Sequence[float],
-    y: Sequence[float],
+    lines: dict[str, Sequence[float]],
     *,
     title: str,
     xlabel: str,
     ylabel: str,
     vlines: Sequence[float] = (),
 ) -> Path:
-    """One line of y against x, with dashed vertical lines at `vlines` (e.g. segment boundaries)."""
+    """One or more named lines against x (a legend when several), dashed verticals at `vlines`."""
     figure = new_figure(8, 4)
     ax = figure.add_subplot()
-    ax.plot(x, y, linewidth=1.2, marker="." if len(x) <= 200 else None)
+    for label, y in lines.items():
+        ax.plot(x, y, linewidth=1.2, marker="." if len(x) <= 200 else None, label=label)
     for position in vlines:
         ax.axvline(position, color="gray", linestyle="--", linewidth=0.8)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    if len(lines) > 1:
+        ax.legend()
     return save_figure(figure, path)
 
 

@@ -573,20 +573,22 @@ def run_loss(args: argparse.Namespace) -> int:
         )
         print(repeated_loss_table(result))
         data = result.to_dict()
+        lines = {"loss": result.position_loss}
         if args.ablate:
             hooks = ablation_hooks(parse_heads(model, args.ablate), "zero")
             ablated = repeated_tokens_loss(
                 model, length, args.repeats, args.batch, args.seed, tokenizer.eot_id, hooks
             )
-            heads = ", ".join(args.ablate)
+            heads = ", ".join("L{}H{}".format(*spec.split(".")) for spec in args.ablate)
             print(
                 f"\nwith {heads} zero-ablated: first copy {ablated.first_loss:.4f}, repeats "
                 f"{ablated.repeated_loss:.4f} (was {result.repeated_loss:.4f})"
             )
             data["ablated"] = {"heads": args.ablate, **ablated.to_dict()}
+            lines = {"clean": result.position_loss, f"{heads} zero-ablated": ablated.position_loss}
         picture = save_position_loss_plot(
             directory / "loss.png",
-            result.position_loss,
+            lines,
             f"loss per position, {length} random tokens x {args.repeats} "
             f"(first copy {result.first_loss:.2f}, repeats {result.repeated_loss:.2f})",
             boundaries=[length * k for k in range(1, args.repeats)],

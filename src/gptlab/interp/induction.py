@@ -134,14 +134,19 @@ def repeated_loss_table(result: RepeatedLoss) -> str:
 
 
 def save_position_loss_plot(
-    path: str | Path, losses: torch.Tensor, title: str, boundaries: list[int] = ()
+    path: str | Path,
+    losses: torch.Tensor | dict[str, torch.Tensor],
+    title: str,
+    boundaries: list[int] = (),
 ) -> Path:
-    """Loss at each position (the token it predicts on the x axis); dashed lines at boundaries."""
-    positions = list(range(1, len(losses) + 1))  # position t's loss is that of token t + 1
+    """Loss at each position (the token it predicts on the x axis), one line or several named
+    ones (e.g. clean and ablated); dashed lines at the copy boundaries."""
+    lines = losses if isinstance(losses, dict) else {"loss": losses}
+    length = len(next(iter(lines.values())))
     return line_plot(
         path,
-        positions,
-        losses.tolist(),
+        list(range(1, length + 1)),  # position t's loss is that of token t + 1
+        {label: values.tolist() for label, values in lines.items()},
         title=title,
         xlabel="position of the predicted token",
         ylabel="loss (nats)",
