@@ -86,5 +86,5 @@ def test_threads_in_toml_may_be_a_number_as_older_configs_wrote_it(tmp_path):
     with pytest.raises(GptlabError, match="train.threads must be auto, none or a whole number"):
         build_run_config(config_file=path)
     path.write_text('preset = "shakespeare-char"\n[train]\nthreads = 2.5\n')
-    with pytest.raises(GptlabError, match=r'train.threads must be a string, got 2.5 \(in TOML'):
+    with pytest.raises(GptlabError, match=r"train.threads must be a string, got 2.5 \(in TOML"):
         build_run_config(config_file=path)

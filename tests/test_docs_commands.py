@@ -39,7 +39,7 @@ from gptlab.model.config import model_preset
 from gptlab.train.config import build_run_config
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC_FILES = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOC_FILES = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 
 # `gptlab ...`, `$ gptlab ...`, `python -m gptlab ...` and `torchrun ... -m gptlab ...`
 COMMAND = re.compile(r"^(?:\$ )?(?:(?:python|torchrun)\b.*?-m )?gptlab (?P<rest>.*)$")

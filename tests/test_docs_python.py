@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 NEEDS = re.compile(r"^#\s*needs:\s*(?P<what>.+)$")
 KNOWN_NEEDS = {"network", "gpu", "multi-gpu"}
 

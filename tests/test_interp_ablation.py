@@ -122,3 +122,32 @@ def test_mlp_ablation_zero_leaves_the_residual_stream_as_the_attention_left_it()
     assert torch.allclose(post - mid, means[1].expand_as(post), atol=1e-6)
     with pytest.raises(GptlabError, match="unknown ablation mode"):
         mlp_ablation_hooks([0], "half")
+
+
+def test_padded_targets_count_for_neither_the_loss_nor_the_mean_output():
+    """Right padding (targets = -100) must not change anything: the result equals that of the
+    same sequences cropped to their real tokens, and the clean loss is the mean over counted
+    positions (the padded mean used to divide by every position)."""
+    import torch.nn.functional as F
+
+    from gptlab.model.batching import IGNORE_INDEX
+
+    model = random_model()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 61, (1, 12), generator=g)
+    y = torch.randint(0, 61, (1, 12), generator=g)
+    padded_y = y.clone()
+    padded_y[:, 7:] = IGNORE_INDEX  # 7 real targets, 5 padded
+    padded_x = x.clone()
+    padded_x[:, 7:] = (
+        0  # padding tokens come after the real ones (causal: they change nothing before)
+    )
+    for mode in ("zero", "mean"):
+        padded = head_ablation(model, [(padded_x, padded_y)], mode=mode, progress=False)
+        cropped = head_ablation(model, [(x[:, :7], y[:, :7])], mode=mode, progress=False)
+        assert padded.n_tokens == 7
+        assert padded.clean_loss == pytest.approx(cropped.clean_loss, abs=1e-6)
+        assert torch.allclose(padded.ablated_loss, cropped.ablated_loss, atol=1e-5)
+    logits, _ = model(x[:, :7])
+    by_hand = sum(float(F.cross_entropy(logits[0, t][None], y[0, t][None])) for t in range(7)) / 7
+    assert padded.clean_loss == pytest.approx(by_hand, abs=1e-5)

@@ -101,3 +101,24 @@ def test_attention_grid_png(tmp_path):
         tmp_path / "grid.png", patterns, list("abcde"), layers=[2], heads=[0, 3]
     )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_single_head_pictures_title_fits_inside_the_figure():
+    """The attention grid of one head is narrow; its title is wrapped to fit, not clipped."""
+    from gptlab.plotting import fit_title, new_figure
+
+    title = "attention patterns (row: query position, column: key position)"
+    width = 3.5 * 1 + 1  # one column, as attention_grid sizes it
+    figure = new_figure(width, 3.5 + 0.6)
+    text = figure.suptitle(fit_title(title, width))
+    figure.canvas.draw()
+    box, frame = text.get_window_extent(), figure.bbox
+    assert box.x0 >= frame.x0 and box.x1 <= frame.x1
+    assert fit_title(title, 30) == title  # a wide figure keeps it on one line
+
+
+def test_prompt_test_header_says_where_ranks_start():
+    from gptlab.interp.prompts import PromptTest, TokenScore, prompt_test_tables
+
+    score = TokenScore(token_id=1, token="a", rank=1, prob=0.5, logit=2.0)
+    assert "rank (1 = top)" in prompt_test_tables(PromptTest(answer=[score], top=[score]))

@@ -123,8 +123,19 @@ def attention_grid(
             else:
                 ax.set_xticks([])
                 ax.set_yticks([])
-    figure.suptitle("attention patterns (row: query position, column: key position)")
+    title = "attention patterns (row: query position, column: key position)"
+    figure.suptitle(fit_title(title, width=cell * n_cols + 1))
     return save_figure(figure, path)
+
+
+def fit_title(title: str, width: float, fontsize: float = 12.0) -> str:
+    """The title wrapped onto as many lines as a figure `width` inches wide needs (a narrow
+    figure, e.g. a single attention head, would otherwise clip it at both edges)."""
+    import textwrap
+
+    # An average character of the default sans-serif font is about 0.55 em wide.
+    chars_per_line = max(10, int(width * 72 / (0.55 * fontsize)))
+    return "\n".join(textwrap.wrap(title, chars_per_line))
 
 
 def bar_chart(
@@ -142,4 +153,88 @@ def bar_chart(
     ax.axvline(0.0, color="black", linewidth=0.6)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
+    return save_figure(figure, path)
+
+
+def line_plot(
+    path: str | Path,
+    x: Sequence[float],
+    lines: dict[str, Sequence[float]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    vlines: Sequence[float] = (),
+) -> Path:
+    """One or more named lines against x (a legend when several), dashed verticals at `vlines`."""
+    figure = new_figure(8, 4)
+    ax = figure.add_subplot()
+    for label, y in lines.items():
+        ax.plot(x, y, linewidth=1.2, marker="." if len(x) <= 200 else None, label=label)
+    for position in vlines:
+        ax.axvline(position, color="gray", linestyle="--", linewidth=0.8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if len(lines) > 1:
+        ax.legend()
+    return save_figure(figure, path)
+
+
+def heatmap_panels(
+    path: str | Path,
+    panels: dict[str, np.ndarray],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    colorbar_label: str = "",
+    value_range: tuple[float, float] | None = None,
+    diverging: bool = False,
+    tick_labels: tuple[Sequence[str], Sequence[str]] | None = None,
+) -> Path:
+    """Several same-shaped (rows, cols) heatmaps side by side, one shared colour scale, each
+    panel titled by its key and each cell annotated with its value when the grid is small.
+    tick_labels: (x labels, y labels); the column and row numbers by default."""
+    arrays = {name: np.asarray(v, dtype=np.float64) for name, v in panels.items()}
+    rows, cols = next(iter(arrays.values())).shape
+    n = len(arrays)
+    figure = new_figure(min(1.2 + n * (1.5 + 0.45 * cols), 30), min(2.2 + 0.4 * rows, 18))
+    axes = figure.subplots(1, n, squeeze=False)[0]
+    if diverging:
+        finite = np.concatenate([np.abs(a[np.isfinite(a)]) for a in arrays.values()])
+        limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        vmin, vmax, cmap = -limit, limit, "RdBu_r"
+    else:
+        vmin, vmax = value_range if value_range is not None else (None, None)
+        cmap = "viridis"
+    annotate = rows * cols <= 64
+    image = None
+    for ax, (name, values) in zip(axes, arrays.items(), strict=True):
+        image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        x_labels, y_labels = tick_labels or (
+            list(map(str, range(cols))),
+            list(map(str, range(rows))),
+        )
+        _label_axis(ax, "x", x_labels, cols)
+        _label_axis(ax, "y", y_labels, rows)
+        if annotate:
+            for r in range(rows):
+                for c in range(cols):
+                    if np.isfinite(values[r, c]):
+                        ax.text(
+                            c,
+                            r,
+                            f"{values[r, c]:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="white" if not diverging else "black",
+                        )
+    figure.suptitle(title)
+    figure.colorbar(image, ax=list(axes), label=colorbar_label)
     return save_figure(figure, path)

@@ -1,4 +1,6 @@
-"""`gptlab export`: write a gptlab model as a Hugging Face GPT-2 folder (config.json + model.safetensors)."""
+"""`gptlab export`: write a gptlab model as a Hugging Face GPT-2 folder (config.json +
+model.safetensors), or with --format transformer-lens as a TransformerLens HookedTransformer
+config + state dict (gptlab.model.transformer_lens)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,17 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="write into --out even if it is not empty"
     )
+    parser.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="hf",
+        help="hf: a GPT2LMHeadModel folder (default); transformer-lens: config.json holding "
+        "HookedTransformerConfig's arguments and model.safetensors in HookedTransformer's layout",
+    )
     parser.set_defaults(func=run)
+
+
+EXPORT_FORMATS = ("hf", "transformer-lens")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,9 +53,20 @@ def run(args: argparse.Namespace) -> int:
         raise GptlabError(f"--out {out} is not empty; choose another folder or pass --overwrite")
 
     from gptlab.checkpoints.load import load_model
-    from gptlab.model.hf import export_hf
 
     model, tokenizer = load_model(args.checkpoint, device="cpu")
+    if args.format == "transformer-lens":
+        from gptlab.model.transformer_lens import export_transformer_lens
+
+        export_transformer_lens(model, out)
+        print(
+            f"exported {model.num_parameters():,} parameters to {out} for TransformerLens: "
+            "HookedTransformer(HookedTransformerConfig(**json.load(open('config.json')))) then "
+            "load_state_dict(safetensors.torch.load_file('model.safetensors'), strict=False)"
+        )
+        return 0
+    from gptlab.model.hf import export_hf
+
     export_hf(model, out, tokenizer)
     print(
         f"exported {model.num_parameters():,} parameters to {out} "

@@ -7,6 +7,8 @@ A source spec is one of
     openwebtext                Skylion007/openwebtext
     hf:OWNER/NAME[:CONFIG]     any Hugging Face hub dataset (split "train", column --text-column)
     PATH | FOLDER | GLOB       local .txt/.jsonl/.json/.parquet/.csv files (see gptlab.data.files)
+    repeats:SPEC               SPEC's text with spans of it repeated (gptlab.data.repeats), the
+                               data of the `induction` preset
 
 Hub datasets are streamed with `datasets` (streaming=True): nothing is downloaded whole, and a
 budget (max_docs) stops the stream early. `stream_hub_dataset` is the one function that reads
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 
 from gptlab.data.cache import download, downloads_dir
 from gptlab.data.files import LocalFiles, TextStats, decode_utf8, looks_like_path
+from gptlab.data.repeats import PREFIX as REPEATS_PREFIX
+from gptlab.data.repeats import RepeatedSpans
 from gptlab.errors import GptlabError
 from gptlab.optional import import_optional
 
@@ -58,7 +62,8 @@ HUB_DATASETS = {
 }
 SOURCE_NAMES = (*DOWNLOADS, *HUB_DATASETS)
 SOURCE_FORMS = (
-    "hf:OWNER/NAME[:CONFIG], or local .txt/.jsonl/.json/.parquet/.csv files, a folder or a glob"
+    "hf:OWNER/NAME[:CONFIG], local .txt/.jsonl/.json/.parquet/.csv files, a folder or a glob, "
+    "or repeats:SPEC"
 )
 
 
@@ -200,6 +205,14 @@ def resolve_source(
     show_progress: bool = True,
 ):
     """The source object for a spec: `.documents()`, `.describe()`, `.stats`, `.single_text`."""
+    if spec.startswith(REPEATS_PREFIX):
+        inner = resolve_source(
+            spec.removeprefix(REPEATS_PREFIX),
+            text_column=text_column,
+            hf_config=hf_config,
+            show_progress=show_progress,
+        )
+        return RepeatedSpans(inner)
     if spec in DOWNLOADS:
         return DownloadedText(spec, show_progress=show_progress)
     if spec in HUB_DATASETS:

@@ -5,8 +5,9 @@ contribution changes:
 - zero: z_h = 0. The layer's attention output is then sum of the other heads + c_proj's bias;
   the bias belongs to no head and stays (so zeroing every head of a layer leaves exactly the
   bias, not nothing; see the tests).
-- mean: z_h = its mean over every batch and position of the data, i.e. the head still writes
-  its average output but carries no information about this input.
+- mean: z_h = its mean over every scored position of the data (targets of IGNORE_INDEX, i.e.
+  padding, count for neither the mean output nor the loss), i.e. the head still writes its
+  average output but carries no information about this input.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gptlab.data.folder import check_same_tokenizer
 from gptlab.data.loader import TokenLoader
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
+from gptlab.model.batching import IGNORE_INDEX
 from gptlab.plotting import heatmap
 from gptlab.tables import format_table, ranked_cells
 
@@ -93,7 +95,7 @@ class HeadAblation:
     mode: str
     clean_loss: float
     ablated_loss: torch.Tensor  # (n_layer, n_head) mean loss with that one head ablated
-    n_tokens: int
+    n_tokens: int  # counted (scored) target positions
 
     @property
     def loss_increase(self) -> torch.Tensor:
@@ -172,14 +174,23 @@ def head_ablation(
         raise GptlabError("head ablation needs at least one batch of tokens")
 
     # A clean pass over the data: the baseline loss, and each head's mean output for "mean".
+    # Both count only scored positions (target != IGNORE_INDEX): padding is not data.
     clean_sum, n_tokens = 0.0, 0
     z_sums = None
     for x, y in batches:
         logits, cache = model.run_with_cache(x, names=["blocks.*.attn.hook_z"])
         clean_sum += token_loss_sum(logits, y)
-        n_tokens += y.numel()
-        z = torch.stack([cache[z_hook_name(i)].double().sum(dim=(0, 1)) for i in range(n_layer)])
+        counted = (y != IGNORE_INDEX).to(torch.float64)  # (B, T)
+        n_tokens += int(counted.sum())
+        z = torch.stack(
+            [
+                torch.einsum("bthd,bt->hd", cache[z_hook_name(i)].double(), counted)
+                for i in range(n_layer)
+            ]
+        )
         z_sums = z if z_sums is None else z_sums + z  # (n_layer, n_head, head_dim)
+    if n_tokens == 0:
+        raise GptlabError("head ablation got batches whose every target is ignored (-100)")
     z_means = (z_sums / n_tokens).float()
 
     ablated_sum = torch.zeros(n_layer, n_head, dtype=torch.float64)
@@ -206,10 +217,14 @@ def head_ablation(
 
 
 def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Summed next-token cross-entropy (summed, so batches of any size average correctly)."""
+    """Summed next-token cross-entropy over the counted targets (IGNORE_INDEX ones add nothing;
+    summed, so batches of any size and padding average correctly over counted tokens)."""
     return float(
         torch.nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+            logits.float().reshape(-1, logits.shape[-1]),
+            targets.reshape(-1),
+            reduction="sum",
+            ignore_index=IGNORE_INDEX,
         )
     )
 

@@ -72,13 +72,17 @@ def rank_answer(model, tokenizer: Tokenizer, prompt: str, answer: str, k: int = 
     )
 
 
+# Ranks count from 1 (the top choice is rank 1); TransformerLens' test_prompt counts from 0.
+RANK_HEADER = "rank (1 = top)"
+
+
 def prompt_test_tables(result: PromptTest) -> str:
     answer = format_table(
-        ["token", "id", "rank", "prob", "logit"],
+        ["token", "id", RANK_HEADER, "prob", "logit"],
         [[quoted(s.token), s.token_id, s.rank, s.prob, s.logit] for s in result.answer],
     )
     top = format_table(
-        ["rank", "token", "id", "prob", "logit"],
+        [RANK_HEADER, "token", "id", "prob", "logit"],
         [[s.rank, quoted(s.token), s.token_id, s.prob, s.logit] for s in result.top],
     )
     return (

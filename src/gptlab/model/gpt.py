@@ -26,7 +26,15 @@ import torch.nn.functional as F
 from gptlab.errors import GptlabError
 from gptlab.model.batching import IGNORE_INDEX
 from gptlab.model.config import ModelConfig
-from gptlab.model.hooks import HookFn, HookPoint, attached, name_hook_points, select_hook_points
+from gptlab.model.hooks import (
+    BackwardHookFn,
+    HookFn,
+    HookPoint,
+    attached,
+    gradient_taps,
+    name_hook_points,
+    select_hook_points,
+)
 from gptlab.model.kv_cache import KVCache
 from gptlab.model.mlp import MLP
 from gptlab.model.norms import RMSNorm, make_norm
@@ -266,6 +274,39 @@ class GPT(nn.Module):
         replacement tensor, or None to only read.
         """
         return attached(self.hook_points, fns)
+
+    def backward_hooks(self, fns: dict[str, BackwardHookFn]):
+        """Context manager: `with model.backward_hooks({"blocks.0.hook_resid_post": fn}):` then
+        a forward pass and .backward() on anything computed from it calls fn(grad, name) with the
+        gradient at that hook point (fn may return a replacement gradient, or None to only read).
+        Works on frozen models too: see gptlab.model.hooks.gradient_taps."""
+        return attached(self.hook_points, gradient_taps(fns, self.hook_points))
+
+    def run_with_grads(
+        self,
+        idx: torch.Tensor,
+        metric,
+        names: list[str],
+        **forward_kwargs,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(metric value, {name: activation}, {name: d metric / d activation}) for the chosen hook
+        points, where metric(logits) returns a scalar tensor (e.g. a mean logit difference)."""
+        points = select_hook_points(self.hook_points, names)
+        cache: dict[str, torch.Tensor] = {}
+        grads: dict[str, torch.Tensor] = {}
+
+        def save(x: torch.Tensor, name: str) -> None:
+            cache[name] = x.detach()
+
+        def save_grad(grad: torch.Tensor, name: str) -> None:
+            grads[name] = grad.detach()
+
+        with torch.enable_grad(), self.hooks({p.name: save for p in points}):
+            with self.backward_hooks({p.name: save_grad for p in points}):
+                logits, _ = self(idx, **forward_kwargs)
+                value = metric(logits)
+                value.backward()
+        return value.detach(), cache, grads
 
     def run_with_cache(
         self, idx: torch.Tensor, names: list[str] | None = None, **forward_kwargs

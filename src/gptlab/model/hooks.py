@@ -20,6 +20,9 @@ from gptlab.errors import GptlabError
 
 # fn(activation, hook_name) -> a replacement tensor, or None to leave the activation unchanged.
 HookFn = Callable[[torch.Tensor, str], torch.Tensor | None]
+# fn(gradient, hook_name) -> a replacement gradient, or None: called during backward() with the
+# gradient of whatever is being differentiated with respect to the activation at that point.
+BackwardHookFn = Callable[[torch.Tensor, str], torch.Tensor | None]
 
 
 class HookPoint:
@@ -83,3 +86,26 @@ def attached(points: dict[str, HookPoint], fns: dict[str, HookFn]) -> Iterator[N
     finally:
         for point, fn in added:
             point.fns.remove(fn)
+
+
+def gradient_taps(
+    fns: dict[str, BackwardHookFn], points: dict[str, HookPoint]
+) -> dict[str, HookFn]:
+    """Forward hook functions that make backward() call fns[pattern](grad, name) at each point.
+
+    Each tapped activation x is passed on as x + 0 where the 0 is a fresh leaf that requires
+    grad, so the point is part of the autograd graph even in a model whose parameters are frozen
+    (as the inspect tools keep them), and the gradient reaching it is exactly d(out)/d(x) with
+    everything downstream of x, the other tapped points included, left in the graph.
+    """
+    taps: dict[str, HookFn] = {}
+    for pattern, fn in fns.items():
+        for point in select_hook_points(points, [pattern]):
+
+            def tap(x: torch.Tensor, name: str, fn=fn) -> torch.Tensor:
+                x = x + torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
+                x.register_hook(lambda grad: fn(grad, name))
+                return x
+
+            taps[point.name] = tap
+    return taps

@@ -108,6 +108,10 @@ class TrainConfig:
     eval_hellaswag_every: int = 0
     eval_hellaswag_limit: int = 1000  # items per evaluation
     eval_hellaswag_data: str | None = None  # a jsonl file; none: the official set (downloaded)
+    # The induction bump: loss on random tokens repeated twice, first copy vs the repeat (logged
+    # as induction_first_loss / induction_repeated_loss; interp/induction.py); 0: off.
+    eval_induction_every: int = 0
+    eval_induction_length: int = 32  # random tokens per copy; 2 copies must fit in block_size
     sample_every: int = 0  # 0: a sample only at the end
     sample_tokens: int = 300
     sample_prompt: str = "\n"
@@ -139,6 +143,7 @@ class TrainConfig:
             "log_every",
             "keep_last",
             "eval_hellaswag_limit",
+            "eval_induction_length",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -147,6 +152,7 @@ class TrainConfig:
             "warmup_steps",
             "eval_every",
             "eval_hellaswag_every",
+            "eval_induction_every",
             "sample_every",
             "checkpoint_every",
         ):
@@ -202,6 +208,12 @@ class RunConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        length, longest = self.train.eval_induction_length, self.model.block_size // 2
+        if self.train.eval_induction_every and not 2 <= length <= longest:
+            raise GptlabError(
+                f"train.eval_induction_length must be 2 to {longest} (two copies must fit "
+                f"model.block_size={self.model.block_size}), got {length}"
+            )
         self.accumulation_steps(processes=1)
         return self
 

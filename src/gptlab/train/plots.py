@@ -1,4 +1,5 @@
-"""Loss curves as PNG: train and val loss against tokens seen, for one run or several overlaid."""
+"""Loss curves as PNG: train and val loss against tokens seen, for one run or several overlaid,
+and, when the run logged them (train.eval_induction_every), the repeated-random-token losses."""
 
 from __future__ import annotations
 
@@ -54,6 +55,22 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | N
         if val:
             tokens, losses = zip(*val, strict=True)
             axes.plot(tokens, losses, color=color, marker="o", linewidth=2, label=f"{label} val")
+        # train.eval_induction_every: the induction bump, first copy vs the repeat
+        for key, style, what in (
+            ("induction_first_loss", ":", "random tokens, 1st copy"),
+            ("induction_repeated_loss", "--", "random tokens, repeat"),
+        ):
+            points = [(r["tokens"], r[key]) for r in records if isinstance(r.get(key), float | int)]
+            if points:
+                tokens, losses = zip(*points, strict=True)
+                axes.plot(
+                    tokens,
+                    losses,
+                    color=color,
+                    linestyle=style,
+                    marker=".",
+                    label=f"{label} {what}",
+                )
     axes.set_xlabel("tokens seen")
     axes.set_ylabel("loss (nats per token)")
     axes.grid(alpha=0.3)

@@ -51,6 +51,7 @@ from gptlab.train.distributed import (
     wrap_model,
 )
 from gptlab.train.flops import device_peak_flops, flops_per_token, mfu
+from gptlab.train.induction_eval import induction_evals
 from gptlab.train.metrics import (
     MetricsLogger,
     ProgressLine,
@@ -130,16 +131,17 @@ def train(
 
 
 def configured_extra_evals(config: RunConfig) -> list[PeriodicEval]:
-    """The periodic evaluations a run config asks for besides the loss (HellaSwag for now)."""
+    """The periodic evaluations a run config asks for besides the loss (HellaSwag, induction)."""
+    evals = induction_evals(config)
     every = config.train.eval_hellaswag_every
     if not every:
-        return []
+        return evals
 
     # Items are read now, so a missing or malformed file fails before any training.
     run = hellaswag_training_eval(
         config.train.eval_hellaswag_data, limit=config.train.eval_hellaswag_limit
     )
-    return [PeriodicEval(every=every, run=run)]
+    return [PeriodicEval(every=every, run=run), *evals]
 
 
 def accumulate_gradients(model, next_batch, steps: int, autocast, scaler) -> torch.Tensor:
@@ -331,10 +333,13 @@ class Trainer:
                 improved = False
                 if evaluated:
                     improved = self.evaluate(record, final=finished)
+                extra_ran = False
                 for extra in self.extra_evals:
                     if finished or self.step % extra.every == 0:
                         record |= self.run_extra_eval(extra)
-                if evaluated or self.step % cfg.log_every == 0:
+                        extra_ran = True
+                # An extra eval's numbers are always logged, whatever log_every says.
+                if evaluated or extra_ran or self.step % cfg.log_every == 0:
                     self.log(record)
                 progress.update(self.step, self.train_seconds, record)
                 if evaluated and context.is_main:

@@ -1,0 +1,93 @@
+"""What every `gptlab inspect` tool shares: the output folder, JSON and file reports, the model and
+prompt from the arguments, and the common options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gptlab.cli.common import load_model_from_args
+from gptlab.errors import GptlabError
+
+DEFAULT_OUT_ROOT = Path("inspect_out")
+
+
+def refusing_a_file_as_out(run):
+    """`run`, preceded by the check of --out: a tool writes several files into a folder, and an
+    existing file there must stop it before any work, not after."""
+
+    def checked(args: argparse.Namespace) -> int:
+        if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+            raise GptlabError(f"--out {args.out} is a file; give a folder for the tool's files")
+        return run(args)
+
+    return checked
+
+
+def out_dir(args: argparse.Namespace) -> Path:
+    directory = Path(args.out) if args.out else DEFAULT_OUT_ROOT / args.tool
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def write_json(path: Path, data: dict) -> Path:
+    from gptlab.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
+    return path
+
+
+def report_files(paths: list[Path]) -> None:
+    print("\nwrote:")
+    for path in paths:
+        print(f"  {path}")
+
+
+def load(args: argparse.Namespace, min_tokens: int = 1):
+    """(model, tokenizer, idx (1, T), token labels) for --prompt."""
+    from gptlab.interp.tokens import encode_prompt, token_labels
+
+    model, tokenizer = load_model_from_args(args)
+    idx = encode_prompt(model, tokenizer, args.prompt, min_tokens=min_tokens)
+    return model, tokenizer, idx, token_labels(tokenizer, idx[0].tolist())
+
+
+def add_prompt(
+    parser: argparse.ArgumentParser, help_text: str = "the text to run through the model"
+) -> None:
+    parser.add_argument("--prompt", required=True, metavar="TEXT", help=help_text)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse reports anything else as a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_top_k(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=default,
+        metavar="K",
+        help=f"how many to list (default {default})",
+    )
+
+
+def json_safe(value):
+    """NaN and infinities as null: JSON has no NaN (json.dumps would write invalid JSON)."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    return value
