@@ -42,6 +42,8 @@ def test_every_compute_verb_takes_threads():
         ["classify", "--checkpoint", "d", "--text", "a"],
         ["chat", "--checkpoint", "d"],
         ["experiment", "--vary", "train.lr=1,2"],
+        ["explore", "d"],
+        ["inspect", "heads", "--preset", "gpt2"],
     ):
         assert parser.parse_args([*argv, "--threads", "2"]).threads == "2", argv
 

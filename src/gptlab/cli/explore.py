@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from gptlab.cli.common import add_threads_arg
+
 EXAMPLES = """examples:
   gptlab explore runs/my-run                 # serves http://127.0.0.1:8000
   gptlab explore --hf hf-gpt2/ --port 8100
@@ -43,6 +45,7 @@ def register(subparsers) -> None:
         help="write one self-contained HTML page for --prompt instead of serving",
     )
     parser.add_argument("--prompt", help="the prompt the exported page shows (with --export)")
+    add_threads_arg(parser)
     parser.set_defaults(func=run)
 
 
