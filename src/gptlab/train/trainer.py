@@ -312,36 +312,7 @@ class Trainer:
                     "raise train.max_steps or train.max_seconds to go on"
                 )
             while not finished:
-                record = self.train_step()
-                finished = self.budget_spent()
-                if not math.isfinite(record["train_loss"]):
-                    self.log(record)
-                    raise GptlabError(
-                        self.diverged_message(f"the training loss became {record['train_loss']}")
-                    )
-                evaluated = finished or (cfg.eval_every and self.step % cfg.eval_every == 0)
-                improved = False
-                if evaluated:
-                    improved = self.evaluate(record, final=finished)
-                for extra in self.extra_evals:
-                    if finished or self.step % extra.every == 0:
-                        record |= self.run_extra_eval(extra)
-                if evaluated or self.step % cfg.log_every == 0:
-                    self.log(record)
-                progress.update(self.step, self.train_seconds, record)
-                if evaluated and context.is_main:
-                    self.plot()
-                # The checkpoint first: nothing optional (a sample) can then cost the run.
-                if (
-                    finished
-                    or improved
-                    or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
-                ):
-                    self.save_checkpoint(record)
-                if finished or (cfg.sample_every and self.step % cfg.sample_every == 0):
-                    self.sample(show=finished)
-                if self.on_step is not None and context.is_main:
-                    self.on_step(record)
+                finished = self.advance(progress)
         finally:
             progress.close()
             if self.logger is not None:
@@ -363,6 +334,45 @@ class Trainer:
         if context.is_main:
             print(describe_result(result))
         return result
+
+    def advance(self, progress: ProgressLine) -> bool:
+        """One optimizer step and what follows it (logs, evals, checkpoints, samples, on_step).
+
+        Returns True once the budget is spent. benchmarks/bench_train_step.py times this call, so
+        what it measures is the loop's whole per-step cost, not the bare forward and backward.
+        """
+        cfg, context = self.cfg, self.context
+        record = self.train_step()
+        finished = self.budget_spent()
+        if not math.isfinite(record["train_loss"]):
+            self.log(record)
+            raise GptlabError(
+                self.diverged_message(f"the training loss became {record['train_loss']}")
+            )
+        evaluated = finished or (cfg.eval_every and self.step % cfg.eval_every == 0)
+        improved = False
+        if evaluated:
+            improved = self.evaluate(record, final=finished)
+        for extra in self.extra_evals:
+            if finished or self.step % extra.every == 0:
+                record |= self.run_extra_eval(extra)
+        if evaluated or self.step % cfg.log_every == 0:
+            self.log(record)
+        progress.update(self.step, self.train_seconds, record)
+        if evaluated and context.is_main:
+            self.plot()
+        # The checkpoint first: nothing optional (a sample) can then cost the run.
+        if (
+            finished
+            or improved
+            or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
+        ):
+            self.save_checkpoint(record)
+        if finished or (cfg.sample_every and self.step % cfg.sample_every == 0):
+            self.sample(show=finished)
+        if self.on_step is not None and context.is_main:
+            self.on_step(record)
+        return finished
 
     def budget_spent(self) -> bool:
         cfg = self.cfg
@@ -389,7 +399,8 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
 
-        local_loss = mean_loss_tensor.item()  # waits for the GPU to finish
+        # One device-to-host copy for both numbers: each .item() is a sync that stalls the GPU's queue.
+        local_loss, grad_norm = torch.stack([mean_loss_tensor, grad_norm.float()]).tolist()
         # Averaged over ranks, so every rank logs, schedules and stops on the same numbers.
         train_loss, step_seconds = mean_across_ranks(
             [local_loss, time.perf_counter() - step_started], self.context, self.device
@@ -405,7 +416,7 @@ class Trainer:
             "elapsed_s": round(self.train_seconds, 4),
             "lr": lr,
             "train_loss": train_loss,
-            "grad_norm": grad_norm.item(),
+            "grad_norm": grad_norm,
             "tokens_per_s": tokens_per_s,
         }
         utilisation = mfu(
