@@ -7,11 +7,8 @@
 gptlab's side is the real loop: `Trainer.advance`, one call per optimizer step, which draws the
 micro-batches from the TokenLoader, runs forward and backward, clips the global grad norm, steps
 AdamW, reads the loss and writes the metrics.jsonl line, exactly as `gptlab train` does (no
-evals, samples or checkpoints in between). The reference is the plain PyTorch step of a
-well-known implementation: GPT2LMHeadModel of the same shape (tied head over the unpadded
-vocabulary, SDPA attention, the same dropout), torch.optim.AdamW (fused where torch has it) over
-the same two weight-decay groups, clip_grad_norm_, the loss read once per step; it draws the very
-same batches from its own TokenLoader on the same prepared data.
+evals, samples or checkpoints in between). The reference (train_step_sides.py) is GPT2LMHeadModel of
+the same shape with torch's fused AdamW, on the very same batches.
 
 Both live in one process with the same thread count. Rounds alternate which goes first (ABBA),
 so drift in the machine's speed and other jobs' load hit both sides alike; the first steps of
@@ -29,16 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from train_step_sides import GptlabTraining, ReferenceTraining
 
-from gptlab.data.loader import TokenLoader
 from gptlab.errors import GptlabError
-from gptlab.optional import import_optional
 from gptlab.train.config import build_run_config
-from gptlab.train.distributed import DistributedContext
-from gptlab.train.metrics import ProgressLine
-from gptlab.train.optim import parameter_groups
-from gptlab.train.trainer import Trainer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -89,87 +80,6 @@ COMMON = (
 )
 
 
-class GptlabSide:
-    """gptlab's trainer, set up in a scratch run folder; `step()` is one `Trainer.advance`."""
-
-    def __init__(self, shape: Shape, threads: int, run_dir: Path):
-        overrides = [*shape.overrides, *COMMON, f"train.threads={threads}"]
-        config = build_run_config(shape.preset, overrides=overrides)
-        self.trainer = Trainer(
-            config,
-            run_dir,
-            DistributedContext(),
-            "cpu",
-            extra_evals=(),
-            on_step=None,
-            show_progress=False,
-        )
-        self.trainer.setup(resume=False, overwrite=False)
-        cfg = self.trainer.cfg
-        self.progress = ProgressLine(
-            total_steps=cfg.max_steps, total_seconds=None, start_step=0, enabled=False
-        )
-
-    def step(self) -> None:
-        self.trainer.advance(self.progress)
-
-    def close(self) -> None:
-        self.trainer.logger.close()
-        self.trainer.run_lock.close()
-
-
-class ReferenceSide:
-    """GPT2LMHeadModel + torch AdamW, on the same batches as gptlab's trainer (module docstring)."""
-
-    def __init__(self, trainer: Trainer):
-        transformers = import_optional("transformers", "hf")
-        model_cfg, cfg = trainer.config.model, trainer.cfg
-        hf_config = transformers.GPT2Config(
-            vocab_size=model_cfg.vocab_size,
-            n_positions=model_cfg.block_size,
-            n_embd=model_cfg.n_embd,
-            n_layer=model_cfg.n_layer,
-            n_head=model_cfg.n_head,
-            resid_pdrop=model_cfg.dropout,
-            embd_pdrop=model_cfg.dropout,
-            attn_pdrop=model_cfg.dropout,
-            layer_norm_epsilon=model_cfg.layer_norm_eps,
-            attn_implementation="sdpa",
-            bos_token_id=model_cfg.vocab_size - 1,  # GPT-2's 50256 lies outside a char vocabulary
-            eos_token_id=model_cfg.vocab_size - 1,
-        )
-        torch.manual_seed(cfg.seed)
-        self.model = transformers.GPT2LMHeadModel(hf_config)
-        self.model.train()
-        self.optimizer = torch.optim.AdamW(
-            parameter_groups(self.model, cfg.weight_decay),
-            lr=cfg.lr,
-            betas=(cfg.beta1, cfg.beta2),
-            fused=True,  # torch 2.13 has the fused kernel on CPU as well as CUDA
-        )
-        self.grad_clip = cfg.grad_clip
-        self.loader = TokenLoader(
-            trainer.data.folder,
-            "train",
-            cfg.micro_batch_size,
-            model_cfg.block_size,
-            mode=trainer.config.data.loader_mode,
-            seed=cfg.seed,
-        )
-        self.accumulation_steps = trainer.accumulation_steps
-
-    def step(self) -> float:
-        for _ in range(self.accumulation_steps):
-            x, y = self.loader.next_batch()
-            logits = self.model(input_ids=x).logits
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
-            (loss / self.accumulation_steps).backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.item()  # any training script reads its loss once a step, to log it
-
-
 def timed_steps(step, count: int) -> list[float]:
     times = []
     for _ in range(count):
@@ -184,9 +94,11 @@ def bench_shape(
 ) -> dict:
     shape = SHAPES[name]
     with tempfile.TemporaryDirectory(prefix="bench-train-step-") as scratch:
-        ours = GptlabSide(shape, threads, Path(scratch) / "run")
+        overrides = [*shape.overrides, *COMMON, f"train.threads={threads}"]
+        config = build_run_config(shape.preset, overrides=overrides)
+        ours = GptlabTraining(config, Path(scratch) / "run")
         try:
-            reference = ReferenceSide(ours.trainer)
+            reference = ReferenceTraining.like(ours.trainer)
             sides = {"gptlab": ours.step, "reference": reference.step}
             for step in sides.values():
                 timed_steps(step, warmup)

@@ -42,6 +42,7 @@ DEFAULT_PRESET = "shakespeare-char"
 SECTIONS = ("model", "data", "train")
 LOADER_MODES = ("random", "sequential")
 OPTIMIZERS = ("adamw", "muon")
+DISTRIBUTED = ("ddp", "fsdp")  # train.distributed: gptlab/train/distributed.py has both
 
 
 @dataclass
@@ -115,6 +116,9 @@ class TrainConfig:
     dtype: str = "auto"
     compile: bool = False  # torch.compile the model
     threads: int | None = None  # CPU threads for torch (none: torch's default)
+    # Under torchrun with several processes: "ddp" keeps a full model per process, "fsdp" shards
+    # parameters, gradients and optimizer state (train/distributed.py). One process: no effect.
+    distributed: str = "ddp"
     tensorboard: bool = False
     wandb: bool = False
     wandb_project: str = "gptlab"
@@ -156,6 +160,15 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise GptlabError(
                 f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.distributed not in DISTRIBUTED:
+            raise GptlabError(
+                f"train.distributed must be one of {', '.join(DISTRIBUTED)}, got {self.distributed!r}"
+            )
+        if self.distributed == "fsdp" and self.optimizer == "muon":
+            raise GptlabError(
+                "train.optimizer=muon orthogonalises whole matrices, which FSDP shards across "
+                "processes; use train.optimizer=adamw with train.distributed=fsdp"
             )
         if not (self.muon_lr > 0 and 0 <= self.muon_momentum < 1):
             raise GptlabError("need train.muon_lr > 0 and 0 <= train.muon_momentum < 1")
