@@ -34,6 +34,24 @@ def run(prepared, out, *overrides) -> list[float]:
     return losses(out)
 
 
+class Interrupted(Exception):
+    pass
+
+
+def run_interrupted_and_resumed(prepared, out, stop_after: int, *overrides) -> list[float]:
+    """The same run stopped after step `stop_after` (its checkpoint written), then resumed."""
+    config = tiny_config(prepared, *CUDA, *overrides)
+
+    def stop(record):
+        if record["step"] == stop_after:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(config, out, on_step=stop, show_progress=False)
+    train(config, out, resume=True, show_progress=False)
+    return losses(out)
+
+
 def test_bf16_autocast_losses_track_fp32_over_50_steps(prepared_shakespeare, tmp_path):
     fp32 = run(prepared_shakespeare, tmp_path / "fp32", "train.dtype=fp32", "train.max_steps=50")
     bf16 = run(prepared_shakespeare, tmp_path / "bf16", "train.dtype=bf16", "train.max_steps=50")
@@ -51,13 +69,14 @@ def test_fp16_with_grad_scaler_trains_and_its_scale_survives_resume(prepared_sha
     assert all(torch.isfinite(torch.tensor(whole)))
     assert whole[-1] < whole[0]
     halves = tmp_path / "halves"
-    run(prepared_shakespeare, halves, *fp16, "train.max_steps=10")
-    saved_scale = ckpt.load_training_state(ckpt.latest_checkpoint(halves))["scaler"]["scale"]
-    assert saved_scale > 0  # the scaler was active (a disabled one saves an empty state)
-    config = tiny_config(prepared_shakespeare, *CUDA, *fp16, "train.max_steps=20")
-    train(config, halves, resume=True, show_progress=False)
+    resumed = run_interrupted_and_resumed(
+        prepared_shakespeare, halves, 10, *fp16, "train.max_steps=20"
+    )
+    saved = ckpt.load_training_state(halves / ckpt.CHECKPOINTS_DIR / ckpt.checkpoint_name(10))
+    saved = saved["scaler"]
+    assert saved["scale"] > 0  # the scaler was active (a disabled one saves an empty state)
     # The resumed run continues from the saved scale: the same losses and the same final scale.
-    assert losses(halves) == pytest.approx(whole, abs=1e-3)
+    assert resumed == pytest.approx(whole, abs=1e-3)
     final = {
         name: ckpt.load_training_state(ckpt.latest_checkpoint(folder))["scaler"]
         for name, folder in (("whole", tmp_path / "whole"), ("halves", halves))
@@ -125,12 +144,11 @@ def test_pinned_non_blocking_batches_equal_the_cpu_batches(prepared_shakespeare)
 def test_resume_on_cuda_continues_the_loss_curve(prepared_shakespeare, tmp_path):
     settings = ["train.dtype=fp32", "train.checkpoint_every=6", "model.dropout=0.1"]
     whole = run(prepared_shakespeare, tmp_path / "whole", *settings, "train.max_steps=12")
-    halves = tmp_path / "halves"
-    run(prepared_shakespeare, halves, *settings, "train.max_steps=6")
-    config = tiny_config(prepared_shakespeare, *CUDA, *settings, "train.max_steps=12")
-    train(config, halves, resume=True, show_progress=False)
+    resumed = run_interrupted_and_resumed(
+        prepared_shakespeare, tmp_path / "halves", 6, *settings, "train.max_steps=12"
+    )
     # Dropout's CUDA generator, AdamW's moments and the loader are restored: the same curve.
-    assert losses(halves) == pytest.approx(whole, abs=1e-4)
+    assert resumed == pytest.approx(whole, abs=1e-4)
 
 
 def test_out_of_memory_is_one_line(prepared_shakespeare, tmp_path, capsys):
