@@ -125,13 +125,22 @@ def section(title: str, started: float, body: list[str]) -> list[str]:
 
 
 def run_cuda_tests() -> list[str]:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"]
+    # -rs lists each skip's reason; the project's addopts already make pytest quiet (-q).
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_cuda.py",
+    ]
     process = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     output = process.stdout.strip().splitlines()
     summary = output[-1] if output else process.stderr.strip()[-500:]
     failures = [line for line in output if line.startswith(("FAILED", "ERROR"))]
-    status = "passed" if process.returncode == 0 else f"FAILED (exit {process.returncode})"
-    return [f"`pytest -q tests/test_cuda.py`: {status}: {summary}", *[f"- {f}" for f in failures]]
+    status = "" if process.returncode == 0 else f" **FAILED** (exit {process.returncode})"
+    return [f"`pytest tests/test_cuda.py`: {summary}{status}", *[f"- {f}" for f in failures]]
 
 
 def training_overrides(args, steps: int, warmup: int) -> list[str]:
