@@ -669,3 +669,14 @@ def test_fsdp_on_two_processes_matches_ddp_resumes_and_saves_a_one_process_check
         fsdp_model.state_dict().items(), ddp_model.state_dict().items(), strict=True
     ):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_a_resume_with_another_distributed_strategy_is_refused():
+    from gptlab.train.resume import check_resumable
+
+    state = {"world_size": 2, "optimizer": {"state": {}, "param_groups": []}, "distributed": "fsdp"}
+    with pytest.raises(GptlabError, match="resume with train.distributed=fsdp"):
+        check_resumable(state, "ckpt", world_size=2, optimizer="adamw", distributed="ddp")
+    # Checkpoints written before train.distributed existed came from DDP.
+    del state["distributed"]
+    check_resumable(state, "ckpt", world_size=2, optimizer="adamw", distributed="ddp")
