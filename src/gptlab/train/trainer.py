@@ -229,7 +229,10 @@ class Trainer:
         # The data decides the vocabulary (a character vocabulary is whatever the corpus holds).
         self.config.model.vocab_size = self.data.tokenizer.vocab_size
         self.config.model.validate()
-        require_model_fits(self.config.model, self.device, training=True)
+        # FSDP builds the whole model on each device before sharding it, so the full weights
+        # must fit there; its gradients and optimizer state are split over the processes.
+        self.sharded = context.enabled and cfg.distributed == "fsdp"
+        require_model_fits(self.config.model, self.device, training=not self.sharded)
         check_sample_settings(cfg, self.data.tokenizer)
 
         if context.is_main:
@@ -257,7 +260,6 @@ class Trainer:
         seed_everything(cfg.seed + context.rank)
         # FSDP shards the model in place; the weights of a resumed run go in first (every rank
         # reads the full file), and the optimizer comes after, over the shards.
-        self.sharded = context.enabled and cfg.distributed == "fsdp"
         self.unsharded_model: GPT | None = None  # rank 0's unsharded copy, for saving (FSDP)
         resume_state = self.load_weights(resume_from) if resume_from is not None else None
         if self.sharded:
