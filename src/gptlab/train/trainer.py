@@ -4,7 +4,7 @@ One optimizer step:
 
     lr from the schedule (warmup, then cosine to min_lr over the budget)
     accumulation_steps x: next micro-batch -> forward under autocast -> (loss / accumulation).backward()
-                          (DDP averages gradients across processes on the last micro-step only)
+                          (DDP or FSDP average gradients across processes on the last micro-step only)
     unscale (float16 only) -> clip the global grad norm -> AdamW step -> zero the gradients
 
 and around it: evaluation on fixed windows of both splits, samples, checkpoints (the newest few
