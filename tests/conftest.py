@@ -41,3 +41,17 @@ def tiny_config():
     from gptlab.model.config import ModelConfig
 
     return ModelConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32)
+
+
+@pytest.fixture(scope="module")
+def prepared_shakespeare(tmp_path_factory, shared_data):
+    """The first 60,000 characters of TinyShakespeare, prepared char-level (90/10 split)."""
+    from gptlab.data.prepare import prepare_dataset
+
+    source = shared_data / "tinyshakespeare" / "input.txt"
+    folder = tmp_path_factory.mktemp("shakespeare")
+    text_file = folder / "shakespeare_head.txt"
+    text_file.write_text(source.read_text(encoding="utf-8")[:60_000], encoding="utf-8")
+    return prepare_dataset(
+        str(text_file), tokenizer="char", out=folder / "prepared", show_progress=False
+    )

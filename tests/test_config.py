@@ -73,11 +73,17 @@ def test_overrides_are_parsed_by_the_declared_type():
         ("train.lr", "section.key=value"),
         ("model.n_head=5", "divisible"),  # cross-field validation after all layers
         ("train.max_steps=0", "train.max_steps must be >= 1"),
+        ("train.distributed=zero3", "train.distributed must be one of ddp, fsdp"),
     ],
 )
 def test_bad_overrides_fail_with_a_useful_message(override, message):
     with pytest.raises(GptlabError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_run_config(overrides=[override])
+
+
+def test_muon_with_fsdp_is_refused_before_anything_runs():
+    with pytest.raises(GptlabError, match="use train.optimizer=adamw with train.distributed=fsdp"):
+        build_run_config(preset="speedrun", overrides=["train.distributed=fsdp"])
 
 
 def test_unsetting_both_budgets_is_refused():

@@ -206,3 +206,41 @@ def test_sequence_longer_than_block_size_is_refused(tiny_config):
     model(torch.zeros(1, B, dtype=torch.long), kv_cache=cache)
     with pytest.raises(GptlabError, match="block_size"):
         model(torch.zeros(1, 1, dtype=torch.long), kv_cache=cache)
+
+
+def test_padded_vocab_loss_and_gradients_equal_the_unpadded_model(tiny_config, idx):
+    """Training scores the padded logits with -inf padding columns (GPT.forward): the loss and
+    every gradient must be the unpadded model's, and the padding rows must get no gradient."""
+    V = tiny_config.vocab_size
+    plain = build(tiny_config).train()
+    padded = GPT(tiny_config.replace(pad_vocab_multiple=64)).train()
+    state = plain.state_dict()
+    state["wte.weight"] = torch.cat([state["wte.weight"], torch.randn(128 - V, tiny_config.n_embd)])
+    state["lm_head.weight"] = state["wte.weight"]
+    padded.load_state_dict(state)
+    assert padded.loss_over_padded_vocab()
+    targets = torch.roll(idx, -1, dims=1)
+    targets[1, :4] = -100
+    logits, loss = padded(idx, targets)
+    plain_logits, plain_loss = plain(idx, targets)
+    assert logits.shape == (*idx.shape, V)
+    assert_close(logits, plain_logits)
+    assert_close(loss, plain_loss)
+    loss.backward()
+    plain_loss.backward()
+    grads = dict(padded.named_parameters())
+    for name, param in plain.named_parameters():
+        grad = grads[name].grad
+        if name == "wte.weight":
+            assert torch.equal(grad[V:], torch.zeros_like(grad[V:]))
+            grad = grad[:V]
+        assert_close(grad, param.grad)
+
+
+def test_a_logits_hook_still_sees_the_logits_the_loss_scores(tiny_config, idx):
+    padded = build(tiny_config.replace(pad_vocab_multiple=64))
+    targets = torch.roll(idx, -1, dims=1)
+    with padded.hooks({"hook_logits": lambda logits, name: torch.zeros_like(logits)}):
+        assert not padded.loss_over_padded_vocab()
+        _, loss = padded(idx, targets)
+    assert loss.item() == pytest.approx(math.log(tiny_config.vocab_size), abs=1e-5)

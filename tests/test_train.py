@@ -34,20 +34,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def prepared_shakespeare(tmp_path_factory, shared_data):
-    """The first 60,000 characters of TinyShakespeare, prepared char-level (90/10 split)."""
-    from gptlab.data.prepare import prepare_dataset
-
-    source = shared_data / "tinyshakespeare" / "input.txt"
-    folder = tmp_path_factory.mktemp("shakespeare")
-    text_file = folder / "shakespeare_head.txt"
-    text_file.write_text(source.read_text(encoding="utf-8")[:60_000], encoding="utf-8")
-    return prepare_dataset(
-        str(text_file), tokenizer="char", out=folder / "prepared", show_progress=False
-    )
-
-
 def tiny_config(prepared, *overrides, validate=True):
     return build_run_config(
         overrides=[*TINY, f"data.prepared_dir={prepared}", *overrides], validate=validate
@@ -658,3 +644,68 @@ def test_a_long_run_rehashes_its_shards_and_stops_on_an_edited_one(
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert main([*argv, "train.max_steps=2", "data.verify_shards=sometimes"]) == 1
     assert "data.verify_shards must be one of auto, always, never" in capsys.readouterr().err
+
+
+def torchrun_train(config, config_file, out, *extra):
+    config.save(config_file)
+    command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    process = run_python(
+        [*command, "-m", "gptlab", "train", "--config", str(config_file), "--out", str(out), *extra]
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    return process
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_processes_matches_ddp_resumes_and_saves_a_one_process_checkpoint(
+    prepared_shakespeare, tmp_path
+):
+    # FSDP2 runs on gloo with CPU processes in torch 2.13, so this needs no GPU.
+    settings = [
+        "train.micro_batch_size=4",
+        "train.tokens_per_step=256",
+        "data.loader_mode=sequential",
+        "train.eval_every=3",
+        "train.checkpoint_every=3",
+        "train.final_eval_tokens=2048",  # = eval_tokens: step 3 ends one run, not the other
+    ]
+    ddp = tmp_path / "ddp"
+    torchrun_train(
+        tiny_config(prepared_shakespeare, *settings, "train.max_steps=6"),
+        tmp_path / "ddp.toml",
+        ddp,
+    )
+    # FSDP: 3 steps, then a resume on the same 2 processes for 3 more.
+    fsdp = tmp_path / "fsdp"
+    fsdp_settings = [*settings, "train.distributed=fsdp"]
+    first = tiny_config(prepared_shakespeare, *fsdp_settings, "train.max_steps=3")
+    torchrun_train(first, tmp_path / "fsdp.toml", fsdp)
+    whole = tiny_config(prepared_shakespeare, *fsdp_settings, "train.max_steps=6")
+    resumed = torchrun_train(whole, tmp_path / "fsdp.toml", fsdp, "--resume")
+    assert "resuming at step 3" in resumed.stdout
+
+    expected, got = read_metrics(ddp), read_metrics(fsdp)
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5, 6]
+    for want, have in zip(expected, got, strict=True):
+        # Reduce-scatter and all-reduce sum the same gradients in another order: ~1e-7 apart.
+        assert have["train_loss"] == pytest.approx(want["train_loss"], abs=1e-5), have["step"]
+        assert have["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-4)
+        assert have.get("val_loss", 0.0) == pytest.approx(want.get("val_loss", 0.0), abs=1e-5)
+    # The gathered checkpoint is an ordinary model folder: it loads in this one process and
+    # holds the weights DDP reached.
+    fsdp_model, ddp_model = (load_model(ckpt.latest_checkpoint(run))[0] for run in (fsdp, ddp))
+    for (name, a), (_, b) in zip(
+        fsdp_model.state_dict().items(), ddp_model.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_a_resume_with_another_distributed_strategy_is_refused():
+    from gptlab.train.resume import check_resumable
+
+    state = {"world_size": 2, "optimizer": {"state": {}, "param_groups": []}, "distributed": "fsdp"}
+    with pytest.raises(GptlabError, match="resume with train.distributed=fsdp"):
+        check_resumable(state, "ckpt", world_size=2, optimizer="adamw", distributed="ddp")
+    # Checkpoints written before train.distributed existed came from DDP.
+    del state["distributed"]
+    check_resumable(state, "ckpt", world_size=2, optimizer="adamw", distributed="ddp")

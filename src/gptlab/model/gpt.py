@@ -183,6 +183,11 @@ class GPT(nn.Module):
         self.hook_pos_embed = HookPoint()  # (B, T, C) position embeddings (pos = learned only)
         self.hook_ln_final = HookPoint()  # (B, T, C) the final norm's output
         self.hook_logits = HookPoint()  # (B, T, vocab_size)
+        # 0 for the real vocabulary, -inf for the padding rows: added to the padded logits, it
+        # lets the loss run over all padded_vocab_size columns (see forward). Not saved.
+        padding = torch.zeros(config.padded_vocab_size)
+        padding[config.vocab_size :] = float("-inf")
+        self.register_buffer("vocab_padding_bias", padding, persistent=False)
         self.hook_points = name_hook_points(self)
         self.reset_parameters()
 
@@ -250,6 +255,15 @@ class GPT(nn.Module):
         x = self.hook_ln_final(self.ln_f(x))
         if only_last:
             x = x[:, -1:, :]
+        if targets is not None and self.loss_over_padded_vocab():
+            # exp(-inf) = 0, so the padding columns change neither the loss nor, with a zero
+            # softmax, any gradient. Scoring the sliced logits instead copies the (B*T, vocab)
+            # tensor forward and back: ~10% of a small-bpe training step on CPU (BENCHMARKS.md).
+            padded = F.linear(x, self.lm_head.weight, self.vocab_padding_bias)
+            loss = F.cross_entropy(
+                padded.view(-1, padded.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
+            )
+            return padded[..., : self.config.vocab_size], loss
         logits = self.lm_head(x)  # (B, T, padded_vocab_size)
         if self.config.padded_vocab_size != self.config.vocab_size:
             logits = logits[..., : self.config.vocab_size]  # padding rows never leave the model
@@ -266,6 +280,17 @@ class GPT(nn.Module):
                 logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
             )
         return logits, loss
+
+    def loss_over_padded_vocab(self) -> bool:
+        """Whether forward may score the padded logits directly: a padded vocabulary, a plain
+        Linear head (not int8), no soft-cap (it would turn -inf into -cap) and no hook that
+        could replace the logits the loss must see."""
+        return (
+            self.config.padded_vocab_size != self.config.vocab_size
+            and isinstance(self.lm_head, nn.Linear)
+            and self.config.logit_softcap is None
+            and not self.hook_logits.active
+        )
 
     def hooks(self, fns: dict[str, HookFn]):
         """Context manager: `with model.hooks({"blocks.0.hook_resid_post": fn}): model(idx)`.

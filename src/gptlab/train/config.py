@@ -43,6 +43,7 @@ SECTIONS = ("model", "data", "train")
 LOADER_MODES = ("random", "sequential")
 VERIFY_MODES = ("auto", "always", "never")
 OPTIMIZERS = ("adamw", "muon")
+DISTRIBUTED = ("ddp", "fsdp")  # train.distributed: gptlab/train/distributed.py has both
 
 
 @dataclass
@@ -130,6 +131,9 @@ class TrainConfig:
     # a number as text ("1"), or "none" (torch's default: one per core, which collapses on a
     # machine busy with other work). A string so that TOML and key=value spell it alike.
     threads: str = "auto"
+    # Under torchrun with several processes: "ddp" keeps a full model per process, "fsdp" shards
+    # parameters, gradients and optimizer state (train/distributed.py). One process: no effect.
+    distributed: str = "ddp"
     tensorboard: bool = False
     wandb: bool = False
     wandb_project: str = "gptlab"
@@ -173,6 +177,15 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise GptlabError(
                 f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.distributed not in DISTRIBUTED:
+            raise GptlabError(
+                f"train.distributed must be one of {', '.join(DISTRIBUTED)}, got {self.distributed!r}"
+            )
+        if self.distributed == "fsdp" and self.optimizer == "muon":
+            raise GptlabError(
+                "train.optimizer=muon orthogonalises whole matrices, which FSDP shards across "
+                "processes; use train.optimizer=adamw with train.distributed=fsdp"
             )
         if not (self.muon_lr > 0 and 0 <= self.muon_momentum < 1):
             raise GptlabError("need train.muon_lr > 0 and 0 <= train.muon_momentum < 1")

@@ -1,15 +1,20 @@
-"""Data-parallel training across processes (DDP), started by torchrun.
+"""Data-parallel training across processes (DDP or FSDP), started by torchrun.
 
-    torchrun --nproc_per_node=N -m gptlab train ...
+    torchrun --nproc_per_node=N -m gptlab train ... [train.distributed=fsdp]
 
 torchrun starts N copies of the program and gives each RANK, LOCAL_RANK and WORLD_SIZE in the
-environment. Each process holds a full copy of the model, trains on its own share of every batch,
-and DDP averages the gradients across processes during backward. Gradient accumulation skips the
-averaging (no_sync) on all but the last micro-step, so the network is used once per optimizer step.
-Only rank 0 writes files and prints.
+environment. Every process trains on its own share of every batch; only rank 0 writes files and
+prints. train.distributed chooses how the model is spread over the processes:
 
-Models too large for one GPU need their parameters sharded as well (FSDP,
-torch.distributed.fsdp.fully_shard); see the README's distributed section for that path.
+- "ddp" (the default): each process holds a full copy of the model and optimizer, and DDP
+  averages the gradients during backward. Gradient accumulation skips the averaging (no_sync)
+  on all but the last micro-step, so the network is used once per optimizer step.
+- "fsdp": FSDP2 (torch.distributed.fsdp.fully_shard) on each transformer block, then on the
+  whole model (embeddings, final norm, head). Each process keeps 1/N of the parameters,
+  gradients and AdamW moments; a block's full weights are all-gathered just before it runs and
+  freed after, and gradients are reduce-scattered. For models whose optimizer state does not
+  fit on one GPU. Checkpoints gather a full state dict onto rank 0, so they load in one process
+  like any other; a run resumes with the same number of processes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 
@@ -80,11 +93,59 @@ def wrap_model(
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
+def shard_model(model: torch.nn.Module) -> None:
+    """FSDP2, in place: each block is its own shard group, then the root holds the rest.
+
+    Per block, so that only one block's full weights exist at a time; the tied embedding and
+    head share one parameter, which stays in the root group with the final norm. Must run before
+    the optimizer is built: the parameters become DTensors (each rank's shard of the whole).
+    """
+    for block in model.blocks:
+        fully_shard(block)
+    fully_shard(model)
+
+
 def maybe_no_sync(model: torch.nn.Module, sync: bool):
-    """A context that skips DDP's gradient all-reduce unless `sync` (the last micro-step)."""
+    """A context that skips the gradient all-reduce (DDP) or reduce-scatter (FSDP) unless `sync`
+    (the last micro-step)."""
+    inner = getattr(model, "_orig_mod", model)  # torch.compile's wrapper keeps the module here
+    if isinstance(inner, FSDPModule):
+        inner.set_requires_gradient_sync(sync)
+        return contextlib.nullcontext()
     if sync or not hasattr(model, "no_sync"):
         return contextlib.nullcontext()
     return model.no_sync()
+
+
+def local_shard(value: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a sharded DTensor (FSDP), or the tensor itself."""
+    return value.to_local() if isinstance(value, DTensor) else value
+
+
+def full_tensor(value: torch.Tensor) -> torch.Tensor:
+    """A plain tensor of the whole value: a sharded DTensor (FSDP's grad norm) is gathered."""
+    return value.full_tensor() if isinstance(value, DTensor) else value
+
+
+# Full (unsharded) state dicts, on the CPU of rank 0 only: what a checkpoint holds under FSDP.
+_ON_RANK_0 = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def gathered_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The sharded model's full state dict on rank 0 (empty elsewhere); every rank must call."""
+    return get_model_state_dict(model, options=_ON_RANK_0)
+
+
+def gathered_optimizer_state(model: torch.nn.Module, optimizer) -> dict:
+    """The optimizer's full state on rank 0 (empty elsewhere), keyed by parameter names."""
+    return get_optimizer_state_dict(model, optimizer, options=_ON_RANK_0)
+
+
+def load_gathered_optimizer_state(model: torch.nn.Module, optimizer, state: dict) -> None:
+    """Give every rank its shard of a full optimizer state saved by gathered_optimizer_state."""
+    set_optimizer_state_dict(
+        model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True)
+    )
 
 
 def mean_across_ranks(

@@ -1,7 +1,9 @@
 """What a resumed run needs besides the weights: the training state.
 
     training_state.pt (in each checkpoint, beside the model folder's files)
-        optimizer    the optimizer's state_dict (AdamW, or Muon + AdamW as one OptimizerPair)
+        optimizer    the optimizer's state_dict (AdamW, or Muon + AdamW as one OptimizerPair);
+                     under FSDP the full state gathered onto rank 0, keyed by parameter names
+        distributed  train.distributed of the run that wrote it ("ddp" or "fsdp")
         scaler       the grad scaler's state_dict (float16 loss scaling)
         world_size   how many processes wrote it (a resume must use as many)
         ranks        per process: every random number generator's state and the loader position
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from gptlab.errors import GptlabError
 from gptlab.rng import capture_rng_state, restore_rng_state
+from gptlab.train.distributed import load_gathered_optimizer_state
 from gptlab.train.optim import saved_optimizer_name
 
 
@@ -22,20 +25,32 @@ def rank_state(loader) -> dict:
     return {"rng": capture_rng_state(), "loader": loader.state_dict()}
 
 
-def training_state(optimizer, scaler, rank_states: list[dict]) -> dict:
+def training_state(
+    optimizer_state: dict, scaler, rank_states: list[dict], distributed: str
+) -> dict:
     return {
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state,
         "scaler": scaler.state_dict(),
+        "distributed": distributed,
         "world_size": len(rank_states),
         "ranks": rank_states,
     }
 
 
-def check_resumable(state: dict, source: str, *, world_size: int, optimizer: str) -> None:
+def check_resumable(
+    state: dict, source: str, *, world_size: int, optimizer: str, distributed: str
+) -> None:
     """Refuse, in one line, a training state this run cannot continue exactly."""
     if state["world_size"] != world_size:
         raise GptlabError(
             f"{source} was written by {state['world_size']} process(es); resume it with the same number"
+        )
+    # Checkpoints from before train.distributed existed were all written by DDP (or 1 process).
+    saved_distributed = state.get("distributed", "ddp")
+    if world_size > 1 and saved_distributed != distributed:
+        raise GptlabError(
+            f"{source} was written with train.distributed={saved_distributed}; resume with "
+            f"train.distributed={saved_distributed}"
         )
     saved_optimizer = saved_optimizer_name(state["optimizer"])
     if saved_optimizer != optimizer:
@@ -45,9 +60,17 @@ def check_resumable(state: dict, source: str, *, world_size: int, optimizer: str
         )
 
 
-def restore_training_state(state: dict, *, rank: int, optimizer, scaler, loader) -> None:
-    """Put the optimizer, scaler, this rank's RNGs and loader back where the checkpoint left them."""
-    optimizer.load_state_dict(state["optimizer"])
+def restore_training_state(
+    state: dict, *, rank: int, optimizer, scaler, loader, sharded_model=None
+) -> None:
+    """Put the optimizer, scaler, this rank's RNGs and loader back where the checkpoint left them.
+
+    sharded_model: the FSDP-sharded model, whose optimizer state is the gathered full one.
+    """
+    if sharded_model is not None:
+        load_gathered_optimizer_state(sharded_model, optimizer, state["optimizer"])
+    else:
+        optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     restore_rng_state(state["ranks"][rank]["rng"])
     loader.load_state_dict(state["ranks"][rank]["loader"])

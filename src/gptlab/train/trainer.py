@@ -4,7 +4,7 @@ One optimizer step:
 
     lr from the schedule (warmup, then cosine to min_lr over the budget)
     accumulation_steps x: next micro-batch -> forward under autocast -> (loss / accumulation).backward()
-                          (DDP averages gradients across processes on the last micro-step only)
+                          (DDP or FSDP average gradients across processes on the last micro-step only)
     unscale (float16 only) -> clip the global grad norm -> AdamW step -> zero the gradients
 
 and around it: evaluation on fixed windows of both splits, samples, checkpoints (the newest few
@@ -44,9 +44,14 @@ from gptlab.train.data_checks import training_data_warnings
 from gptlab.train.distributed import (
     DistributedContext,
     barrier,
+    full_tensor,
+    gathered_model_state,
+    gathered_optimizer_state,
     init_distributed,
+    local_shard,
     maybe_no_sync,
     mean_across_ranks,
+    shard_model,
     shutdown_distributed,
     wrap_model,
 )
@@ -234,7 +239,10 @@ class Trainer:
         # The data decides the vocabulary (a character vocabulary is whatever the corpus holds).
         self.config.model.vocab_size = self.data.tokenizer.vocab_size
         self.config.model.validate()
-        require_model_fits(self.config.model, self.device, training=True)
+        # FSDP builds the whole model on each device before sharding it, so the full weights
+        # must fit there; its gradients and optimizer state are split over the processes.
+        self.sharded = context.enabled and cfg.distributed == "fsdp"
+        require_model_fits(self.config.model, self.device, training=not self.sharded)
         check_sample_settings(cfg, self.data.tokenizer)
 
         if context.is_main:
@@ -260,21 +268,28 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = GPT(self.config.model).to(self.device)
         seed_everything(cfg.seed + context.rank)
+        # FSDP shards the model in place; the weights of a resumed run go in first (every rank
+        # reads the full file), and the optimizer comes after, over the shards.
+        self.unsharded_model: GPT | None = None  # rank 0's unsharded copy, for saving (FSDP)
+        resume_state = self.load_weights(resume_from) if resume_from is not None else None
+        if self.sharded:
+            shard_model(self.model)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.schedule = Schedule.of(cfg)
         self.scaler = grad_scaler(self.device, self.dtype)
         self.train_batches = self.data.train_loader(
             cfg.micro_batch_size, self.config.model.block_size, cfg.seed
         )
-        if resume_from is not None:
-            self.load_checkpoint(resume_from)
+        if resume_state is not None:
+            self.restore(resume_from, resume_state)
         # Written last: a resume refused on the way (say, another world size) keeps the run's
         # own config.toml, so a later plain --resume still finds it.
         if context.is_main:
             self.config.save(self.run_dir / RUN_CONFIG_FILE)
         # Wrappers come last: checkpoints and samples use self.model, whose names carry no prefixes.
         self.forward_model = torch.compile(self.model) if cfg.compile else self.model
-        self.forward_model = wrap_model(self.forward_model, context, self.device)
+        if not self.sharded:
+            self.forward_model = wrap_model(self.forward_model, context, self.device)
 
         self.num_parameters = self.model.num_parameters()
         self.flops_per_token = flops_per_token(self.config.model, self.num_parameters)
@@ -322,39 +337,7 @@ class Trainer:
                     "raise train.max_steps or train.max_seconds to go on"
                 )
             while not finished:
-                record = self.train_step()
-                finished = self.budget_spent()
-                if not math.isfinite(record["train_loss"]):
-                    self.log(record)
-                    raise GptlabError(
-                        self.diverged_message(f"the training loss became {record['train_loss']}")
-                    )
-                evaluated = finished or (cfg.eval_every and self.step % cfg.eval_every == 0)
-                improved = False
-                if evaluated:
-                    improved = self.evaluate(record, final=finished)
-                extra_ran = False
-                for extra in self.extra_evals:
-                    if finished or self.step % extra.every == 0:
-                        record |= self.run_extra_eval(extra)
-                        extra_ran = True
-                # An extra eval's numbers are always logged, whatever log_every says.
-                if evaluated or extra_ran or self.step % cfg.log_every == 0:
-                    self.log(record)
-                progress.update(self.step, self.train_seconds, record)
-                if evaluated and context.is_main:
-                    self.plot()
-                # The checkpoint first: nothing optional (a sample) can then cost the run.
-                if (
-                    finished
-                    or improved
-                    or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
-                ):
-                    self.save_checkpoint(record)
-                if finished or (cfg.sample_every and self.step % cfg.sample_every == 0):
-                    self.sample(show=finished)
-                if self.on_step is not None and context.is_main:
-                    self.on_step(record)
+                finished = self.advance(progress)
         finally:
             progress.close()
             if self.logger is not None:
@@ -377,6 +360,44 @@ class Trainer:
             print(describe_result(result, cfg))
         return result
 
+    def advance(self, progress: ProgressLine) -> bool:
+        """One optimizer step and what follows it (logs, evals, checkpoints, samples, on_step).
+
+        Returns True once the budget is spent. benchmarks/bench_train_step.py times this call, so
+        what it measures is the loop's whole per-step cost, not the bare forward and backward.
+        """
+        cfg, context = self.cfg, self.context
+        record = self.train_step()
+        finished = self.budget_spent()
+        if not math.isfinite(record["train_loss"]):
+            self.log(record)
+            raise GptlabError(
+                self.diverged_message(f"the training loss became {record['train_loss']}")
+            )
+        evaluated = finished or (cfg.eval_every and self.step % cfg.eval_every == 0)
+        improved = False
+        if evaluated:
+            improved = self.evaluate(record, final=finished)
+        extra_ran = False
+        for extra in self.extra_evals:
+            if finished or self.step % extra.every == 0:
+                record |= self.run_extra_eval(extra)
+                extra_ran = True
+        # An extra eval's numbers are always logged, whatever log_every says.
+        if evaluated or extra_ran or self.step % cfg.log_every == 0:
+            self.log(record)
+        progress.update(self.step, self.train_seconds, record)
+        if evaluated and context.is_main:
+            self.plot()
+        # The checkpoint first: nothing optional (a sample) can then cost the run.
+        if finished or improved or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+            self.save_checkpoint(record)
+        if finished or (cfg.sample_every and self.step % cfg.sample_every == 0):
+            self.sample(show=finished)
+        if self.on_step is not None and context.is_main:
+            self.on_step(record)
+        return finished
+
     def budget_spent(self) -> bool:
         cfg = self.cfg
         by_steps = cfg.max_steps is not None and self.step >= cfg.max_steps
@@ -397,12 +418,13 @@ class Trainer:
         )
         self.scaler.unscale_(self.optimizer)
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
 
-        local_loss = mean_loss_tensor.item()  # waits for the GPU to finish
+        # One device-to-host copy for both numbers: each .item() is a sync that stalls the GPU's queue.
+        local_loss, grad_norm = torch.stack([mean_loss_tensor, grad_norm.float()]).tolist()
         # Averaged over ranks, so every rank logs, schedules and stops on the same numbers.
         train_loss, step_seconds = mean_across_ranks(
             [local_loss, time.perf_counter() - step_started], self.context, self.device
@@ -418,7 +440,7 @@ class Trainer:
             "elapsed_s": round(self.train_seconds, 4),
             "lr": lr,
             "train_loss": train_loss,
-            "grad_norm": grad_norm.item(),
+            "grad_norm": grad_norm,
             "tokens_per_s": tokens_per_s,
         }
         utilisation = mfu(
@@ -480,15 +502,16 @@ class Trainer:
         return improved
 
     def run_extra_eval(self, extra: PeriodicEval) -> dict:
-        if not self.context.is_main:
+        # A sharded model's forward is collective: under FSDP every rank runs it, rank 0 keeps it.
+        if not (self.context.is_main or self.sharded):
             return {}
         self.model.eval()
         numbers = extra.run(self.model, self.data.tokenizer)
         self.model.train()
-        return numbers
+        return numbers if self.context.is_main else {}
 
     def sample(self, show: bool) -> None:
-        if not self.context.is_main:
+        if not (self.context.is_main or self.sharded):  # as in run_extra_eval
             return
         cfg = self.cfg
         text = sample_text(
@@ -499,6 +522,8 @@ class Trainer:
             cfg.sample_temperature,
             cfg.seed,
         )
+        if not self.context.is_main:
+            return
         self.last_sample = text
         with open(self.run_dir / SAMPLES_FILE, "a", encoding="utf-8") as f:
             f.write(f"=== step {self.step} ===\n{text}\n\n")
@@ -522,17 +547,26 @@ class Trainer:
     def save_checkpoint(self, record: dict) -> None:
         # Weights that overflowed (a finite loss can come before them) are never saved, so the
         # checkpoint the divergence message names always holds a usable model.
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+        finite = all(torch.isfinite(local_shard(p)).all() for p in self.model.parameters())
+        if self.sharded:  # each rank sees only its shards: all must agree before anyone raises
+            finite = mean_across_ranks([float(finite)], self.context, self.device)[0] == 1.0
+        if not finite:
             raise GptlabError(self.diverged_message("the weights became inf or nan"))
         # Every rank's RNG and loader position are needed to continue exactly; rank 0 writes them all.
         rank_states = [rank_state(self.train_batches)]
         if self.context.enabled:
             rank_states = [None] * self.context.world_size
             torch.distributed.all_gather_object(rank_states, rank_state(self.train_batches))
+        model, optimizer_state = self.model, None
+        if self.sharded:  # gathered onto rank 0 (collective), so the checkpoint loads in 1 process
+            model_state = gathered_model_state(self.model)
+            optimizer_state = gathered_optimizer_state(self.model, self.optimizer)
+            if self.context.is_main:
+                model = self.unsharded_copy(model_state)
         if self.context.is_main:
             ckpt.save_checkpoint(
                 self.run_dir,
-                model=self.model,
+                model=model,
                 tokenizer=self.data.tokenizer,
                 info={
                     "step": self.step,
@@ -543,29 +577,47 @@ class Trainer:
                     "selection_val_loss": record.get("val_loss_sampled", record.get("val_loss")),
                     "best_val_loss": self.best_val_loss,
                 },
-                training_state=training_state(self.optimizer, self.scaler, rank_states),
+                training_state=training_state(
+                    optimizer_state if self.sharded else self.optimizer.state_dict(),
+                    self.scaler,
+                    rank_states,
+                    self.cfg.distributed,
+                ),
                 keep_last=self.cfg.keep_last,
             )
         barrier(self.context)
 
-    def load_checkpoint(self, checkpoint: Path) -> None:
+    def unsharded_copy(self, state: dict) -> GPT:
+        """Rank 0's plain CPU GPT holding a gathered FSDP state (made once, refilled per save)."""
+        if self.unsharded_model is None:
+            self.unsharded_model = GPT(self.config.model)
+        load_state_checked(self.unsharded_model, state, source="the gathered FSDP state")
+        return self.unsharded_model
 
+    def load_weights(self, checkpoint: Path) -> dict:
+        """Check that `checkpoint` can be continued and load its weights; returns its training state."""
         state = ckpt.load_training_state(checkpoint)
         check_resumable(
             state,
             str(checkpoint),
             world_size=self.context.world_size,
             optimizer=self.cfg.optimizer,
+            distributed=self.cfg.distributed,
         )
         load_state_checked(
             self.model, load_file(str(checkpoint / WEIGHTS_FILE)), source=str(checkpoint)
         )
+        return state
+
+    def restore(self, checkpoint: Path, state: dict) -> None:
+        """The rest of a resume, once the optimizer exists: its state, RNGs, loader, counters."""
         restore_training_state(
             state,
             rank=self.context.rank,
             optimizer=self.optimizer,
             scaler=self.scaler,
             loader=self.train_batches,
+            sharded_model=self.model if self.sharded else None,
         )
         info = ckpt.read_info(checkpoint)
         self.step, self.tokens, self.train_seconds = info["step"], info["tokens"], info["elapsed_s"]
