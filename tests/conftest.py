@@ -43,15 +43,20 @@ def tiny_config():
     return ModelConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32)
 
 
-@pytest.fixture(scope="module")
-def prepared_shakespeare(tmp_path_factory, shared_data):
-    """The first 60,000 characters of TinyShakespeare, prepared char-level (90/10 split)."""
+def prepare_shakespeare_head(tmp_path_factory, chars: int) -> Path:
+    """The first `chars` characters of the shipped TinyShakespeare, prepared char-level (90/10)."""
     from gptlab.data.prepare import prepare_dataset
 
-    source = shared_data / "tinyshakespeare" / "input.txt"
     folder = tmp_path_factory.mktemp("shakespeare")
     text_file = folder / "shakespeare_head.txt"
-    text_file.write_text(source.read_text(encoding="utf-8")[:60_000], encoding="utf-8")
+    text = (SAMPLES / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    text_file.write_text(text[:chars], encoding="utf-8")
     return prepare_dataset(
         str(text_file), tokenizer="char", out=folder / "prepared", show_progress=False
     )
+
+
+@pytest.fixture(scope="module")
+def prepared_shakespeare(tmp_path_factory):
+    """The first 60,000 characters of TinyShakespeare, prepared char-level (90/10 split)."""
+    return prepare_shakespeare_head(tmp_path_factory, 60_000)

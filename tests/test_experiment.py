@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+from conftest import prepare_shakespeare_head
 
 from gptlab.cli import main
 from gptlab.experiment import runner
@@ -25,17 +26,9 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory, shared_data):
+def prepared(tmp_path_factory):
     """The first 20,000 characters of TinyShakespeare, prepared char-level."""
-    from gptlab.data.prepare import prepare_dataset
-
-    source = shared_data / "tinyshakespeare" / "input.txt"
-    folder = tmp_path_factory.mktemp("shakespeare")
-    text_file = folder / "head.txt"
-    text_file.write_text(source.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
-    return prepare_dataset(
-        str(text_file), tokenizer="char", out=folder / "prepared", show_progress=False
-    )
+    return prepare_shakespeare_head(tmp_path_factory, 20_000)
 
 
 def experiment_args(prepared, out, *vary, seeds=2):
