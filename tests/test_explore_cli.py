@@ -142,6 +142,14 @@ def test_export_refuses_a_folder_or_a_missing_folder(capsys, folder, tmp_path):
     assert code == 1
     one_line_error(err, "does not exist; create it first")
     assert not (tmp_path / "no").exists()
+    # An existing page is kept unless --overwrite (the check comes before the model loads).
+    page = tmp_path / "page.html"
+    page.write_text("mine")
+    argv = [str(folder), "--export", str(page), "--prompt", PROMPT]
+    code, _, err = explore(capsys, *argv)
+    assert code == 1 and page.read_text() == "mine"
+    one_line_error(err, "exists; pass --overwrite to replace it")
+    assert explore(capsys, *argv, "--overwrite")[0] == 0 and page.read_text() != "mine"
 
 
 def test_the_bundle_holds_every_module_once_in_dependency_order():

@@ -93,5 +93,5 @@ def check_output_file(path: str, overwrite: bool, flag: str, example: str) -> Pa
     if out.exists() and not overwrite:
         raise GptlabError(f"{flag} {out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
-        raise GptlabError(f"{flag} {out}: folder {out.parent} does not exist")
+        raise GptlabError(f"{flag} {out}: the folder {out.parent} does not exist; create it first")
     return out

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from gptlab.cli.common import add_threads_arg
+from gptlab.cli.common import add_threads_arg, check_output_file
 
 EXAMPLES = """examples:
-  gptlab explore runs/my-run                 # serves http://127.0.0.1:8000
+  gptlab explore runs/shakespeare                 # serves http://127.0.0.1:8000
   gptlab explore --hf hf-gpt2/ --port 8100
   gptlab explore runs/a runs/b               # several models or runs, switchable in the page
-  gptlab explore runs/my-run --export page.html --prompt "ROMEO:"   # one page, no server
+  gptlab explore runs/shakespeare --export page.html --prompt "ROMEO:"   # one page, no server
 """
 
 
@@ -45,6 +45,9 @@ def register(subparsers) -> None:
         help="write one self-contained HTML page for --prompt instead of serving",
     )
     parser.add_argument("--prompt", help="the prompt the exported page shows (with --export)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --export file"
+    )
     add_threads_arg(parser)
     parser.set_defaults(func=run)
 
@@ -60,13 +63,15 @@ def run(args: argparse.Namespace) -> int:
             raise GptlabError("--export needs --prompt: the text the page shows")
         if len(sources) != 1:
             raise GptlabError("--export writes one model's page: name exactly one folder")
+        # Before the model loads: a page that cannot be written must not cost the wait.
+        export_file = check_output_file(args.export, args.overwrite, "--export", "page.html")
     elif args.prompt:
         raise GptlabError("--prompt goes with --export (the served page has its own prompt box)")
     if args.export:
         from gptlab.explore.export import export_page
 
         explorers = load_sources(sources, resolve_device(args.device))
-        path = export_page(next(iter(explorers.values())), args.prompt, args.export)
+        path = export_page(next(iter(explorers.values())), args.prompt, export_file)
         print(f"wrote {path}")
         return 0
     from gptlab.explore.server import bind, require_web_stack, serve

@@ -166,11 +166,5 @@ def bundle_scripts(folder) -> str:
 def export_page(explorer: Explorer, prompt: str, path: str | Path) -> Path:
     """Write the page for `prompt` to `path` (atomically: a kill leaves no half page)."""
     path = Path(path)
-    if path.is_dir():
-        raise GptlabError(f"--export {path} is a folder; give a file name such as page.html")
-    if not path.parent.is_dir():
-        raise GptlabError(
-            f"--export {path}: the folder {path.parent} does not exist; create it first"
-        )
     atomic_write_text(path, page_html(explorer, prompt))
     return path
