@@ -14,23 +14,48 @@ from gptlab.train import train
 from gptlab.train.config import build_run_config
 
 
-def test_repeated_spans_keep_the_text_and_double_each_random_span():
-    text = "abcdefgh" * 40
+def _first_copies(record: str, lengths: list[int]) -> str:
+    """The first copies of a record's spans, checking each second copy as far as the record goes."""
+    firsts, at = "", 0
+    for length in lengths:
+        span = record[at : at + length]
+        assert record[at + length : at + 2 * length] == span[: max(0, len(record) - at - length)]
+        firsts, at = firsts + span, at + 2 * length
+    return firsts
+
+
+def test_repeated_spans_are_aligned_records_that_keep_the_whole_text():
+    text = "".join(chr(ord("a") + (i * 7) % 26) for i in range(1000)) + "\nend."
     out = repeats.with_repeated_spans(text, random.Random(0))
-    rng = random.Random(0)
-    position, kept = 0, []
-    for start in range(0, len(text), repeats.SEGMENT_CHARS):
-        segment = text[start : start + repeats.SEGMENT_CHARS]
-        assert out[position : position + len(segment)] == segment
-        kept.append(segment)
-        position += len(segment)
-        length = rng.randint(repeats.MIN_SPAN, repeats.MAX_SPAN)
-        span = out[position : position + length]
-        assert out[position + length : position + 2 * length] == span  # written twice
-        assert set(span) <= set(text)  # the text's own alphabet
-        rng.choices("x", k=length)  # keep the reference generator in step
-        position += 2 * length
-    assert position == len(out) and "".join(kept) == text
+    size = repeats.RECORD_CHARS
+    assert len(out) % size == 0  # every record full, so the next document stays aligned
+    records = [out[k : k + size] for k in range(0, len(out), size)]
+    # Replay the generator: a text record draws one length per span, a random record a length
+    # and that many characters per span, until the record holds RECORD_CHARS characters.
+    rng, position, recovered = random.Random(0), 0, ""
+    for index, record in enumerate(records):
+        if index % 2 == 0:  # a text record: consecutive spans of the text, each twice
+            lengths, filled = [], 0
+            while filled < size and position < len(text):
+                length = min(rng.randint(repeats.MIN_SPAN, repeats.MAX_SPAN), len(text) - position)
+                length = min(length, size - filled)  # cut inside its first copy: the rest
+                lengths.append(length)  # starts the next text record
+                filled, position = filled + 2 * length, position + length
+            recovered += _first_copies(record, lengths)
+            if position == len(text):  # the last text record; random spans fill it up
+                assert set(record[filled:]) <= set(text) - {"\n"}
+                assert index == len(records) - 2  # then one random record, and the end
+                break
+        else:  # a random record: spans of the text's alphabet, each twice
+            lengths, filled = [], 0
+            while filled < size:
+                lengths.append(rng.randint(repeats.MIN_SPAN, repeats.MAX_SPAN))
+                rng.choices("x", k=lengths[-1])
+                filled += 2 * lengths[-1]
+            _first_copies(record, lengths)
+            assert set(record) <= set(text) - {"\n"}
+    assert recovered == text  # all of it, in order
+    assert set(records[-1]) <= set(text) - {"\n"}
 
 
 def test_the_repeats_prefix_wraps_any_source(tmp_path):
@@ -39,7 +64,7 @@ def test_the_repeats_prefix_wraps_any_source(tmp_path):
     path.write_text(text)
     source = resolve_source(f"repeats:{path}")
     (doc,) = list(source.documents())
-    assert doc.startswith(text[: repeats.SEGMENT_CHARS]) and len(doc) > len(text)
+    assert doc.startswith(text[: repeats.MIN_SPAN]) and len(doc) % repeats.RECORD_CHARS == 0
     assert source.describe()["kind"] == "repeats" and source.single_text
     assert source.slug.startswith("repeats-")
 
