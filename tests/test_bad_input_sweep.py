@@ -64,6 +64,8 @@ CASES = [
     ("train --out {new} train.threads=0", "threads"),
     ("train --out {new} data.val_fraction=0", "val_fraction"),
     ("train --out {new} data.loader_mode=weird", "loader_mode"),
+    ("train --out {new} data.source=", "names nothing"),
+    ("train --out {new} data.source=repeats:", "names nothing"),
     ("train --out {new} data.verify_shards=sometimes", "verify_shards"),
     ("train --out {new} model.dropout=1.5", "dropout"),
     ("train --out {new} train.tokens_per_step=100", "tokens_per_step"),
@@ -80,6 +82,7 @@ CASES = [
     ),
     # prepare
     ("prepare {missing}", "does not exist"),
+    ("prepare repeats:", "names nothing"),
     ("prepare {binary} --tokenizer char", "not a supported file type"),
     ("prepare {text} --tokenizer char --val-fraction 0 --out {new}", "val-fraction"),
     ("prepare {text} --tokenizer char --val-fraction 1.5 --out {new}", "val-fraction"),

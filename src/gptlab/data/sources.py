@@ -197,6 +197,16 @@ def stream_hub_dataset(
         raise no_network(f"the stream broke off: {exc}") from None
 
 
+def check_source_spec(spec: str) -> None:
+    """One line for a spec that names nothing ("" or a bare "repeats:"): read as a path, it would
+    be the current folder, and every file in it would become a document."""
+    if not spec.removeprefix(REPEATS_PREFIX).strip():
+        raise GptlabError(
+            f"the data source {spec!r} names nothing: use one of {', '.join(SOURCE_NAMES)}, "
+            f"{SOURCE_FORMS}"
+        )
+
+
 def resolve_source(
     spec: str,
     *,
@@ -205,6 +215,7 @@ def resolve_source(
     show_progress: bool = True,
 ):
     """The source object for a spec: `.documents()`, `.describe()`, `.stats`, `.single_text`."""
+    check_source_spec(spec)
     if spec.startswith(REPEATS_PREFIX):
         inner = resolve_source(
             spec.removeprefix(REPEATS_PREFIX),

@@ -22,6 +22,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gptlab.data.sources import check_source_spec
 from gptlab.device import dtype_name, threads_setting
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
@@ -63,6 +64,7 @@ class DataConfig:
     verify_shards: str = "auto"
 
     def validate(self) -> None:
+        check_source_spec(self.source)
         if not 0.0 < self.val_fraction < 1.0:
             raise GptlabError(f"data.val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.loader_mode not in LOADER_MODES:
