@@ -318,7 +318,6 @@ StepCallback = Callable[[int], None]  # (step index), once the step's tokens are
 TokenCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
-@torch.inference_mode()
 def require_cache_fits(model, batch: int, length: int, device: torch.device) -> None:
     """Refuse a batch whose keys and values (and logits) cannot fit, before allocating them."""
     c = model.config
@@ -331,6 +330,7 @@ def require_cache_fits(model, batch: int, length: int, device: torch.device) -> 
     require_memory(cache + logits, f"generating {batch} sequence(s) of {length} tokens", device)
 
 
+@torch.inference_mode()
 def generate(
     model,
     prompt_ids: Sequence[int] | Sequence[Sequence[int]],
