@@ -43,11 +43,8 @@ from gptlab.train.config import build_run_config
 from gptlab.train.flops import mfu
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FINEWEB_SAMPLE = SHARED / "data" / "fineweb_edu" / "sample.jsonl"
-# GPT-2 BPE's files for tiktoken, offline (as tests/conftest.py does); the subprocesses inherit it.
-if "TIKTOKEN_CACHE_DIR" not in os.environ and (SHARED / "tiktoken_cache").is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED / "tiktoken_cache")
+# The FineWeb-Edu sample the repository ships (150 real documents): every clone has it.
+FINEWEB_SAMPLE = REPO / "data" / "samples" / "fineweb_edu" / "sample.jsonl"
 TINY_MODEL = (
     "model.n_layer=2",
     "model.n_head=2",

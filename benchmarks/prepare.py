@@ -136,7 +136,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(REPO.parent / "shared" / "tiktoken_cache"))
 
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
         corpus = Path(tmp) / "corpus.jsonl"

@@ -7,14 +7,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 # The real sample corpora the repository ships (data/samples/README.md): every clone has them, so
 # no test depends on a folder beside the checkout.
 SAMPLES = REPO / "data" / "samples"
 
-# tiktoken's GPT-2 files come from the shared folder (no internet here); never from a download.
-if "TIKTOKEN_CACHE_DIR" not in os.environ and (SHARED / "tiktoken_cache").is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED / "tiktoken_cache")
+# tiktoken's GPT-2 files come from the copy the repository ships (data/samples/gpt2_bpe, read by
+# gptlab.tokenizers.base.gpt2_encoding), so no test downloads them and a fresh clone needs nothing.
 # Every test session gets its own gptlab cache so tests never see a user's downloads.
 os.environ["GPTLAB_HOME"] = tempfile.mkdtemp(prefix="gptlab-test-home-")
 # Tiny test models gain nothing from threads, and OpenMP threads contending for 2 busy cores make

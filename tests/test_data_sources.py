@@ -1,6 +1,7 @@
 """Sources and the cache: checksum-verified downloads (against a 127.0.0.1 server), hub streaming
 (through local jsonl/parquet files), local file formats and the bad-input errors."""
 
+import dataclasses
 import functools
 import http.server
 import json
@@ -11,6 +12,7 @@ import pytest
 
 from gptlab.data.cache import download, gptlab_home
 from gptlab.data.sources import (
+    DOWNLOADS,
     SOURCE_NAMES,
     describe_source,
     download_path,
@@ -77,7 +79,39 @@ def test_a_file_placed_by_hand_is_used_without_network(shared_data, tmp_path):
     assert download("http://127.0.0.1:1/input.txt", dest, TINYSHAKESPEARE_SHA256) == dest
 
 
-def test_tinyshakespeare_source_reads_the_seeded_cache(shared_data):
+def test_tinyshakespeare_source_reads_the_shipped_copy_without_network(shared_data, monkeypatch):
+    """A clone trains the default source offline: the repository's copy, no download attempted."""
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the shipped copy should have been used")
+
+    monkeypatch.setattr("gptlab.data.sources.download", no_download)
+    docs = list(iter_documents("tinyshakespeare"))
+    assert docs == [(shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")]
+    assert not download_path("tinyshakespeare").exists()  # nothing copied into the cache
+
+
+def test_a_shipped_copy_with_another_checksum_is_not_taken_for_the_original(tmp_path, monkeypatch):
+    (tmp_path / "tinyshakespeare").mkdir()
+    (tmp_path / "tinyshakespeare" / "input.txt").write_text("edited\n", encoding="utf-8")
+    monkeypatch.setattr("gptlab.samples.SAMPLES_DIR", tmp_path)
+    from gptlab.samples import shipped_file
+
+    assert shipped_file("tinyshakespeare/input.txt", TINYSHAKESPEARE_SHA256) is None
+    with pytest.raises(GptlabError, match="place the file yourself"):
+        monkeypatch.setattr(
+            "gptlab.data.sources.DOWNLOADS",
+            {
+                "tinyshakespeare": dataclasses.replace(
+                    DOWNLOADS["tinyshakespeare"], url="http://127.0.0.1:1/input.txt"
+                )
+            },
+        )
+        list(iter_documents("tinyshakespeare"))
+
+
+def test_tinyshakespeare_source_reads_the_seeded_cache(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setattr("gptlab.samples.SAMPLES_DIR", tmp_path)  # an installed wheel ships none
     path = download_path("tinyshakespeare")
     assert path.is_relative_to(gptlab_home())
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ folder, not UTF-8, not JSON on line N), never a traceback. Corpora are read else
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -18,6 +19,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks (a download, a shipped sample)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _read_umask() -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gptlab.errors import GptlabError
+from gptlab.fileio import sha256_file
 
 HOME_ENV_VAR = "GPTLAB_HOME"
 _CHUNK_BYTES = 1 << 20
@@ -41,14 +42,6 @@ def downloads_dir() -> Path:
 
 def prepared_root() -> Path:
     return gptlab_home() / "prepared"
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download(

@@ -28,15 +28,21 @@ from gptlab.data.repeats import PREFIX as REPEATS_PREFIX
 from gptlab.data.repeats import RepeatedSpans
 from gptlab.errors import GptlabError
 from gptlab.optional import import_optional
+from gptlab.samples import shipped_file
 
 
 @dataclass(frozen=True)
 class DownloadedFile:
-    """A single text file fetched from a URL and kept in the cache, checked by sha256."""
+    """A single text file fetched from a URL and kept in the cache, checked by sha256.
+
+    `shipped` names the same file under the repository's data/samples when a clone carries it:
+    then it is read from there and nothing is downloaded.
+    """
 
     url: str
     sha256: str
     filename: str
+    shipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ DOWNLOADS = {
         url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
         sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
         filename="input.txt",
+        shipped="tinyshakespeare/input.txt",
     ),
 }
 HUB_DATASETS = {
@@ -85,12 +92,14 @@ class DownloadedText:
         self.show_progress = show_progress
 
     def documents(self) -> Iterator[str]:
-        path = download(
-            self.file.url,
-            download_path(self.name),
-            self.file.sha256,
-            show_progress=self.show_progress,
-        )
+        path = self.file.shipped and shipped_file(self.file.shipped, self.file.sha256)
+        if not path:
+            path = download(
+                self.file.url,
+                download_path(self.name),
+                self.file.sha256,
+                show_progress=self.show_progress,
+            )
         text = decode_utf8(path.read_bytes(), self.stats)
         if text:
             yield text

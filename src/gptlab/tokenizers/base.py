@@ -7,6 +7,7 @@ carries the exact tokenizer its model was trained with.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Protocol
 
 import tiktoken
+import tiktoken.load
+import tiktoken_ext.openai_public
 
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text, read_json
+from gptlab.samples import shipped_file
 from gptlab.tokenizers.bpe import BPETokenizer
 
 
@@ -34,6 +38,45 @@ class Tokenizer(Protocol):
     def to_dict(self) -> dict: ...
 
 
+# The two files tiktoken downloads for GPT-2, with the sha256 tiktoken pins for them.
+GPT2_BPE_FILES = {
+    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+}
+
+
+@functools.cache
+def gpt2_encoding() -> tiktoken.Encoding:
+    """tiktoken's GPT-2 encoding, built from the copy the repository ships when it is there.
+
+    Otherwise tiktoken's own path: its cache (TIKTOKEN_CACHE_DIR), then a download. Both give
+    the same bytes (sha256-checked), so the two paths tokenize identically.
+    """
+    shipped = {name: shipped_file(f"gpt2_bpe/{name}", h) for name, h in GPT2_BPE_FILES.items()}
+    try:
+        if all(shipped.values()):
+            ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
+                vocab_bpe_file=str(shipped["vocab.bpe"]),
+                encoder_json_file=str(shipped["encoder.json"]),
+                vocab_bpe_hash=GPT2_BPE_FILES["vocab.bpe"],
+                encoder_json_hash=GPT2_BPE_FILES["encoder.json"],
+            )
+            # The same Encoding tiktoken_ext.openai_public.gpt2() describes, from local files.
+            return tiktoken.Encoding(
+                name="gpt2",
+                pat_str=tiktoken_ext.openai_public.r50k_pat_str,
+                mergeable_ranks=ranks,
+                special_tokens={tiktoken_ext.openai_public.ENDOFTEXT: 50256},
+                explicit_n_vocab=50257,
+            )
+        return tiktoken.get_encoding("gpt2")
+    except Exception as exc:  # tiktoken raises plain requests/OS errors when offline
+        raise GptlabError(
+            "could not load tiktoken's GPT-2 files (offline?): download them once, or set "
+            "TIKTOKEN_CACHE_DIR to a folder that holds them"
+        ) from exc
+
+
 class GPT2Tokenizer:
     """OpenAI's GPT-2 byte-level BPE through tiktoken (50,257 tokens, <|endoftext|> = 50256).
 
@@ -45,13 +88,7 @@ class GPT2Tokenizer:
     name = "gpt2"
 
     def __init__(self) -> None:
-        try:
-            self._enc = tiktoken.get_encoding("gpt2")
-        except Exception as exc:  # tiktoken raises plain requests/OS errors when offline
-            raise GptlabError(
-                "could not load tiktoken's GPT-2 files (offline?): download them once, or set "
-                "TIKTOKEN_CACHE_DIR to a folder that holds them"
-            ) from exc
+        self._enc = gpt2_encoding()
         self.vocab_size = self._enc.n_vocab
         self.eot_id = self._enc.eot_token
 
