@@ -222,3 +222,23 @@ def test_doc_command_parses(command: DocCommand, tmp_path: Path):
         if command.error is None:
             pytest.fail(f"{command.id}: gptlab {command.text}\ngptlab: error: {exc}")
         assert str(exc) == command.error, f"{command.id}: the doc shows another error message"
+
+
+def readme_command_under(heading: str) -> str:
+    """The first command of the first bash block after `heading` in the README, without comment."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return block.splitlines()[0].split("  #", 1)[0].strip()
+
+
+def test_ci_runs_the_readmes_test_command_word_for_word():
+    """CI installs exactly what a user's copy of the README's test command installs, so a test that
+    needs a package the README does not install fails in CI too (issue 27: they had drifted)."""
+    command = readme_command_under("## Tests")
+    assert command == 'pip install -e ".[dev]" && pytest'
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert command in ci_lines
+    # Nothing else is pip-installed besides torch's CPU build, which the README also advises.
+    installs = [line for line in ci_lines if "pip install" in line and not line.startswith("#")]
+    assert installs == ["python -m pip install --quiet torch==2.13.0", command]

@@ -1,5 +1,7 @@
 """TransformerLens interop: the exported config + state dict make a HookedTransformer that
-reproduces gptlab's logits, activations and composition scores (skipped without transformer_lens)."""
+reproduces gptlab's logits, activations and composition scores, and TransformerLens 4's
+TransformerBridge reads the Hugging Face export with the same logits and hook points (skipped
+without transformer_lens)."""
 
 import json
 
@@ -16,8 +18,6 @@ from gptlab.model.transformer_lens import hooked_transformer, transformer_lens_s
 from gptlab.tokenizers.base import CharTokenizer
 
 tl = pytest.importorskip("transformer_lens", reason="TransformerLens is not installed")
-if not hasattr(tl, "HookedTransformer"):
-    pytest.skip("this TransformerLens (4.x) has no HookedTransformer", allow_module_level=True)
 
 
 def tokens(model, length=12):
@@ -84,6 +84,32 @@ def test_export_cli_writes_a_folder_transformer_lens_loads(tmp_path):
     hooked.load_state_dict(load_file(out / "model.safetensors"), strict=False)
     idx = tokens(model, 8)
     torch.testing.assert_close(hooked(idx), model(idx)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_transformer_bridge_reads_the_hugging_face_export(tmp_path):
+    """TransformerLens 4's own loader on `gptlab export --format hf`: raw weights, so logits and
+    the residual stream, attention pattern and MLP activations equal gptlab's hook points."""
+    bridge_module = pytest.importorskip(
+        "transformer_lens.model_bridge", reason="this TransformerLens has no TransformerBridge"
+    )
+    tokenizer = CharTokenizer.from_text("abcdefghij ")
+    model = random_model(vocab_size=tokenizer.vocab_size)
+    save_model(tmp_path / "m", model, tokenizer)
+    out = tmp_path / "hf"
+    assert main(["export", "--checkpoint", str(tmp_path / "m"), "--out", str(out)]) == 0
+    bridge = bridge_module.TransformerBridge.boot_transformers(str(out), device="cpu")
+    idx = tokens(model, 10)
+    with torch.no_grad():
+        logits, cache = bridge.run_with_cache(idx)
+        ours, our_cache = model.run_with_cache(idx)
+    torch.testing.assert_close(logits, ours, atol=1e-4, rtol=1e-4)
+    for name in (
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_mid",
+        "blocks.1.attn.hook_pattern",
+        "blocks.0.mlp.hook_post",
+    ):
+        torch.testing.assert_close(cache[name], our_cache[name], atol=1e-4, rtol=1e-4)
 
 
 def test_variant_models_are_refused_in_one_line():
