@@ -78,6 +78,9 @@ def test_cli_params_preset(capsys):
     assert f"{GPT2_WITH_TYING + 47 * 768:,}" in out
     assert "of which padding rows (never used)" in out and f"{47 * 768:,}" in out
     assert "474.8 MiB" in out  # 124,475,904 * 4 bytes
+    # OpenAI's count on a line of its own (issue 27: a learner checking the book had to subtract).
+    published = next(line for line in out.splitlines() if "the published count" in line)
+    assert f"{GPT2_WITH_TYING:,}" in published and GPT2_WITH_TYING == 124_439_808
 
 
 def test_cli_params_checkpoint(tmp_path, capsys, tiny_config):

@@ -123,7 +123,13 @@ def format_parameter_table(counts: ParamCounts, title: str) -> str:
         "",
         f"{'total with tying':<46}{counts.total_with_tying:>16,}  ({_short(counts.total_with_tying)})",
         *(
-            [f"{'  of which padding rows (never used)':<46}{counts.padding:>16,}"]
+            [
+                f"{'  of which padding rows (never used)':<46}{counts.padding:>16,}",
+                # The number the papers and OpenAI quote, so nobody has to subtract by hand.
+                f"{'total without padding (the published count)':<46}"
+                f"{counts.total_with_tying - counts.padding:>16,}"
+                f"  ({_short(counts.total_with_tying - counts.padding)})",
+            ]
             if counts.padding
             else []
         ),
