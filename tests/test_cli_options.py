@@ -1,5 +1,6 @@
 """Options shared by the verbs: overrides anywhere on the line, --threads, device hints."""
 
+import io
 import os
 
 import pytest
@@ -54,13 +55,46 @@ def test_a_bad_thread_count_is_one_line(capsys):
     assert err == "gptlab: error: --threads must be auto, none or a whole number >= 1, got '0'\n"
 
 
-def test_auto_threads_leaves_the_busy_cores_alone(monkeypatch):
+def fake_proc_stat(monkeypatch, readings):
+    """/proc/stat's first line as a sequence of readings: (user, nice, system, idle, iowait)."""
+    lines = iter(f"cpu {u} {n} {s} {i} {w} 0 0 0 0 0\n" for u, n, s, i, w in readings)
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/stat":
+            return io.StringIO(next(lines))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(device.time, "sleep", lambda seconds: None)
+
+
+def test_auto_threads_leaves_the_cores_busy_now_alone(monkeypatch):
+    """The probe reads what the cores do now, not the 1-minute load average: a run started right
+    after another job ended takes every core (issue 28: it took one and ran 1.7x slower)."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(device, "available_cores", lambda: 8)
-    for load, expected in ((0.2, 8), (2.6, 5), (7.9, 1), (30.0, 1)):
-        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
-        assert auto_threads() == expected
+    monkeypatch.setattr(device.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (30.0, 30.0, 30.0))  # a past job: ignored
+    # 8 cores watched for 100 ticks each = 800 ticks; `busy` of them went to other work.
+    for busy, expected in ((0, 8), (10, 8), (260, 5), (300, 5), (350, 4), (700, 1), (800, 1)):
+        fake_proc_stat(monkeypatch, [(1000, 0, 0, 5000, 0), (1000 + busy, 0, 0, 5800 - busy, 0)])
+        assert auto_threads() == expected, busy
     assert resolve_threads("4") == 4 and resolve_threads("none") is None
+
+
+def test_io_wait_counts_as_free_and_a_half_busy_core_as_busy():
+    assert device.busy_cores((0, 0), (0, 100), 2) == 0.0
+    assert device.busy_cores((10, 100), (60, 200), 2) == 1.0  # half the ticks busy on 2 cores
+    assert device.busy_cores((5, 5), (5, 5), 2) == 0.0  # no ticks passed: nothing measured
+
+
+def test_without_proc_stat_the_load_average_is_the_fallback(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(device, "cpu_times", lambda: None)
+    monkeypatch.setattr(device, "available_cores", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 2.6, 2.6))
+    assert auto_threads() == 5
 
 
 def test_auto_threads_follows_an_omp_num_threads_the_user_set(monkeypatch):

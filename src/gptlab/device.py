@@ -7,7 +7,9 @@ aliases everywhere and mean the same thing.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 
 import torch
 
@@ -73,18 +75,62 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+# How long auto_threads watches the cores: long enough to average over the scheduler's ticks,
+# short enough not to be felt when a verb starts.
+CPU_PROBE_SECONDS = 0.3
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """(busy, total) CPU time of the whole machine since boot, in ticks, from /proc/stat.
+
+    None where there is no /proc/stat (macOS, Windows). Idle and I/O wait count as free; user,
+    nice, system, interrupts and steal (another VM on the same host) as busy.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 5 or fields[0] != "cpu":
+        return None
+    ticks = [int(value) for value in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    free = ticks[3] + ticks[4]
+    return sum(ticks) - free, sum(ticks)
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int], cpus: int) -> float:
+    """How many of `cpus` cores were busy between two cpu_times() readings (0.0 to cpus)."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return cpus * busy / total if total > 0 else 0.0
+
+
+def busy_cores_now(seconds: float = CPU_PROBE_SECONDS) -> float:
+    """The cores other work keeps busy right now: /proc/stat watched for `seconds`.
+
+    The 1-minute load average is the fallback only (macOS): it remembers a job that ended a
+    minute ago, so a run started right after another would take one thread on an idle machine.
+    """
+    before = cpu_times()
+    if before is None:
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    time.sleep(seconds)
+    after = cpu_times()
+    return busy_cores(before, after, os.cpu_count() or 1) if after is not None else 0.0
+
+
 def auto_threads() -> int:
     """Threads that will not fight other work for the cores.
 
     torch's default (one thread per core) assumes an idle machine; with other processes running,
     its OpenMP threads wait on each other and a step gets several times slower than with fewer
-    threads. So: the cores available minus the ones the 1-minute load average says are busy,
-    at least 1. An OMP_NUM_THREADS the user set wins (torch already follows it).
+    threads. So: the cores available minus the ones other work keeps busy now (busy_cores_now,
+    a half-busy core counted as busy), at least 1. An OMP_NUM_THREADS the user set wins (torch
+    already follows it).
     """
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     cores = available_cores()
-    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    busy = math.floor(busy_cores_now() + 0.5)
     return max(1, min(cores, cores - busy))
 
 
