@@ -22,8 +22,9 @@ import torch.nn.functional as F
 
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
+from gptlab.interp.ablation import ablation_hooks
 from gptlab.plotting import line_plot
-from gptlab.tables import format_table
+from gptlab.tables import format_table, quoted
 
 
 def check_repeated_shape(model, length: int, repeats: int) -> None:
@@ -67,6 +68,41 @@ def per_position_loss(model, idx: torch.Tensor) -> torch.Tensor:
     logits, _ = model(idx[:, :-1])
     return (
         F.cross_entropy(logits.float().transpose(1, 2), idx[:, 1:], reduction="none").float().cpu()
+    )
+
+
+@dataclass
+class PromptLoss:
+    """The loss of predicting each token of one prompt from the tokens before it."""
+
+    tokens: list[str]  # the prompt's token labels
+    position_loss: torch.Tensor  # (T - 1,) entry t is the loss of predicting token t + 1
+
+    @property
+    def mean_loss(self) -> float:
+        return float(self.position_loss.mean())
+
+    def to_dict(self) -> dict:
+        return {
+            "tokens": self.tokens,
+            "position_loss": self.position_loss.tolist(),
+            "mean_loss": self.mean_loss,
+        }
+
+
+def prompt_loss(model, idx: torch.Tensor, tokens: list[str]) -> PromptLoss:
+    """Per-position loss of one prompt idx (1, T), T >= 2; tokens: its labels."""
+    return PromptLoss(tokens, per_position_loss(model, idx)[0])
+
+
+def prompt_loss_table(result: PromptLoss) -> str:
+    rows = [
+        [t + 1, quoted(result.tokens[t + 1]), float(loss)]
+        for t, loss in enumerate(result.position_loss)
+    ]
+    return (
+        format_table(["position", "token", "loss"], rows)
+        + f"\nmean loss {result.mean_loss:.4f} over {len(result.position_loss)} predicted tokens"
     )
 
 
@@ -115,6 +151,17 @@ def repeated_tokens_loss(
     with model.hooks(hooks or {}):
         losses = per_position_loss(model, idx)
     return RepeatedLoss(length, repeats, batch, seed, losses.mean(dim=0))
+
+
+def ablated_repeated_loss(
+    model, clean: RepeatedLoss, heads: dict[int, list[int]], eot_id: int | None = None
+) -> RepeatedLoss:
+    """The loss on the same repeated sequences as `clean` with `heads` ({layer: [head, ...]})
+    zero-ablated: how much of the repeats' low loss those heads carry."""
+    hooks = ablation_hooks(heads, "zero")
+    return repeated_tokens_loss(
+        model, clean.length, clean.repeats, clean.batch, clean.seed, eot_id, hooks
+    )
 
 
 def repeated_loss_table(result: RepeatedLoss) -> str:

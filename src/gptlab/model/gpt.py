@@ -18,6 +18,7 @@ or none; see positions.py), `norm` (norms.py), `norm_placement`, `mlp` (mlp.py),
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -35,15 +36,64 @@ from gptlab.model.hooks import (
     name_hook_points,
     select_hook_points,
 )
-from gptlab.model.kv_cache import KVCache
+from gptlab.model.kv_cache import KVCacheLike
 from gptlab.model.mlp import MLP
 from gptlab.model.norms import RMSNorm, make_norm
 from gptlab.model.positions import apply_rope, rope_angles
 
 
+def causal_mask(
+    T: int,
+    past: int,
+    attention_mask: torch.Tensor | None,
+    device: torch.device,
+    key_len: int | None = None,
+) -> tuple[torch.Tensor | None, bool]:
+    """The attention mask for T new queries after `past` cached positions.
+
+    Returns (mask, is_causal). The common cases need no mask tensor: a full causal pass uses the
+    fused causal kernel, and a single new token may attend to everything before it. Otherwise the
+    boolean mask is (B or 1, 1, T, key_len), True where a query may attend. key_len is past + T
+    unless a preallocated cache hands attention more slots; those lie after every query, so
+    causality hides them. With padding, a query always keeps its own position, so a padding row
+    never becomes all -inf (NaN); those rows' outputs are ignored.
+    """
+    T_k = past + T if key_len is None else key_len
+    if attention_mask is None and T_k == past + T:
+        if past == 0:
+            return None, True
+        if T == 1:
+            return None, False
+    query_pos = torch.arange(past, past + T, device=device).unsqueeze(1)  # (T, 1)
+    key_pos = torch.arange(T_k, device=device).unsqueeze(0)  # (1, T_k)
+    mask = (key_pos <= query_pos).unsqueeze(0).unsqueeze(0)  # (1, 1, T, T_k)
+    if attention_mask is not None:
+        keep = attention_mask.to(torch.bool)  # (B, past + T)
+        unwritten = keep.new_ones(keep.size(0), T_k - keep.size(1))  # hidden by causality anyway
+        keep = torch.cat([keep, unwritten], dim=1)[:, None, None, :]  # (B, 1, 1, T_k)
+        mask = (mask & keep) | (key_pos == query_pos)
+    return mask, False
+
+
+class AttentionInputs(NamedTuple):
+    """What every block's attention needs besides x, the same for all layers of one forward pass.
+
+    mask: (B or 1, 1, T, T_k) boolean, True where a query may attend, or None when `is_causal`
+    (or a lone new token) needs no tensor; see causal_mask. kv_cache: the keys and values of
+    earlier positions, appended to by this pass. rope: (cos, sin) of this pass's positions when
+    the model uses rotary positions.
+    """
+
+    mask: torch.Tensor | None
+    is_causal: bool
+    kv_cache: KVCacheLike | None = None
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, layer: int) -> None:
         super().__init__()
+        self.layer = layer  # which of the KV cache's layers this attention reads and appends to
         self.n_head = config.n_head
         self.n_kv_head = config.kv_heads
         self.head_dim = config.head_dim
@@ -65,16 +115,7 @@ class CausalSelfAttention(nn.Module):
         self.hook_pattern = HookPoint()  # (B, n_head, T, T_k) attention weights, rows sum to 1
         self.hook_z = HookPoint()  # (B, T, n_head, head_dim) each head's output before c_proj
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-        is_causal: bool = True,
-        kv_cache: KVCache | None = None,
-        layer: int = 0,
-        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """rope: (cos, sin) of this call's positions when the model uses rotary positions."""
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split([C, self.kv_dim, self.kv_dim], dim=2)
         # (B, T, heads * head_dim) -> (B, heads, T, head_dim): every head attends independently.
@@ -83,11 +124,11 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:  # rotate by absolute position before caching: cached keys are final
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if inputs.rope is not None:  # rotate by absolute position before caching: keys are final
+            q, k = apply_rope(q, *inputs.rope), apply_rope(k, *inputs.rope)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-        if kv_cache is not None:
-            k, v = kv_cache.update(layer, k, v)  # (B, n_kv_head, T_past + T, head_dim)
+        if inputs.kv_cache is not None:
+            k, v = inputs.kv_cache.update(self.layer, k, v)  # (B, n_kv_head, T_past + T, head_dim)
         if self.n_kv_head != self.n_head:
             # Grouped-query attention: each group of n_head / n_kv_head query heads shares one
             # key/value head. The cache keeps the small tensors; expand them only here.
@@ -99,10 +140,10 @@ class CausalSelfAttention(nn.Module):
         # The fused kernel never materialises the weights; hooks on them need the explicit path.
         if self.use_sdpa and not (self.hook_attn_scores.active or self.hook_pattern.active):
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
+                q, k, v, attn_mask=inputs.mask, dropout_p=dropout_p, is_causal=inputs.is_causal
             )
         else:
-            y = self.attention_weights(q, k, attn_mask, is_causal) @ v
+            y = self.attention_weights(q, k, inputs.mask, inputs.is_causal) @ v
         y = self.hook_z(y.transpose(1, 2))  # (B, T, n_head, head_dim)
         y = y.contiguous().view(B, T, C)  # re-assemble all heads side by side
         return self.resid_dropout(self.c_proj(y))
@@ -130,11 +171,11 @@ class Block(nn.Module):
     Post-LN (the 2017 Transformer): transform, add, then normalise the sum: ln(x + f(x)).
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, layer: int) -> None:
         super().__init__()
         self.pre_norm = config.norm_placement == "pre"
         self.ln_1 = make_norm(config)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
         # The residual stream at each stage, and what each sublayer reads and writes. All (B, T, C).
@@ -146,18 +187,16 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
-    def forward(self, x, attn_mask=None, is_causal=True, kv_cache=None, layer=0, rope=None):
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         x = self.hook_resid_pre(x)
         if self.pre_norm:
-            attn_out = self.hook_attn_out(
-                self.attn(self.hook_ln1(self.ln_1(x)), attn_mask, is_causal, kv_cache, layer, rope)
-            )
+            attn_out = self.hook_attn_out(self.attn(self.hook_ln1(self.ln_1(x)), inputs))
             x = self.hook_resid_mid(x + attn_out)
             mlp_out = self.hook_mlp_out(self.mlp(self.hook_ln2(self.ln_2(x))))
             return self.hook_resid_post(x + mlp_out)
         # Post-LN: the norms sit on the residual stream itself, so hook_ln1 is hook_resid_mid's
         # input and hook_ln2 is hook_resid_post's.
-        attn_out = self.hook_attn_out(self.attn(x, attn_mask, is_causal, kv_cache, layer, rope))
+        attn_out = self.hook_attn_out(self.attn(x, inputs))
         x = self.hook_resid_mid(self.hook_ln1(self.ln_1(x + attn_out)))
         mlp_out = self.hook_mlp_out(self.mlp(x))
         return self.hook_resid_post(self.hook_ln2(self.ln_2(x + mlp_out)))
@@ -174,7 +213,7 @@ class GPT(nn.Module):
             nn.Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
         )
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.blocks = nn.ModuleList([Block(config, layer) for layer in range(config.n_layer)])
         self.ln_f = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         if config.tie_weights:  # one matrix reads tokens in and writes them out
@@ -184,7 +223,7 @@ class GPT(nn.Module):
         self.hook_ln_final = HookPoint()  # (B, T, C) the final norm's output
         self.hook_logits = HookPoint()  # (B, T, vocab_size)
         # 0 for the real vocabulary, -inf for the padding rows: added to the padded logits, it
-        # lets the loss run over all padded_vocab_size columns (see forward). Not saved.
+        # lets the loss run over all padded_vocab_size columns (see head_and_loss). Not saved.
         padding = torch.zeros(config.padded_vocab_size)
         padding[config.vocab_size :] = float("-inf")
         self.register_buffer("vocab_padding_bias", padding, persistent=False)
@@ -220,7 +259,7 @@ class GPT(nn.Module):
         *,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
+        kv_cache: KVCacheLike | None = None,
         only_last: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits for every position and, given targets, the mean cross-entropy loss.
@@ -241,29 +280,31 @@ class GPT(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
         key_len = kv_cache.key_len(T) if kv_cache is not None else T  # a static cache: max_len
-        attn_mask, is_causal = causal_mask(T, past, attention_mask, idx.device, key_len)
-
-        x = self.hook_embed(self.wte(idx))  # (B, T, C)
-        if self.wpe is not None:
-            x = x + self.hook_pos_embed(self.wpe(position_ids))
-        x = self.drop(x)
+        mask, is_causal = causal_mask(T, past, attention_mask, idx.device, key_len)
         rope = (
             rope_angles(position_ids, self.config.head_dim) if self.config.pos == "rope" else None
         )
-        for layer, block in enumerate(self.blocks):
-            x = block(x, attn_mask, is_causal, kv_cache, layer, rope)
+        inputs = AttentionInputs(mask, is_causal, kv_cache, rope)
+
+        x = self.embed(idx, position_ids)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, inputs)
         x = self.hook_ln_final(self.ln_f(x))
         if only_last:
             x = x[:, -1:, :]
-        if targets is not None and self.loss_over_padded_vocab():
-            # exp(-inf) = 0, so the padding columns change neither the loss nor, with a zero
-            # softmax, any gradient. Scoring the sliced logits instead copies the (B*T, vocab)
-            # tensor forward and back: ~10% of a small-bpe training step on CPU (BENCHMARKS.md).
-            padded = F.linear(x, self.lm_head.weight, self.vocab_padding_bias)
-            loss = F.cross_entropy(
-                padded.view(-1, padded.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
-            )
-            return padded[..., : self.config.vocab_size], loss
+        if targets is None:
+            return self.head(x), None
+        return self.head_and_loss(x, targets)
+
+    def embed(self, idx: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """Token embedding (+ learned position embedding), then dropout: (B, T) -> (B, T, C)."""
+        x = self.hook_embed(self.wte(idx))
+        if self.wpe is not None:
+            x = x + self.hook_pos_embed(self.wpe(position_ids))
+        return self.drop(x)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """The final norm's output (B, T, C) -> logits over the real vocabulary (B, T, vocab_size)."""
         logits = self.lm_head(x)  # (B, T, padded_vocab_size)
         if self.config.padded_vocab_size != self.config.vocab_size:
             logits = logits[..., : self.config.vocab_size]  # padding rows never leave the model
@@ -272,17 +313,29 @@ class GPT(nn.Module):
             # confidence, while small logits pass almost unchanged.
             cap = self.config.logit_softcap
             logits = cap * torch.tanh(logits / cap)
-        logits = self.hook_logits(logits)
+        return self.hook_logits(logits)
 
-        loss = None
-        if targets is not None:
+    def head_and_loss(
+        self, x: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, mean cross-entropy over the targets that are not IGNORE_INDEX)."""
+        if self.loss_over_padded_vocab():
+            # exp(-inf) = 0, so the padding columns change neither the loss nor, with a zero
+            # softmax, any gradient. Scoring the sliced logits instead copies the (B*T, vocab)
+            # tensor forward and back: ~10% of a small-bpe training step on CPU (BENCHMARKS.md).
+            padded = F.linear(x, self.lm_head.weight, self.vocab_padding_bias)
             loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
+                padded.view(-1, padded.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
             )
+            return padded[..., : self.config.vocab_size], loss
+        logits = self.head(x)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
+        )
         return logits, loss
 
     def loss_over_padded_vocab(self) -> bool:
-        """Whether forward may score the padded logits directly: a padded vocabulary, a plain
+        """Whether head_and_loss may score the padded logits directly: a padded vocabulary, a plain
         Linear head (not int8), no soft-cap (it would turn -inf into -cap) and no hook that
         could replace the logits the loss must see."""
         return (
@@ -358,35 +411,3 @@ class GPT(nn.Module):
         """Distinct parameters (a tied head counted once)."""
         return sum(p.numel() for p in self.parameters())
 
-
-def causal_mask(
-    T: int,
-    past: int,
-    attention_mask: torch.Tensor | None,
-    device: torch.device,
-    key_len: int | None = None,
-) -> tuple[torch.Tensor | None, bool]:
-    """The attention mask for T new queries after `past` cached positions.
-
-    Returns (mask, is_causal). The common cases need no mask tensor: a full causal pass uses the
-    fused causal kernel, and a single new token may attend to everything before it. Otherwise the
-    boolean mask is (B or 1, 1, T, key_len), True where a query may attend. key_len is past + T
-    unless a preallocated cache hands attention more slots; those lie after every query, so
-    causality hides them. With padding, a query always keeps its own position, so a padding row
-    never becomes all -inf (NaN); those rows' outputs are ignored.
-    """
-    T_k = past + T if key_len is None else key_len
-    if attention_mask is None and T_k == past + T:
-        if past == 0:
-            return None, True
-        if T == 1:
-            return None, False
-    query_pos = torch.arange(past, past + T, device=device).unsqueeze(1)  # (T, 1)
-    key_pos = torch.arange(T_k, device=device).unsqueeze(0)  # (1, T_k)
-    mask = (key_pos <= query_pos).unsqueeze(0).unsqueeze(0)  # (1, 1, T, T_k)
-    if attention_mask is not None:
-        keep = attention_mask.to(torch.bool)  # (B, past + T)
-        unwritten = keep.new_ones(keep.size(0), T_k - keep.size(1))  # hidden by causality anyway
-        keep = torch.cat([keep, unwritten], dim=1)[:, None, None, :]  # (B, 1, 1, T_k)
-        mask = (mask & keep) | (key_pos == query_pos)
-    return mask, False

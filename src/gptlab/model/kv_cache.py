@@ -3,14 +3,44 @@
 During generation each new token only needs its own query; the keys and values of the tokens
 before it do not change, so we keep them instead of recomputing the whole prefix every step.
 
-KVCache grows by concatenation: its keys are exactly the positions seen so far. The preallocated
-StaticKVCache (gptlab.model.static_cache) has the same interface: `update(layer, k, v)`,
-`seq_len`, `key_len(T)`, `crop(n)`.
+KVCacheLike is what the model asks of a cache. KVCache grows by concatenation: its keys are
+exactly the positions seen so far. The preallocated StaticKVCache (gptlab.model.static_cache)
+keeps one shape for the whole generation.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
+
+
+class KVCacheLike(Protocol):
+    """The interface GPT.forward and the decoders use; KVCache and StaticKVCache both keep it."""
+
+    @property
+    def seq_len(self) -> int:
+        """How many positions are cached (the same for every layer between forward passes)."""
+        ...
+
+    def key_len(self, new_tokens: int) -> int:
+        """How many keys attention sees after this call appends `new_tokens` positions."""
+        ...
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this pass's k, v (B, n_kv_head, T, head_dim) for `layer`; return the keys and
+        values attention reads (B, n_kv_head, key_len, head_dim)."""
+        ...
+
+    def crop(self, n: int) -> None:
+        """Forget every position from n on (speculative decoding drops rejected tokens)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget everything: the cache can start a new sequence."""
+        ...
 
 
 class KVCache:

@@ -1,9 +1,9 @@
 """Static-shape decoding: a preallocated KV cache (what lets torch.compile reuse one decode graph).
 
-StaticKVCache is preallocated to max_len positions and written in place, with KVCache's interface
-(`update(layer, k, v)`, `seq_len`, `key_len(T)`, `crop(n)`). Its tensors keep one shape for the whole
-generation: no reallocation per token, and torch.compile sees the same shapes every step. The
-slots not yet written are hidden by the causal mask, since they lie after every query.
+StaticKVCache is preallocated to max_len positions and written in place; it keeps the
+KVCacheLike protocol (gptlab.model.kv_cache) as KVCache does. Its tensors keep one shape for the
+whole generation: no reallocation per token, and torch.compile sees the same shapes every step.
+The slots not yet written are hidden by the causal mask, since they lie after every query.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What every `gptlab inspect` tool shares: the output folder, JSON and file reports, the model and
-prompt from the arguments, and the common options."""
+prompt (or prompt set) from the arguments, and the common options."""
 
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ def out_dir(args: argparse.Namespace) -> Path:
 
 
 def write_json(path: Path, data: dict) -> Path:
+    """`data` as JSON at `path`, NaN and infinities written as null (see json_safe)."""
     from gptlab.fileio import atomic_write_text
 
-    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
+    atomic_write_text(path, json.dumps(json_safe(data), indent=1, ensure_ascii=False))
     return path
 
 
@@ -88,6 +89,41 @@ def json_safe(value):
         return value if math.isfinite(value) else None
     if isinstance(value, list):
         return [json_safe(v) for v in value]
+    if isinstance(value, tuple):
+        return [json_safe(v) for v in value]
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
     return value
+
+
+def add_prompt_set(parser: argparse.ArgumentParser) -> None:
+    """--prompts FILE | --ioi N (with --template, --seed): the prompt set a tool averages over."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="a JSONL prompt set: one {clean, corrupted, answer, wrong} object per line",
+    )
+    source.add_argument(
+        "--ioi",
+        type=positive_int,
+        metavar="N",
+        help="N generated IOI prompts with names that are single tokens in the model's tokenizer",
+    )
+    parser.add_argument(
+        "--template", type=int, default=0, metavar="I", help="which IOI template (default 0)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="which IOI names (default 0)")
+
+
+def load_prompt_set_args(args: argparse.Namespace):
+    """(model, tokenizer, prompt set) from the model options and add_prompt_set's options."""
+    from gptlab.interp.prompt_sets import ioi_prompt_set, load_prompt_set
+
+    model, tokenizer = load_model_from_args(args)
+    if args.prompts is not None:
+        prompts = load_prompt_set(model, tokenizer, args.prompts)
+    else:
+        prompts = ioi_prompt_set(model, tokenizer, args.ioi, args.template, args.seed)
+    print(f"{len(prompts)} prompts of {prompts.clean.shape[1]} tokens, e.g. {prompts.texts[0]}")
+    return model, tokenizer, prompts
