@@ -28,6 +28,22 @@ def _read_umask() -> int:
 
 _UMASK = _read_umask()
 
+# The folders gptlab writes, recognised on every floor: where a path is read (a corpus folder skips
+# them) and where one is written (a model never goes into a run).
+METRICS_FILE = "metrics.jsonl"  # a training run's log (gptlab.train.metrics writes it)
+CHECKPOINTS_DIR = "checkpoints"  # a training run's checkpoints (gptlab.checkpoints.run)
+PREPARED_META_FILE = "meta.json"  # a prepared dataset's description, written last (gptlab.data.folder)
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """A training run's folder (its checkpoints or its metrics): never a place to write a model."""
+    path = Path(path)
+    return (path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_FILE).is_file()
+
+
+def is_prepared_folder(path: str | Path) -> bool:
+    return (Path(path) / PREPARED_META_FILE).is_file()
+
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call write(tmp_path) to produce the file, then move it to `path` in one rename."""
@@ -94,6 +110,32 @@ def inside(folder: str | Path, name: object, what: str) -> Path:
     if Path(name).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
         raise GptlabError(f"{what} names {name!r}, outside {folder}; refusing to read it")
     return path
+
+
+def refuse_overlap(
+    out: str | Path,
+    reads: dict[str, str | Path | None],
+    flag: str = "--out",
+    *,
+    holding_ok: bool = False,
+) -> None:
+    """Refuse an output path that is a path the command reads, lies inside one, or holds one.
+
+    `reads` maps how each input is named in messages ("--checkpoint") to its path (None or a hub
+    name "hf:..." is skipped). Writing there would replace the input, mix the output into it (a
+    corpus folder reads it back as documents), or, with --overwrite, delete it.
+    """
+    target = Path(out).resolve()
+    for name, source in reads.items():
+        if source is None or str(source).startswith("hf:"):
+            continue
+        source = Path(source).resolve()
+        if target == source:
+            raise GptlabError(f"{flag} {out} is the {name} it reads; write somewhere else")
+        if target.is_relative_to(source):
+            raise GptlabError(f"{flag} {out} lies inside the {name} {source}; write somewhere else")
+        if source.is_relative_to(target) and not holding_ok:
+            raise GptlabError(f"{flag} {out} holds the {name} {source}; write somewhere else")
 
 
 def read_json(path: str | Path, what: str = "file", expect: type = dict) -> object:

@@ -45,10 +45,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise GptlabError(f"--out {out} is a file, not a folder")
-    from gptlab.checkpoints.run import is_run_folder
+    from gptlab.checkpoints.run import refuse_in_run_folder
+    from gptlab.fileio import refuse_overlap
 
-    if is_run_folder(out):
-        raise GptlabError(f"--out {out} is a training run folder; export somewhere else")
+    # An export is not a gptlab model folder: written over the one it reads (or a run's
+    # checkpoint) it would leave a model gptlab cannot load.
+    refuse_overlap(out, {"--checkpoint": args.checkpoint})
+    refuse_in_run_folder(out)
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise GptlabError(f"--out {out} is not empty; choose another folder or pass --overwrite")
 
