@@ -49,3 +49,122 @@ def test_a_corpus_folder_skips_prepared_datasets_and_runs_inside_it(tmp_path):
     ]
     with pytest.raises(GptlabError, match="prepared dataset"):
         LocalFiles(str(elsewhere))
+
+
+# ---- full disk: the writers that are not Python's own raise other errors ----------------------
+
+FULL_DISK_ERRORS = {
+    "torch.save": lambda: RuntimeError(
+        "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+    ),
+    "safetensors": lambda: __import__("safetensors").SafetensorError(
+        'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+    ),
+}
+
+
+def one_error_line(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("gptlab: error: "), err
+    return lines[-1]
+
+
+TINY = (
+    "model.n_layer=1 model.n_head=2 model.n_embd=16 model.block_size=16 train.micro_batch_size=4 "
+    "train.tokens_per_step=64 train.max_seconds=none train.eval_every=0 "
+    "train.final_eval_tokens=64 train.sample_every=0 train.threads=1 train.checkpoint_every=1"
+).split()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full-disk")
+    text = root / "corpus.txt"
+    text.write_text("abcdefgh \n" * 400)
+    assert (
+        main(["prepare", str(text), "--tokenizer", "char", "--out", str(root / "p"), "--quiet"])
+        == 0
+    )
+    return root / "p"
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "safetensors"])
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_previous_one(
+    prepared, tmp_path, monkeypatch, capsys, writer
+):
+    import gptlab.checkpoints.model_folder as model_folder
+    import gptlab.checkpoints.run as run_module
+
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                f"data.prepared_dir={prepared}",
+                "train.max_steps=1",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+
+    def full(*args, **kwargs):
+        raise FULL_DISK_ERRORS[writer]()
+
+    if writer == "torch.save":
+        monkeypatch.setattr(run_module.torch, "save", full)
+    else:
+        monkeypatch.setattr(model_folder, "save_file", full)
+    argv = [
+        "train",
+        "--out",
+        str(run),
+        "--resume",
+        f"data.prepared_dir={prepared}",
+        "train.max_steps=2",
+        *TINY,
+    ]
+    line = one_error_line(capsys, argv)
+    assert "disk" in line and str(run) in line, line
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    monkeypatch.undo()
+    assert main(["sample", "--checkpoint", str(run), "--prompt", "a", "--max-new-tokens", "2"]) == 0
+
+
+@pytest.mark.parametrize("export_format", ["hf", "transformer-lens"])
+def test_a_full_disk_while_exporting_is_one_line_and_leaves_no_out(
+    prepared, tmp_path, monkeypatch, capsys, export_format
+):
+    import gptlab.model.hf as hf
+    import gptlab.model.transformer_lens as tl
+
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                f"data.prepared_dir={prepared}",
+                "train.max_steps=1",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+
+    def full(*args, **kwargs):
+        raise FULL_DISK_ERRORS["safetensors"]()
+
+    monkeypatch.setattr(hf if export_format == "hf" else tl, "save_file", full)
+    out = tmp_path / "exported"
+    argv = ["export", "--checkpoint", str(run), "--out", str(out), "--format", export_format]
+    line = one_error_line(capsys, argv)
+    assert "No space left on device" in line and "free some disk space" in line, line
+    assert not out.exists()

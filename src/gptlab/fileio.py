@@ -11,8 +11,11 @@ folder, not UTF-8, not JSON on line N), never a traceback. Corpora are read else
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +35,9 @@ _UMASK = _read_umask()
 # them) and where one is written (a model never goes into a run).
 METRICS_FILE = "metrics.jsonl"  # a training run's log (gptlab.train.metrics writes it)
 CHECKPOINTS_DIR = "checkpoints"  # a training run's checkpoints (gptlab.checkpoints.run)
-PREPARED_META_FILE = "meta.json"  # a prepared dataset's description, written last (gptlab.data.folder)
+PREPARED_META_FILE = (
+    "meta.json"  # a prepared dataset's description, written last (gptlab.data.folder)
+)
 
 
 def is_run_folder(path: str | Path) -> bool:
@@ -45,6 +50,46 @@ def is_prepared_folder(path: str | Path) -> bool:
     return (Path(path) / PREPARED_META_FILE).is_file()
 
 
+# How writers that are not Python's file objects report a failed write: torch.save raises
+# RuntimeError ("[enforce fail at inline_container.cc] unexpected pos ...", "PytorchStreamWriter
+# failed writing file ..."), safetensors raises SafetensorError ("Error while serializing:
+# IoError(Os { code: 28, kind: StorageFull, ... })").
+_WRITE_FAILURE = re.compile(r"unexpected pos|failed writing|write failed|IoError|Os \{", re.I)
+_OS_CODE = re.compile(r"code: (\d+)")
+
+
+@contextlib.contextmanager
+def writer_errors_as_os_errors(path: str | Path) -> Iterator[None]:
+    """Turn a full disk (or another failed write) that torch.save or safetensors met into the
+    OSError Python's own writers raise, so it reaches the user as one line, not a traceback."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:
+        message = str(exc)
+        if not _WRITE_FAILURE.search(message):
+            raise  # another failure of the writer is a bug worth its traceback
+        code = _OS_CODE.search(message)
+        number = int(code.group(1)) if code else errno.EIO
+        reason = os.strerror(number) if code else "the write failed (is the disk full?)"
+        raise OSError(number, reason, str(path)) from None
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | Path) -> Iterator[Path]:
+    """A folder a command creates: if the command fails, the folder goes too, so no empty or
+    half-filled --out is left behind. A folder that already existed is left as it is."""
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        yield folder
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call write(tmp_path) to produce the file, then move it to `path` in one rename."""
     path = Path(path)
@@ -52,7 +97,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
+        with writer_errors_as_os_errors(path):
+            write(tmp)
         # mkstemp creates the file 0600 (and some writers, safetensors among them, create their
         # file anew the same way): give it the permissions a plain open() would have.
         os.chmod(tmp, 0o666 & ~_UMASK)

@@ -45,7 +45,13 @@ from gptlab.checkpoints.model_folder import (
 )
 from gptlab.checkpoints.run import refuse_in_run_folder
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write, atomic_write_text, read_json, refuse_overlap
+from gptlab.fileio import (
+    atomic_write,
+    atomic_write_text,
+    read_json,
+    refuse_overlap,
+    removed_on_failure,
+)
 from gptlab.model.gpt import GPT
 from gptlab.model.hf import load_hf_model
 from gptlab.model.lora import LoRAConfig, load_adapter, merge_lora, save_adapter
@@ -274,13 +280,15 @@ def merge_checkpoint(directory: str | Path, out: str | Path | None = None) -> Pa
         refuse_in_run_folder(out)
         if is_model_dir(out):
             raise GptlabError(f"{out} already holds a model; pick another --out")
-        shutil.copytree(directory / ADAPTER_DIR, out / ADAPTER_DIR, dirs_exist_ok=True)
-    body = copy.deepcopy(loaded.body)
-    merge_lora(body)
-    save_model(out, body, loaded.tokenizer)
-    if loaded.head is not None and not in_place:
-        shutil.copy2(directory / HEAD_FILE, out / HEAD_FILE)
-    atomic_write_text(
-        out / TASK_FILE, json.dumps({**task, "merged": True}, indent=2, ensure_ascii=False)
-    )
+    with removed_on_failure(out):
+        if not in_place:
+            shutil.copytree(directory / ADAPTER_DIR, out / ADAPTER_DIR, dirs_exist_ok=True)
+        body = copy.deepcopy(loaded.body)
+        merge_lora(body)
+        save_model(out, body, loaded.tokenizer)
+        if loaded.head is not None and not in_place:
+            shutil.copy2(directory / HEAD_FILE, out / HEAD_FILE)
+        atomic_write_text(
+            out / TASK_FILE, json.dumps({**task, "merged": True}, indent=2, ensure_ascii=False)
+        )
     return out

@@ -24,7 +24,7 @@ import torch
 
 from gptlab.checkpoints.model_folder import CONFIG_FILE, WEIGHTS_FILE, save_model
 from gptlab.errors import GptlabError
-from gptlab.fileio import CHECKPOINTS_DIR, is_run_folder, read_json
+from gptlab.fileio import CHECKPOINTS_DIR, is_run_folder, read_json, writer_errors_as_os_errors
 
 STATE_FILE = "training_state.pt"
 INFO_FILE = "checkpoint.json"
@@ -124,7 +124,8 @@ def save_checkpoint(
     temp = folder / f"{_TEMP_PREFIX}{final.name}"
     try:
         save_model(temp, model, tokenizer)
-        torch.save(training_state, temp / STATE_FILE)
+        with writer_errors_as_os_errors(temp / STATE_FILE):
+            torch.save(training_state, temp / STATE_FILE)
         (temp / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         if final.exists():  # the same step saved again (e.g. a best checkpoint at the last step)
             shutil.rmtree(final)

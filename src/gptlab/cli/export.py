@@ -56,12 +56,14 @@ def run(args: argparse.Namespace) -> int:
         raise GptlabError(f"--out {out} is not empty; choose another folder or pass --overwrite")
 
     from gptlab.checkpoints.load import load_model
+    from gptlab.fileio import removed_on_failure
 
     model, tokenizer = load_model(args.checkpoint, device="cpu")
     if args.format == "transformer-lens":
         from gptlab.model.transformer_lens import export_transformer_lens
 
-        export_transformer_lens(model, out)
+        with removed_on_failure(out):
+            export_transformer_lens(model, out)
         print(
             f"exported {model.num_parameters():,} parameters to {out} for TransformerLens: "
             "HookedTransformer(HookedTransformerConfig(**json.load(open('config.json')))) then "
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from gptlab.model.hf import export_hf
 
-    export_hf(model, out, tokenizer)
+    with removed_on_failure(out):
+        export_hf(model, out, tokenizer)
     print(
         f"exported {model.num_parameters():,} parameters to {out} "
         f"(load it with transformers.GPT2LMHeadModel.from_pretrained({str(out)!r}))"
