@@ -168,3 +168,31 @@ def test_a_full_disk_while_exporting_is_one_line_and_leaves_no_out(
     line = one_error_line(capsys, argv)
     assert "No space left on device" in line and "free some disk space" in line, line
     assert not out.exists()
+
+
+# ---- deeply nested JSON: one line (or a 4xx), never a RecursionError --------------------------
+
+DEEP = "[" * 5000 + "]" * 5000  # json.loads alone raises RecursionError on this
+DEEPISH = "[" * 500 + "]" * 500  # parses, but overflows whatever walks it next
+
+
+@pytest.mark.parametrize("nested", [DEEP, DEEPISH], ids=["5000-levels", "500-levels"])
+def test_deeply_nested_json_in_any_file_read_is_one_line(tmp_path, capsys, nested):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"text": "fine"}\n{"text": "x", "junk": ' + nested + "}\n")
+    line = one_error_line(capsys, ["prepare", str(corpus), "--out", str(tmp_path / "p"), "--quiet"])
+    assert "line 2" in line and "nested" in line, line
+    array = tmp_path / "corpus.json"
+    array.write_text('[{"text": "a"}, ' + nested + "]")
+    assert "nested" in one_error_line(capsys, ["prepare", str(array), "--out", str(tmp_path / "q")])
+    tokenizer = tmp_path / "tok.json"
+    tokenizer.write_text('{"type": "char", "x": ' + nested + "}")
+    line = one_error_line(
+        capsys, ["tokenizer", "encode", "--tokenizer", str(tokenizer), "--text", "a"]
+    )
+    assert "nested" in line, line
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "train_loss": 2.0}\n{"step": ' + nested + "}\n")
+    assert "line 2" in one_error_line(capsys, ["plot", str(run)])
+    assert not (tmp_path / "p").exists() and not (tmp_path / "q").exists()

@@ -184,13 +184,49 @@ def refuse_overlap(
             raise GptlabError(f"{flag} {out} holds the {name} {source}; write somewhere else")
 
 
+# Far deeper than anything gptlab or a person writes (a tokenizer's merges: 3 levels). Deeper is
+# damage or an attack, and would overflow the stack of whatever walks the value next (json.dumps
+# in a reply, pydantic): json.loads alone raises RecursionError only near 1,000 levels.
+MAX_JSON_DEPTH = 100
+
+
+def loads_json(text: str | bytes) -> object:
+    """json.loads, with a value nested deeper than MAX_JSON_DEPTH refused as malformed JSON
+    (json.JSONDecodeError, as every reader already handles) rather than a RecursionError."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+    else:
+        if not _nested_deeper_than(value, MAX_JSON_DEPTH):
+            return value
+    doc = text if isinstance(text, str) else ""
+    raise json.JSONDecodeError(f"values nested more than {MAX_JSON_DEPTH} levels deep", doc, 0)
+
+
+def _nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether arrays/objects nest deeper than `limit`; a loop, not recursion, so any depth."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False
+
+
 def read_json(path: str | Path, what: str = "file", expect: type = dict) -> object:
     """The JSON value in `path`, of type `expect`; what is wrong with the file is one line."""
     path = Path(path)
     with friendly_read_errors(path, what):
         text = path.read_text(encoding="utf-8")
     try:
-        value = json.loads(text)
+        value = loads_json(text)
     except json.JSONDecodeError as exc:
         raise GptlabError(
             f"{what} {path} is not valid JSON ({exc.msg.removesuffix(' at')}, line {exc.lineno})"
@@ -216,7 +252,7 @@ def jsonl_records(
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = loads_json(line)
             except json.JSONDecodeError as exc:
                 if torn_tail_ok and not line.endswith("\n"):
                     return  # only the last line can lack its newline

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.errors import GptlabError
-from gptlab.fileio import is_prepared_folder, is_run_folder
+from gptlab.fileio import is_prepared_folder, is_run_folder, loads_json
 from gptlab.optional import import_optional
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet", ".csv")
@@ -219,7 +219,7 @@ def _jsonl_documents(path: Path, text_column: str, stats: TextStats) -> Iterator
             if not line:
                 continue
             try:
-                record = json.loads(line)
+                record = loads_json(line)
             except json.JSONDecodeError as exc:
                 raise GptlabError(
                     f"line {line_no} of {path} is not valid JSON ({exc.msg})"
@@ -229,7 +229,7 @@ def _jsonl_documents(path: Path, text_column: str, stats: TextStats) -> Iterator
 
 def _json_array_documents(path: Path, text_column: str, stats: TextStats) -> Iterator[str | None]:
     try:
-        records = json.loads(decode_utf8(path.read_bytes(), stats))
+        records = loads_json(decode_utf8(path.read_bytes(), stats))
     except json.JSONDecodeError as exc:
         raise GptlabError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     for index, record in enumerate(records):
