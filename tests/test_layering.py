@@ -22,7 +22,18 @@ FLOORS = [
     ("eval", "interp", "checkpoints"),
     ("data", "model"),
     ("tokenizers",),
-    ("errors", "fileio", "optional", "device", "overrides", "plotting", "tables", "rng", "presets"),
+    (
+        "errors",
+        "fileio",
+        "html_pages",
+        "optional",
+        "device",
+        "overrides",
+        "plotting",
+        "tables",
+        "rng",
+        "presets",
+    ),
 ]
 FLOOR = {part: len(FLOORS) - i for i, parts in enumerate(FLOORS) for part in parts}
 # The public face (`from gptlab import GPT, load_model, ...`) and `python -m gptlab` sit above it all.
