@@ -26,7 +26,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from gptlab.checkpoints.load import load_model  # noqa: E402
-from gptlab.explore.app import create_app  # noqa: E402
 from gptlab.explore.export import export_page  # noqa: E402
 from gptlab.explore.server import bind, http_server  # noqa: E402
 from gptlab.explore.sources import Source, load_sources  # noqa: E402
