@@ -26,9 +26,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from gptlab.checkpoints.load import load_model  # noqa: E402
-from gptlab.explore.app import create_app  # noqa: E402
 from gptlab.explore.export import export_page  # noqa: E402
-from gptlab.explore.server import bind  # noqa: E402
+from gptlab.explore.server import bind, http_server  # noqa: E402
 from gptlab.explore.sources import Source, load_sources  # noqa: E402
 from gptlab.inference.generate import GenerationConfig, generate_text  # noqa: E402
 
@@ -53,7 +52,7 @@ def folders(tmp_path_factory):
 def server(folders):
     served = load_sources([Source(str(folders["model"])), Source(str(folders["run"]))], "cpu")
     sock = bind("127.0.0.1", 0)
-    app_server = uvicorn.Server(uvicorn.Config(create_app(served), log_level="warning"))
+    app_server = http_server(served, sock)  # as `gptlab explore` serves: its guards in place
     thread = threading.Thread(target=app_server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{sock.getsockname()[1]}/"

@@ -25,6 +25,7 @@ FLOORS = [
     (
         "errors",
         "fileio",
+        "html_pages",
         "optional",
         "device",
         "overrides",

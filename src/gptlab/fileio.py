@@ -11,9 +11,12 @@ folder, not UTF-8, not JSON on line N), never a traceback. Corpora are read else
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +43,64 @@ def _read_umask() -> int:
 
 _UMASK = _read_umask()
 
+# The folders gptlab writes, recognised on every floor: where a path is read (a corpus folder skips
+# them) and where one is written (a model never goes into a run).
+METRICS_FILE = "metrics.jsonl"  # a training run's log (gptlab.train.metrics writes it)
+CHECKPOINTS_DIR = "checkpoints"  # a training run's checkpoints (gptlab.checkpoints.run)
+PREPARED_META_FILE = (
+    "meta.json"  # a prepared dataset's description, written last (gptlab.data.folder)
+)
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """A training run's folder (its checkpoints or its metrics): never a place to write a model."""
+    path = Path(path)
+    return (path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_FILE).is_file()
+
+
+def is_prepared_folder(path: str | Path) -> bool:
+    return (Path(path) / PREPARED_META_FILE).is_file()
+
+
+# How writers that are not Python's file objects report a failed write: torch.save raises
+# RuntimeError ("[enforce fail at inline_container.cc] unexpected pos ...", "PytorchStreamWriter
+# failed writing file ..."), safetensors raises SafetensorError ("Error while serializing:
+# IoError(Os { code: 28, kind: StorageFull, ... })").
+_WRITE_FAILURE = re.compile(r"unexpected pos|failed writing|write failed|IoError|Os \{", re.I)
+_OS_CODE = re.compile(r"code: (\d+)")
+
+
+@contextlib.contextmanager
+def writer_errors_as_os_errors(path: str | Path) -> Iterator[None]:
+    """Turn a full disk (or another failed write) that torch.save or safetensors met into the
+    OSError Python's own writers raise, so it reaches the user as one line, not a traceback."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:
+        message = str(exc)
+        if not _WRITE_FAILURE.search(message):
+            raise  # another failure of the writer is a bug worth its traceback
+        code = _OS_CODE.search(message)
+        number = int(code.group(1)) if code else errno.EIO
+        reason = os.strerror(number) if code else "the write failed (is the disk full?)"
+        raise OSError(number, reason, str(path)) from None
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | Path) -> Iterator[Path]:
+    """A folder a command creates: if the command fails, the folder goes too, so no empty or
+    half-filled --out is left behind. A folder that already existed is left as it is."""
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        yield folder
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call write(tmp_path) to produce the file, then move it to `path` in one rename."""
@@ -48,7 +109,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
+        with writer_errors_as_os_errors(path):
+            write(tmp)
         # mkstemp creates the file 0600 (and some writers, safetensors among them, create their
         # file anew the same way): give it the permissions a plain open() would have.
         os.chmod(tmp, 0o666 & ~_UMASK)
@@ -108,13 +170,75 @@ def inside(folder: str | Path, name: object, what: str) -> Path:
     return path
 
 
+def refuse_overlap(
+    out: str | Path,
+    reads: dict[str, str | Path | None],
+    flag: str = "--out",
+    *,
+    holding_ok: bool = False,
+) -> None:
+    """Refuse an output path that is a path the command reads, lies inside one, or holds one.
+
+    `reads` maps how each input is named in messages ("--checkpoint") to its path (None or a hub
+    name "hf:..." is skipped). Writing there would replace the input, mix the output into it (a
+    corpus folder reads it back as documents), or, with --overwrite, delete it.
+    """
+    target = Path(out).resolve()
+    for name, source in reads.items():
+        if source is None or str(source).startswith("hf:"):
+            continue
+        source = Path(source).resolve()
+        if target == source:
+            raise GptlabError(f"{flag} {out} is the {name} it reads; write somewhere else")
+        if target.is_relative_to(source):
+            raise GptlabError(f"{flag} {out} lies inside the {name} {source}; write somewhere else")
+        if source.is_relative_to(target) and not holding_ok:
+            raise GptlabError(f"{flag} {out} holds the {name} {source}; write somewhere else")
+
+
+# Far deeper than anything gptlab or a person writes (a tokenizer's merges: 3 levels). Deeper is
+# damage or an attack, and would overflow the stack of whatever walks the value next (json.dumps
+# in a reply, pydantic): json.loads alone raises RecursionError only near 1,000 levels.
+MAX_JSON_DEPTH = 100
+
+
+def loads_json(text: str | bytes) -> object:
+    """json.loads, with a value nested deeper than MAX_JSON_DEPTH refused as malformed JSON
+    (json.JSONDecodeError, as every reader already handles) rather than a RecursionError."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+    else:
+        if not _nested_deeper_than(value, MAX_JSON_DEPTH):
+            return value
+    doc = text if isinstance(text, str) else ""
+    raise json.JSONDecodeError(f"values nested more than {MAX_JSON_DEPTH} levels deep", doc, 0)
+
+
+def _nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether arrays/objects nest deeper than `limit`; a loop, not recursion, so any depth."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False
+
+
 def read_json(path: str | Path, what: str = "file", expect: type = dict) -> object:
     """The JSON value in `path`, of type `expect`; what is wrong with the file is one line."""
     path = Path(path)
     with friendly_read_errors(path, what):
         text = path.read_text(encoding="utf-8")
     try:
-        value = json.loads(text)
+        value = loads_json(text)
     except json.JSONDecodeError as exc:
         raise GptlabError(
             f"{what} {path} is not valid JSON ({exc.msg.removesuffix(' at')}, line {exc.lineno})"
@@ -140,7 +264,7 @@ def jsonl_records(
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = loads_json(line)
             except json.JSONDecodeError as exc:
                 if torn_tail_ok and not line.endswith("\n"):
                     return  # only the last line can lack its newline

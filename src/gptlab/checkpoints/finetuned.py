@@ -43,9 +43,15 @@ from gptlab.checkpoints.model_folder import (
     is_model_dir,
     save_model,
 )
-from gptlab.checkpoints.run import is_run_folder
+from gptlab.checkpoints.run import refuse_in_run_folder
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write, atomic_write_text, read_json
+from gptlab.fileio import (
+    atomic_write,
+    atomic_write_text,
+    read_json,
+    refuse_overlap,
+    removed_on_failure,
+)
 from gptlab.model.gpt import GPT
 from gptlab.model.hf import load_hf_model
 from gptlab.model.lora import LoRAConfig, load_adapter, merge_lora, save_adapter
@@ -100,12 +106,8 @@ def check_output_dir(out: str | Path, overwrite: bool, init: str) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GptlabError(f"--out {out} is a file; give a folder")
-    if is_run_folder(out):
-        raise GptlabError(
-            f"--out {out} is a training run folder; write the fine-tuned model somewhere else"
-        )
-    if not init.startswith("hf:") and Path(init).resolve() == out.resolve():
-        raise GptlabError(f"--out {out} is the --init model itself; pick another --out")
+    refuse_overlap(out, {"--init model": init})
+    refuse_in_run_folder(out)
     existing = [name for name in OWNED if (out / name).exists()]
     if existing and not overwrite:
         raise GptlabError(
@@ -272,16 +274,21 @@ def merge_checkpoint(directory: str | Path, out: str | Path | None = None) -> Pa
     if task.get("lora") is None:
         raise GptlabError(f"{directory} was not trained with LoRA: there is no adapter to merge")
     out = directory if out is None else Path(out)
-    if out != directory:
+    in_place = out.resolve() == directory.resolve()  # this verb's default
+    if not in_place:
+        refuse_overlap(out, {"--checkpoint": directory})
+        refuse_in_run_folder(out)
         if is_model_dir(out):
             raise GptlabError(f"{out} already holds a model; pick another --out")
-        shutil.copytree(directory / ADAPTER_DIR, out / ADAPTER_DIR, dirs_exist_ok=True)
-    body = copy.deepcopy(loaded.body)
-    merge_lora(body)
-    save_model(out, body, loaded.tokenizer)
-    if loaded.head is not None and out != directory:
-        shutil.copy2(directory / HEAD_FILE, out / HEAD_FILE)
-    atomic_write_text(
-        out / TASK_FILE, json.dumps({**task, "merged": True}, indent=2, ensure_ascii=False)
-    )
+    with removed_on_failure(out):
+        if not in_place:
+            shutil.copytree(directory / ADAPTER_DIR, out / ADAPTER_DIR, dirs_exist_ok=True)
+        body = copy.deepcopy(loaded.body)
+        merge_lora(body)
+        save_model(out, body, loaded.tokenizer)
+        if loaded.head is not None and not in_place:
+            shutil.copy2(directory / HEAD_FILE, out / HEAD_FILE)
+        atomic_write_text(
+            out / TASK_FILE, json.dumps({**task, "merged": True}, indent=2, ensure_ascii=False)
+        )
     return out

@@ -24,11 +24,8 @@ import torch
 
 from gptlab.checkpoints.model_folder import CONFIG_FILE, WEIGHTS_FILE, save_model
 from gptlab.errors import GptlabError
-from gptlab.fileio import read_json
+from gptlab.fileio import CHECKPOINTS_DIR, is_run_folder, read_json, writer_errors_as_os_errors
 
-METRICS_FILE = "metrics.jsonl"  # the trainer's log (gptlab.train.metrics writes it)
-
-CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "training_state.pt"
 INFO_FILE = "checkpoint.json"
 _NAME = re.compile(r"^step-(\d+)$")
@@ -38,10 +35,16 @@ _DELETING_PREFIX = ".deleting-"  # a pruned checkpoint, renamed out of the names
 CHECKPOINT_FILES = (WEIGHTS_FILE, CONFIG_FILE, STATE_FILE, INFO_FILE)
 
 
-def is_run_folder(path: str | Path) -> bool:
-    """A training run's folder (its checkpoints or its metrics): never a place to write a model."""
-    path = Path(path)
-    return (path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_FILE).is_file()
+def refuse_in_run_folder(out: str | Path, flag: str = "--out") -> None:
+    """Refuse to write a model into a training run folder or anywhere under one (a step-N
+    checkpoint): the run's own checkpoints would be replaced by a folder it cannot resume from."""
+    target = Path(out).resolve()
+    for folder in (target, *target.parents):
+        if is_run_folder(folder):
+            where = "is" if folder == target else f"lies in {folder},"
+            raise GptlabError(
+                f"{flag} {out} {where} a training run folder; write the model somewhere else"
+            )
 
 
 def checkpoint_name(step: int) -> str:
@@ -121,7 +124,8 @@ def save_checkpoint(
     temp = folder / f"{_TEMP_PREFIX}{final.name}"
     try:
         save_model(temp, model, tokenizer)
-        torch.save(training_state, temp / STATE_FILE)
+        with writer_errors_as_os_errors(temp / STATE_FILE):
+            torch.save(training_state, temp / STATE_FILE)
         (temp / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         if final.exists():  # the same step saved again (e.g. a best checkpoint at the last step)
             shutil.rmtree(final)

@@ -27,6 +27,7 @@ ENVIRONMENT_ERRNOS = {
     errno.EPERM: "you may not write or read there; check its permissions, or use another path",
     errno.ENOTDIR: "a part of that path is a file, not a folder; use another path",
     errno.EISDIR: "that is a folder, not a file; give a file name",
+    errno.EIO: "free some disk space, or write somewhere else (--out)",
 }
 
 

@@ -95,3 +95,17 @@ def check_output_file(path: str, overwrite: bool, flag: str, example: str) -> Pa
     if not out.parent.is_dir():
         raise GptlabError(f"{flag} {out}: the folder {out.parent} does not exist; create it first")
     return out
+
+
+def refuse_out_over_source(out: str | Path | None, source: str, flag: str = "--out") -> None:
+    """Refuse an output that is, lies inside or holds the local files a data SOURCE names (a
+    path, a folder or a glob; names such as tinyshakespeare are not local)."""
+    import glob
+
+    from gptlab.fileio import refuse_overlap
+
+    if out is None:
+        return
+    paths = [source] if Path(source).exists() else glob.glob(source, recursive=True)
+    for path in paths:
+        refuse_overlap(out, {"SOURCE": path}, flag)

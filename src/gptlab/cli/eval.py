@@ -144,6 +144,10 @@ def run_hellaswag(args: argparse.Namespace) -> int:
         if args.per_item
         else None
     )
+    if per_item_file is not None and args.data is not None:
+        from gptlab.fileio import refuse_overlap
+
+        refuse_overlap(per_item_file, {"--data file": args.data}, "--per-item")
     items = load_hellaswag(args.data)  # a bad file fails before the model loads
     model, tokenizer = load_model_from_args(args)
     result = evaluate_hellaswag(

@@ -45,20 +45,25 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise GptlabError(f"--out {out} is a file, not a folder")
-    from gptlab.checkpoints.run import is_run_folder
+    from gptlab.checkpoints.run import refuse_in_run_folder
+    from gptlab.fileio import refuse_overlap
 
-    if is_run_folder(out):
-        raise GptlabError(f"--out {out} is a training run folder; export somewhere else")
+    # An export is not a gptlab model folder: written over the one it reads (or a run's
+    # checkpoint) it would leave a model gptlab cannot load.
+    refuse_overlap(out, {"--checkpoint": args.checkpoint})
+    refuse_in_run_folder(out)
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise GptlabError(f"--out {out} is not empty; choose another folder or pass --overwrite")
 
     from gptlab.checkpoints.load import load_model
+    from gptlab.fileio import removed_on_failure
 
     model, tokenizer = load_model(args.checkpoint, device="cpu")
     if args.format == "transformer-lens":
         from gptlab.model.transformer_lens import export_transformer_lens
 
-        export_transformer_lens(model, out)
+        with removed_on_failure(out):
+            export_transformer_lens(model, out)
         print(
             f"exported {model.num_parameters():,} parameters to {out} for TransformerLens: "
             "HookedTransformer(HookedTransformerConfig(**json.load(open('config.json')))) then "
@@ -67,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from gptlab.model.hf import export_hf
 
-    export_hf(model, out, tokenizer)
+    with removed_on_failure(out):
+        export_hf(model, out, tokenizer)
     print(
         f"exported {model.num_parameters():,} parameters to {out} "
         f"(load it with transformers.GPT2LMHeadModel.from_pretrained({str(out)!r}))"

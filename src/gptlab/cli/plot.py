@@ -33,6 +33,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from gptlab.cli.common import check_output_file
     from gptlab.errors import GptlabError
+    from gptlab.fileio import METRICS_FILE, refuse_overlap
     from gptlab.train.plots import LOSS_PLOT_FILE, plot_runs
 
     if args.labels is not None and len(args.labels) != len(args.runs):
@@ -44,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
             raise GptlabError(f"run folder {run_dir} does not exist")
     if args.out is not None:
         out = check_output_file(args.out, args.overwrite, "--out", "loss.png")
+        for run_dir in args.runs:  # --overwrite replaces a picture, never the log it reads
+            refuse_overlap(out, {"run's metrics log": Path(run_dir) / METRICS_FILE})
     else:  # a run's own loss.png is its picture, redrawn by training too: replaced freely
         out = Path(args.runs[0]) / LOSS_PLOT_FILE if len(args.runs) == 1 else Path(LOSS_PLOT_FILE)
     written = plot_runs(args.runs, out, labels=args.labels)

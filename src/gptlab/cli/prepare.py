@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         checked = check_shard_hashes(folder, read_meta(folder), show_progress=not args.quiet)
         print(f"{folder}: every shard matches meta.json ({checked:,} bytes checked)")
         return 0
+    from gptlab.cli.common import refuse_out_over_source
+
+    refuse_out_over_source(args.out, args.source)
     folder = prepare_dataset(
         args.source,
         tokenizer=args.tokenizer,

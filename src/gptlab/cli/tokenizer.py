@@ -14,6 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
+from gptlab.cli.common import refuse_out_over_source
 from gptlab.errors import GptlabError
 
 
@@ -123,6 +124,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
     if args.max_docs is not None and args.max_docs <= 0:
         raise GptlabError(f"--max-docs must be a positive number of documents, got {args.max_docs}")
+    refuse_out_over_source(args.out, args.source)
 
     documents = iter_documents(
         args.source, max_docs=args.max_docs, text_column=args.text_column, hf_config=args.hf_config

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.fileio import is_prepared_folder, is_run_folder, loads_json
 from gptlab.optional import import_optional
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet", ".csv")
@@ -76,13 +77,7 @@ def expand_paths(spec: str) -> list[Path]:
     files: list[Path] = []
     for path in matches:
         if path.is_dir():
-            files.extend(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in SUPPORTED_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            files.extend(_corpus_files(path))
         elif path.suffix.lower() in SUPPORTED_SUFFIXES:
             files.append(path)
         elif not is_glob:  # a glob may match other files too; a named file must be readable
@@ -94,6 +89,29 @@ def expand_paths(spec: str) -> list[Path]:
             f"{spec!r} holds no {', '.join(SUPPORTED_SUFFIXES)} files to read documents from"
         )
     return sorted({p.resolve() for p in files})
+
+
+def _corpus_files(folder: Path) -> Iterator[Path]:
+    """The supported files under a corpus folder, leaving out hidden entries and what gptlab
+    wrote there: a prepared dataset or a training run (its metrics, its checkpoints' JSON) read
+    back as documents would train on gptlab's own output."""
+    if is_prepared_folder(folder) or is_run_folder(folder):
+        raise GptlabError(
+            f"{folder} is a {'prepared dataset' if is_prepared_folder(folder) else 'training run'} "
+            "written by gptlab, not a corpus; name the folder of your text files"
+        )
+    for root, dirs, names in os.walk(folder):
+        here = Path(root)
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and not is_prepared_folder(here / d)
+            and not is_run_folder(here / d)
+        )
+        for name in names:
+            if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
+                yield here / name
 
 
 class LocalFiles:
@@ -201,7 +219,7 @@ def _jsonl_documents(path: Path, text_column: str, stats: TextStats) -> Iterator
             if not line:
                 continue
             try:
-                record = json.loads(line)
+                record = loads_json(line)
             except json.JSONDecodeError as exc:
                 raise GptlabError(
                     f"line {line_no} of {path} is not valid JSON ({exc.msg})"
@@ -211,7 +229,7 @@ def _jsonl_documents(path: Path, text_column: str, stats: TextStats) -> Iterator
 
 def _json_array_documents(path: Path, text_column: str, stats: TextStats) -> Iterator[str | None]:
     try:
-        records = json.loads(decode_utf8(path.read_bytes(), stats))
+        records = loads_json(decode_utf8(path.read_bytes(), stats))
     except json.JSONDecodeError as exc:
         raise GptlabError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     for index, record in enumerate(records):

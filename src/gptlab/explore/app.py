@@ -12,7 +12,9 @@
 Safety: the static files are read into memory when the app is built, and a request's path is
 only ever looked up in that table, so no URL reaches the file system; requests name models by
 their served name, never by path. Every error is a JSON {"error": "one line"} with a 4xx status
-(bad values 400, unknown model or file 404, malformed body 422, body over 1 MB 413).
+(bad values 400, unknown model or file 404, malformed body 422, body over 1 MB 413, a body
+stalled 408); gptlab.explore.guards holds the body limits and, for a loopback server, the Host
+check and the request-head timeout.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at definition
@@ -28,6 +30,7 @@ import torch
 
 from gptlab.errors import GptlabError
 from gptlab.explore import runs, streaming, views
+from gptlab.explore.guards import BodyLimit
 from gptlab.explore.session import Explorer
 from gptlab.optional import import_optional
 
@@ -201,46 +204,3 @@ def validation_message(errors: list[dict]) -> str:
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {first.get('msg', 'invalid value')}{more}"
-
-
-class BodyLimit:
-    """ASGI wrapper refusing request bodies over `limit` bytes with 413, whether the client
-    declares the size (Content-Length) or streams it in chunks."""
-
-    def __init__(self, app, limit: int, http_exception: type):
-        self.app = app
-        self.limit = limit
-        self.http_exception = http_exception
-
-    def __getattr__(self, name: str):  # app.openapi(), app.routes ... reach the FastAPI app
-        return getattr(self.app, name)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self.refuse(send)
-        received = 0
-
-        async def counted_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:  # FastAPI turns this into the 413 answer below
-                raise self.http_exception(413, self.too_large())
-            return message
-
-        await self.app(scope, counted_receive, send)
-
-    def too_large(self) -> str:
-        return f"the request body is over {self.limit // 1_000_000} MB; send a shorter prompt"
-
-    async def refuse(self, send) -> None:
-        body = json.dumps({"error": self.too_large()}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})

@@ -9,7 +9,6 @@ prompt, the sampling knobs, generation, another attribution target) says so in t
 
 from __future__ import annotations
 
-import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -21,6 +20,8 @@ from gptlab.errors import GptlabError
 from gptlab.explore import runs, views
 from gptlab.explore.session import Explorer
 from gptlab.fileio import atomic_write_text
+from gptlab.html_pages import inline_script, script_json
+from gptlab.interp.attention_html import check_page_size
 
 NEXT_TOKEN_BARS = 20  # as the page asks (next_token.js)
 ABLATION_BARS = 10  # as the page asks (ablation.js)
@@ -45,6 +46,10 @@ def precomputed_answers(explorer: Explorer, prompt: str, progress: bool = True) 
     and MLP."""
     explorer.require_model()
     config = explorer.model.config
+    # The page holds every head's full pattern: the cap of inspect attention's page, before work.
+    check_page_size(
+        config.n_layer, config.n_head, len(explorer.encode(prompt)), causal=False, choose=""
+    )
     answers = {}
     with explorer.lock, torch.inference_mode():
         answers[answer_key("next_token", {"k": NEXT_TOKEN_BARS})] = views.next_token(
@@ -105,9 +110,10 @@ def page_html(explorer: Explorer, prompt: str, progress: bool = True) -> str:
     static = resources.files("gptlab.explore") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
     style = (static / "style.css").read_text(encoding="utf-8")
-    # "</" inside a script would end it early; "<\/" is the same string to JavaScript.
-    payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
-    script = bundle_scripts(static / "js").replace("</script", "<\\/script")
+    # A prompt, model name or sample holding "</script>" or "<!--<script" must not end or
+    # swallow the element (gptlab.html_pages).
+    payload = script_json(data)
+    script = inline_script(bundle_scripts(static / "js"))
     page = replace_once(
         page, '<link rel="stylesheet" href="static/style.css">', f"<style>\n{style}</style>"
     )

@@ -8,8 +8,11 @@ import socket
 import sys
 
 from gptlab.errors import GptlabError
+from gptlab.explore.guards import LoopbackHostOnly, header_timeout_protocol
 from gptlab.explore.session import Explorer
 from gptlab.optional import import_optional
+
+MAX_CONNECTIONS = 64  # open connections at once: a page uses a few; more is a flood
 
 
 def is_loopback(host: str) -> bool:
@@ -53,11 +56,6 @@ def require_web_stack() -> None:
 def serve(explorers: dict[str, Explorer], sock: socket.socket) -> None:
     """Serve on a socket from bind() until interrupted. Anything but a loopback address is
     announced as public."""
-    import uvicorn
-
-    from gptlab.explore.app import create_app
-
-    app = create_app(explorers)
     host, port = sock.getsockname()[:2]
     if not is_loopback(host):
         print(
@@ -66,8 +64,31 @@ def serve(explorers: dict[str, Explorer], sock: socket.socket) -> None:
             "mean that",
             file=sys.stderr,
         )
+    server = http_server(explorers, sock)
     shown = f"[{host}]" if ":" in host else host
     print(f"gptlab explore: serving {', '.join(explorers)} at http://{shown}:{port}")
     print("press Ctrl+C to stop", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])
+
+
+def http_server(explorers: dict[str, Explorer], sock: socket.socket):
+    """The uvicorn server for the app, with the guards of gptlab.explore.guards in place; a
+    loopback server answers only its own Host names."""
+    import uvicorn
+
+    from gptlab.explore.app import create_app
+
+    app = create_app(explorers)
+    host, port = sock.getsockname()[:2]
+    if is_loopback(host):
+        app = LoopbackHostOnly(app, port)
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            http=header_timeout_protocol(),
+            timeout_keep_alive=5,  # an idle connection between requests is closed after 5 s
+            h11_max_incomplete_event_size=16 * 1024,  # a request head over 16 KiB: 400
+            limit_concurrency=MAX_CONNECTIONS,  # beyond it uvicorn answers 503
+        )
+    )

@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.fileio import jsonl_records, read_text
+from gptlab.fileio import jsonl_records, loads_json, read_text
 from gptlab.tokenizers.base import Tokenizer
 
 LABELED_SUFFIXES = (".tsv", ".txt", ".csv", ".jsonl")
@@ -151,7 +151,7 @@ def read_instructions(path: str | Path) -> list[InstructionExample]:
         located = [(f"line {line_no}", record) for line_no, record in jsonl_records(path)]
     else:
         try:
-            records = json.loads(text)
+            records = loads_json(text)
         except json.JSONDecodeError as exc:
             raise GptlabError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
         if not isinstance(records, list):

@@ -10,7 +10,6 @@ view: attention.html#layer=1&head=2&query=5.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
+from gptlab.html_pages import script_json
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1em; color: #222; }
@@ -159,18 +159,26 @@ PAGE = """<!DOCTYPE html>
 MAX_PAGE_WEIGHTS = 4_000_000
 
 
-def page_weight_count(n_layers: int, n_heads: int, T: int) -> int:
-    """How many attention weights the page stores (the causal half of each T x T pattern)."""
-    return n_layers * n_heads * T * (T + 1) // 2
+def page_weight_count(n_layers: int, n_heads: int, T: int, causal: bool = True) -> int:
+    """How many attention weights a page stores: the causal half of each T x T pattern (this
+    page), or all of it (explore --export's page)."""
+    per_head = T * (T + 1) // 2 if causal else T * T
+    return n_layers * n_heads * per_head
 
 
-def check_page_size(n_layers: int, n_heads: int, T: int) -> None:
-    count = page_weight_count(n_layers, n_heads, T)
+def check_page_size(
+    n_layers: int,
+    n_heads: int,
+    T: int,
+    causal: bool = True,
+    choose: str = "choose layers/heads with --layer/--head or ",
+) -> None:
+    """The cap of every HTML page holding attention patterns, checked before any work."""
+    count = page_weight_count(n_layers, n_heads, T, causal)
     if count > MAX_PAGE_WEIGHTS:
         raise GptlabError(
             f"the HTML page would hold {count:,} attention weights ({n_layers} layers x {n_heads} "
-            f"heads x {T} tokens), more than {MAX_PAGE_WEIGHTS:,}; choose layers/heads with "
-            "--layer/--head or shorten the prompt"
+            f"heads x {T} tokens), more than {MAX_PAGE_WEIGHTS:,}; {choose}shorten the prompt"
         )
 
 
@@ -210,10 +218,8 @@ def attention_html(
     heads: Sequence[int] | None = None,
 ) -> str:
     """The page as one string. patterns: (n_layer, n_head, T, T); tokens: T labels."""
-    data = json.dumps(attention_page_data(patterns, tokens, layers, heads), separators=(",", ":"))
-    # Inside <script>, a token like "</script>" or "<!--" would end or confuse the element;
-    # the escape \u003c is the same "<" to JavaScript and cannot.
-    data = data.replace("<", "\\u003c")
+    # A token holding "</script>" or "<!--<script" must not end or swallow the element.
+    data = script_json(attention_page_data(patterns, tokens, layers, heads), separators=(",", ":"))
     return PAGE.format(title=html.escape(title), style=STYLE, data=data, script=SCRIPT)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.fileio import read_text
+from gptlab.fileio import loads_json, read_text
 from gptlab.plotting import heatmap_panels
 from gptlab.tables import format_table, ranked_cells
 
@@ -83,7 +83,7 @@ def load_target_pattern(path: str | Path, length: int) -> torch.Tensor:
     import json
 
     try:
-        rows = json.loads(read_text(path, "pattern file"))
+        rows = loads_json(read_text(path, "pattern file"))
         target = torch.tensor(rows, dtype=torch.float32)
     except (json.JSONDecodeError, TypeError, ValueError, RuntimeError):
         raise GptlabError(

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write, atomic_write_text
+from gptlab.fileio import atomic_write, atomic_write_text, loads_json
 
 ADAPTER_WEIGHTS_FILE = "adapter.safetensors"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -171,7 +171,7 @@ def load_adapter(directory: str | Path, model: nn.Module) -> LoRAConfig:
     directory = Path(directory)
     try:
         config = LoRAConfig.from_dict(
-            json.loads((directory / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))
+            loads_json((directory / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))
         )
         state = load_file(str(directory / ADAPTER_WEIGHTS_FILE), device="cpu")
     except FileNotFoundError as exc:

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from gptlab.checkpoints.run import METRICS_FILE
 from gptlab.device import dtype_label
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write_text, jsonl_records
+from gptlab.fileio import METRICS_FILE, atomic_write_text, jsonl_records
 from gptlab.optional import import_optional
 
 

@@ -12,13 +12,23 @@ from gptlab.train.metrics import read_metrics
 LOSS_PLOT_FILE = "loss.png"
 
 
-def smooth(values: list[float], weight: float) -> list[float]:
-    """Exponential moving average (bias-corrected, as TensorBoard's smoothing), to read noisy curves."""
-    smoothed, average = [], 0.0
-    for i, value in enumerate(values, start=1):
+def smooth(
+    values: list[float], weight: float, average: float = 0.0, seen: int = 0
+) -> list[float]:
+    """Exponential moving average (bias-corrected, as TensorBoard's smoothing), to read noisy curves.
+
+    average, seen: where an earlier call over the first `seen` values left off (its raw average,
+    see smoothing_state), so a growing log is smoothed one new value at a time."""
+    smoothed = []
+    for i, value in enumerate(values, start=seen + 1):
         average = weight * average + (1 - weight) * value
         smoothed.append(average / (1 - weight**i))
     return smoothed
+
+
+def smoothing_state(smoothed: list[float], weight: float, seen: int) -> float:
+    """The raw average behind the last of `seen` smoothed values (smooth's `average` argument)."""
+    return smoothed[-1] * (1 - weight**seen) if seen else 0.0
 
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> Path:

@@ -179,3 +179,15 @@ def lock_run_folder(folder: Path) -> IO[str] | None:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+def is_training(folder: str | Path) -> bool:
+    """Whether a process is training in `folder` now: the pid its lock file names is alive.
+
+    Read, not locked: taking the lock even for a moment could refuse a run starting then."""
+    try:
+        owner = int((Path(folder) / LOCK_FILE).read_text(encoding="utf-8").strip())
+        os.kill(owner, 0)
+    except (OSError, ValueError):  # no lock file, no pid in it, or no such process
+        return False
+    return True

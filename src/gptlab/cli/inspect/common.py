@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gptlab.cli.common import load_model_from_args
 from gptlab.errors import GptlabError
+from gptlab.fileio import refuse_overlap
 
 DEFAULT_OUT_ROOT = Path("inspect_out")
 
@@ -20,6 +21,12 @@ def refusing_a_file_as_out(run):
     def checked(args: argparse.Namespace) -> int:
         if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
             raise GptlabError(f"--out {args.out} is a file; give a folder for the tool's files")
+        if args.out:  # a tool's files written into the model folder it reads would mix with it
+            refuse_overlap(
+                args.out,
+                {"--checkpoint": getattr(args, "checkpoint", None), "--hf": getattr(args, "hf", None)},
+                holding_ok=True,
+            )
         return run(args)
 
     return checked

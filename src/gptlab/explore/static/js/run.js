@@ -1,6 +1,6 @@
 // Training run: loss (train smoothed, val), learning rate, gradient norm and tokens/s against
 // tokens seen, and the samples written during training, step by step. A run that is training
-// now is polled every few seconds and its curves grow as it logs.
+// now is polled every few seconds and its curves grow as it logs; polling stops when it ends.
 
 import { exported, runData } from "./api.js";
 import { el, lineChart } from "./draw.js";
@@ -19,11 +19,20 @@ export function initRun(panel, state) {
     <pre id="run-sample" class="sample"></pre>`;
   panel.runs = new Map();  // model name -> {records, samples}
   panel.querySelector("#run-sample-step").addEventListener("input", () => drawSample(panel, state));
-  if (!exported) {
-    setInterval(() => {
-      if (state.activeView() === "run" && state.modelInfo().has_run) renderRun(panel, state, true).catch((e) => state.showError(e.message));
-    }, POLL_MS);
-  }
+  if (!exported) poll(panel, state);
+}
+
+// One poll at a time: the next is scheduled when the last has answered (a slow answer never
+// piles requests up), and a run the server says is no longer training is not polled again.
+function poll(panel, state) {
+  setTimeout(async () => {
+    const info = state.modelInfo();
+    const known = panel.runs.get(info.name);
+    if (state.activeView() === "run" && info.has_run && (known?.training ?? true)) {
+      await renderRun(panel, state, true).catch((e) => state.showError(e.message));
+    }
+    poll(panel, state);
+  }, POLL_MS);
 }
 
 export async function renderRun(panel, state, polling = false) {
@@ -39,11 +48,14 @@ export async function renderRun(panel, state, polling = false) {
   const grew = answer.records.length > 0 || answer.samples.length !== known.samples.length;
   known.records = known.records.slice(0, answer.since).concat(answer.records);
   known.samples = answer.samples;
+  known.training = answer.training;
   panel.runs.set(info.name, known);
   const last = known.records[known.records.length - 1];
   panel.querySelector("#run-status").textContent = last
     ? `${info.name}: ${known.records.length} logged steps, last step ${last.step} at ${(last.tokens ?? 0).toLocaleString()} tokens` +
-      (exported ? "" : ` (checked ${new Date().toLocaleTimeString()}, every ${POLL_MS / 1000} s)`)
+      (exported ? "" : answer.training
+        ? ` (training: checked ${new Date().toLocaleTimeString()}, every ${POLL_MS / 1000} s)`
+        : " (not training now)")
     : `${info.name}: nothing logged yet`;
   if (polling && !grew) return;
   drawCharts(panel, known.records);
