@@ -5,7 +5,7 @@ mid-write leaves either the old file or the new one, never a half-written file t
 
 A read of a file the user named fails with one line that says what is wrong with it (missing, a
 folder, not UTF-8, not JSON on line N), never a traceback. Corpora are read elsewhere
-(gptlab.data.files): there a bad byte is replaced and counted, not refused.
+(gptlab.data.local_files): there a bad byte is replaced and counted, not refused.
 """
 
 from __future__ import annotations

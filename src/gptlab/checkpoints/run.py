@@ -26,7 +26,7 @@ from gptlab.checkpoints.model_folder import CONFIG_FILE, WEIGHTS_FILE, save_mode
 from gptlab.errors import GptlabError
 from gptlab.fileio import read_json
 
-METRICS_FILE = "metrics.jsonl"  # the trainer's log (gptlab.train.metrics writes it)
+METRICS_LOG_FILE = "metrics.jsonl"  # the trainer's log (gptlab.train.metrics writes it)
 
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "training_state.pt"
@@ -41,7 +41,7 @@ CHECKPOINT_FILES = (WEIGHTS_FILE, CONFIG_FILE, STATE_FILE, INFO_FILE)
 def is_run_folder(path: str | Path) -> bool:
     """A training run's folder (its checkpoints or its metrics): never a place to write a model."""
     path = Path(path)
-    return (path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_FILE).is_file()
+    return (path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_LOG_FILE).is_file()
 
 
 def checkpoint_name(step: int) -> str:

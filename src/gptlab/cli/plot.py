@@ -27,10 +27,10 @@ def register(subparsers) -> None:
         help="legend names, one per run (default: folder names)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from gptlab.cli.common import check_output_file
     from gptlab.errors import GptlabError
     from gptlab.train.plots import LOSS_PLOT_FILE, plot_runs

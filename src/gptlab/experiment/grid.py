@@ -100,7 +100,7 @@ def plan_runs(
     none keeps the base config's budget, which is then the same for every run anyway.
     """
     if seeds < 1:
-        raise GptlabError(f"--seeds must be >= 1, got {seeds}")
+        raise GptlabError(f"seeds must be >= 1, got {seeds}")
     # Only the combinations must be valid: the base alone may need a varied key to make sense
     # (e.g. --vary train.tokens_per_step=2048,4096 over a base whose batch does not divide 1024).
     base = build_run_config(

@@ -53,7 +53,7 @@ def unique_name(name: str, taken: dict) -> str:
 
 def load_source(name: str, source: Source, device) -> Explorer:
     if source.hf:
-        from gptlab.model.hf import load_hf_model
+        from gptlab.checkpoints.hf_hub import load_hf_model
 
         model, tokenizer = load_hf_model(source.path)
         return Explorer(name, model.to(device).eval(), tokenizer)

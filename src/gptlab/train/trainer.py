@@ -122,7 +122,7 @@ def train(
             config, Path(out), context, device_name, extra_evals, on_step, show_progress
         )
         trainer.setup(resume=resume, overwrite=overwrite)
-        return trainer.run()
+        return trainer.fit()
     except torch.OutOfMemoryError:
         raise GptlabError(
             f"out of GPU memory with train.micro_batch_size={config.train.micro_batch_size}; lower it "
@@ -306,7 +306,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self) -> TrainResult:
+    def fit(self) -> TrainResult:
         cfg, context = self.cfg, self.context
         started = time.perf_counter()
         if context.is_main:

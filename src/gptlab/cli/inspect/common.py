@@ -13,14 +13,14 @@ from gptlab.errors import GptlabError
 DEFAULT_OUT_ROOT = Path("inspect_out")
 
 
-def refusing_a_file_as_out(run):
-    """`run`, preceded by the check of --out: a tool writes several files into a folder, and an
+def refusing_a_file_as_out(main):
+    """`main`, preceded by the check of --out: a tool writes several files into a folder, and an
     existing file there must stop it before any work, not after."""
 
     def checked(args: argparse.Namespace) -> int:
         if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
             raise GptlabError(f"--out {args.out} is a file; give a folder for the tool's files")
-        return run(args)
+        return main(args)
 
     return checked
 
