@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.overrides import resolve_key
 from gptlab.train.config import RunConfig, build_run_config
 
 RUNS_DIR = "runs"
@@ -29,7 +30,7 @@ def parse_variation(text: str) -> Variation:
         raise GptlabError(
             f"--vary {text!r} is not of the form section.key=value1,value2 (e.g. model.norm=layernorm,rmsnorm)"
         )
-    RunConfig().field_type(key)  # an unknown key fails here, naming the nearest valid one
+    resolve_key(RunConfig(), key)  # an unknown key fails here, naming the nearest valid one
     if key in FIXED_BY_EXPERIMENT:
         raise GptlabError(
             f"--vary {key} is not allowed: the experiment sets it for every run alike "
