@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from gptlab.cli import main
-from gptlab.data.files import LocalFiles
+from gptlab.data.local_files import LocalFiles
 from gptlab.errors import GptlabError
 
 

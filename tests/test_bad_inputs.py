@@ -101,7 +101,7 @@ def test_prepare_refuses_an_empty_validation_split(capsys, tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("hello world " * 100)
     argv = ["prepare", str(text), "--tokenizer", "char", "--out", str(tmp_path / "p")]
-    assert "--val-fraction must be in (0, 1)" in one_line_error(
+    assert "val_fraction must be in (0, 1)" in one_line_error(
         capsys, [*argv, "--val-fraction", "0"]
     )
 

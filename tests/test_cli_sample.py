@@ -121,4 +121,4 @@ def test_speed_switches_keep_the_greedy_text(capsys, checkpoint):
     code, _, err = sample(
         capsys, checkpoint, *greedy_flags, "--dtype", "bf16", "--quantize", "int8"
     )
-    assert code == 1 and err.count("\n") == 1 and "drop --dtype" in err
+    assert code == 1 and err.count("\n") == 1 and "leave the dtype at fp32" in err

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from gptlab.data.folder import read_meta
 from gptlab.data.loader import TokenLoader, split_num_tokens
 from gptlab.data.prepare import prepare_dataset
+from gptlab.data.prepared_folder import read_meta
 from gptlab.errors import GptlabError
 
 
@@ -167,7 +167,7 @@ def test_meta_json_may_not_point_outside_its_folder(tmp_path):
     import json
     import shutil
 
-    from gptlab.data.folder import read_meta
+    from gptlab.data.prepared_folder import read_meta
     from gptlab.data.shards import open_shards
 
     folder = tmp_path / "p"
@@ -190,7 +190,7 @@ def test_meta_json_may_not_point_outside_its_folder(tmp_path):
 def test_a_shard_holding_ids_beyond_the_vocabulary_is_one_line(prepared, tmp_path):
     import shutil
 
-    from gptlab.data.folder import read_meta
+    from gptlab.data.prepared_folder import read_meta
 
     copy = tmp_path / "copy"
     shutil.copytree(prepared, copy)

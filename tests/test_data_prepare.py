@@ -11,9 +11,9 @@ import pytest
 import tiktoken
 
 from gptlab.cli import main
-from gptlab.data.folder import load_prepared_tokenizer, read_meta
 from gptlab.data.parallel import split_at_token_boundaries
 from gptlab.data.prepare import prepare_dataset
+from gptlab.data.prepared_folder import load_prepared_tokenizer, read_meta
 from gptlab.data.shards import ShardWriter, token_dtype
 from gptlab.data.sources import download_path
 from gptlab.errors import GptlabError
@@ -255,7 +255,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, shared_data, capsys):
         (["prepare", str(empty)], "is empty"),
         (["prepare", str(one_doc)], "too short to split"),
         (["prepare", "nonsense"], "unknown source 'nonsense'"),
-        (["prepare", str(one_doc), "--val-fraction", "1.5"], "--val-fraction must be in"),
+        (["prepare", str(one_doc), "--val-fraction", "1.5"], "val_fraction must be in"),
         (
             ["prepare", str(one_doc), "--text-column", "body"],
             "no field 'body'; its fields are: text",

@@ -14,7 +14,7 @@ import pytest
 
 import gptlab
 from gptlab.cli import main
-from gptlab.data.folder import read_meta
+from gptlab.data.prepared_folder import read_meta
 
 needs_proc = pytest.mark.skipif(
     not Path("/proc/self/stat").is_file(),
@@ -144,7 +144,11 @@ def test_sigterm_cleans_up_the_workers_and_the_partial_folder(big_text, tmp_path
 
 
 def test_only_stale_building_folders_of_that_folder_are_removed(tmp_path):
-    from gptlab.data.folder import BUILDER_FILE, UNOWNED_PARTIAL_SECONDS, remove_stale_partials
+    from gptlab.data.prepared_folder import (
+        BUILDER_FILE,
+        UNOWNED_PARTIAL_SECONDS,
+        remove_stale_partials,
+    )
 
     out = tmp_path / "data"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -160,7 +160,7 @@ def test_cli_rejects_a_limit_below_one(model_dir, capsys, limit, shared_data):
     data = shared_data / "hellaswag" / "hellaswag_val.jsonl"
     code, _, err = run_cli(capsys, "--checkpoint", model_dir, "--data", data, "--limit", limit)
     assert code == 1
-    assert err.count("\n") == 1 and "--limit" in err
+    assert err.count("\n") == 1 and "limit must be a positive number" in err
 
 
 def test_cli_json_output(model_dir, capsys, shared_data):

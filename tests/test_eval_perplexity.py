@@ -186,7 +186,7 @@ def fineweb_prepared(tmp_path_factory, shared_data):
 
 
 def test_prepared_split_counts_the_bytes_of_its_documents(fineweb_prepared):
-    from gptlab.data.folder import read_meta
+    from gptlab.data.prepared_folder import read_meta
 
     folder, val_documents = fineweb_prepared
     tokenizer = GPT2Tokenizer()
@@ -265,11 +265,17 @@ def test_cli_rejects_a_folder_that_is_not_prepared(gpt2_model_dir, tmp_path, cap
 
 
 @pytest.mark.parametrize(
-    "flag,value", [("--stride", 33), ("--stride", 0), ("--batch-size", 0), ("--max-tokens", -1)]
+    "flag,value,message",
+    [
+        ("--stride", 33, "stride must be between 1 and the model's block_size"),  # the library's
+        ("--stride", 0, "--stride must be a positive number"),  # the CLI's own checks
+        ("--batch-size", 0, "--batch-size must be a positive number"),
+        ("--max-tokens", -1, "--max-tokens must be a positive number"),
+    ],
 )
-def test_cli_rejects_bad_numbers(gpt2_model_dir, tmp_path, capsys, flag, value):
+def test_cli_rejects_bad_numbers(gpt2_model_dir, tmp_path, capsys, flag, value, message):
     path = tmp_path / "t.txt"
     path.write_text(TEXT, encoding="utf-8")
     code, _, err = run_cli(capsys, "--checkpoint", gpt2_model_dir, "--text", path, flag, value)
     assert code == 1
-    assert err.count("\n") == 1 and flag in err
+    assert err.count("\n") == 1 and message in err

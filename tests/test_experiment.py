@@ -122,7 +122,7 @@ def test_a_rerun_skips_finished_runs_and_trains_only_the_missing_one(
         (["model.norm=layernorm,layernorm"], 1, "lists a value twice"),
         (["model.norm=layernorm", "model.norm=rmsnorm"], 1, "is given twice"),
         (["train.seed=1,2"], 1, "not allowed"),
-        (["model.norm=layernorm"], 0, "--seeds must be >= 1"),
+        (["model.norm=layernorm"], 0, "seeds must be >= 1"),
     ],
 )
 def test_bad_input_is_one_line_before_anything_trains(

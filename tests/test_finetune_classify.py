@@ -8,9 +8,9 @@ from gptlab.checkpoints.finetuned import load_finetuned, merge_checkpoint
 from gptlab.cli import main
 from gptlab.errors import GptlabError
 from gptlab.finetune.classify import GPTClassifier, predict_probabilities
+from gptlab.finetune.classify_job import finetune_classifier
 from gptlab.finetune.examples import read_labeled_texts
 from gptlab.finetune.options import ClassifyOptions
-from gptlab.finetune.run_classify import finetune_classifier
 from gptlab.model.gpt import GPT
 
 
@@ -201,7 +201,7 @@ def classify_options(sms_slice, init, out, **more):
 def test_overwrite_replaces_the_earlier_model_only_once_the_new_one_is_complete(
     tiny_gpt2_dir, sms_slice, tmp_path, monkeypatch
 ):
-    from gptlab.finetune import run_classify
+    from gptlab.finetune import classify_job
 
     out = tmp_path / "spam"
     finetune_classifier(classify_options(sms_slice, tiny_gpt2_dir, out), log=lambda line: None)
@@ -211,7 +211,7 @@ def test_overwrite_replaces_the_earlier_model_only_once_the_new_one_is_complete(
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # the run is killed while it trains
 
-    monkeypatch.setattr(run_classify, "fit", killed)
+    monkeypatch.setattr(classify_job, "fit", killed)
     with pytest.raises(KeyboardInterrupt):
         finetune_classifier(
             classify_options(sms_slice, tiny_gpt2_dir, out, overwrite=True), log=lambda line: None

@@ -17,8 +17,8 @@ from gptlab.finetune.instruct import (
     format_prompt,
     inputs_and_targets,
 )
+from gptlab.finetune.instruct_job import finetune_instruct
 from gptlab.finetune.options import InstructOptions
-from gptlab.finetune.run_instruct import finetune_instruct
 from gptlab.tokenizers.base import GPT2Tokenizer
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from gptlab.checkpoints.hf_hub import load_hf_model
 from gptlab.checkpoints.model_folder import save_model
 from gptlab.cli import main
 from gptlab.errors import GptlabError
@@ -15,7 +16,6 @@ from gptlab.model.hf import (
     from_hf_model,
     from_hf_state_dict,
     hf_config_from_model_config,
-    load_hf_model,
     model_config_from_hf_config,
     to_hf_model,
 )

@@ -128,5 +128,5 @@ def test_bad_precision_requests_raise():
         prepare_model(model, "fp8")
     with pytest.raises(GptlabError, match="unknown quantization"):
         prepare_model(model, quantize="int4")
-    with pytest.raises(GptlabError, match="drop --dtype"):
+    with pytest.raises(GptlabError, match="leave the dtype at fp32"):
         prepare_model(model, "bf16", quantize="int8")

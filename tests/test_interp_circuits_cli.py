@@ -145,7 +145,7 @@ BAD_INPUT = [
     ),
     (["path-patch", *IOI, "--layer", "5", "--head", "1"], "layer 5 is out of range"),
     (["heads", "--detect", "induction,copy"], "unknown detector copy"),
-    (["heads", "--length", "40"], "use --length 32 or less"),
+    (["heads", "--length", "40"], "use a length of 32 or less"),
     (["heads", "--length", "4", "--pattern", "missing.json"], "missing.json"),
     (["prompt-set", "--prompts", "missing.jsonl"], "missing.jsonl"),
     (["prompt-set", "--ioi", "2", "--template", "9"], "IOI template 9 does not exist"),

@@ -122,8 +122,8 @@ def test_bad_input_is_a_one_line_error(args, message, checkpoint, tmp_path, caps
 
 
 def test_ablate_reads_batches_of_a_prepared_dataset(shared_data, tmp_path, capsys):
-    from gptlab.data.folder import load_prepared_tokenizer
     from gptlab.data.prepare import prepare_dataset
+    from gptlab.data.prepared_folder import load_prepared_tokenizer
 
     data = prepare_dataset(
         str(shared_data / "tinyshakespeare" / "input.txt"),

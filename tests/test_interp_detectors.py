@@ -147,7 +147,7 @@ def test_repeated_loss_splits_first_copy_and_repeats():
 
 @pytest.mark.parametrize(
     "length, repeats, message",
-    [(1, 2, "at least 2 tokens"), (4, 1, "at least 2 copies"), (13, 2, "--length 12")],
+    [(1, 2, "at least 2 tokens"), (4, 1, "at least 2 copies"), (13, 2, "a length of 12 or less")],
 )
 def test_bad_repeated_shapes_are_one_line(length, repeats, message):
     model = random_model()  # block_size 24

@@ -12,7 +12,7 @@ import torch
 from gptlab.checkpoints import run as ckpt
 from gptlab.checkpoints.load import load_model
 from gptlab.cli import main
-from gptlab.data.folder import load_prepared_tokenizer
+from gptlab.data.prepared_folder import load_prepared_tokenizer
 from gptlab.errors import GptlabError
 from gptlab.train import PeriodicEval, train
 from gptlab.train.config import build_run_config

@@ -5,7 +5,7 @@ mid-write leaves either the old file or the new one, never a half-written file t
 
 A read of a file the user named fails with one line that says what is wrong with it (missing, a
 folder, not UTF-8, not JSON on line N), never a traceback. Corpora are read elsewhere
-(gptlab.data.files): there a bad byte is replaced and counted, not refused.
+(gptlab.data.local_files): there a bad byte is replaced and counted, not refused.
 """
 
 from __future__ import annotations
@@ -45,17 +45,17 @@ _UMASK = _read_umask()
 
 # The folders gptlab writes, recognised on every floor: where a path is read (a corpus folder skips
 # them) and where one is written (a model never goes into a run).
-METRICS_FILE = "metrics.jsonl"  # a training run's log (gptlab.train.metrics writes it)
+METRICS_LOG_FILE = "metrics.jsonl"  # a training run's log (gptlab.train.metrics writes it)
 CHECKPOINTS_DIR = "checkpoints"  # a training run's checkpoints (gptlab.checkpoints.run)
 PREPARED_META_FILE = (
-    "meta.json"  # a prepared dataset's description, written last (gptlab.data.folder)
+    "meta.json"  # a prepared dataset's description, written last (gptlab.data.prepared_folder)
 )
 
 
 def is_run_folder(path: str | Path) -> bool:
     """A training run's folder (its checkpoints or its metrics): never a place to write a model."""
     path = Path(path)
-    return (path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_FILE).is_file()
+    return (path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_LOG_FILE).is_file()
 
 
 def is_prepared_folder(path: str | Path) -> bool:

@@ -1,24 +1,57 @@
-"""Typed settings from text: `key=value` overrides and TOML files, for any dataclass config.
+"""Typed settings for any dataclass config: declared choices and bounds, `key=value` overrides
+and TOML files.
 
-A value is parsed by the declared type of its field (int, float, bool, str, or Optional of one of
-them, where `none` means unset, in TOML too); nothing is ever eval'd. An unknown key fails with
-the nearest valid one, a wrong type with the expected type. Run configs (gptlab.train.config) and
-fine-tuning options (gptlab.finetune.options) are both read this way.
+A field declares what it accepts: its type (int, float, bool, str, a `Literal[...]` of choices, or
+Optional of one of them, where `none` means unset, in TOML too) and, through `setting(...)`, its
+numeric bounds. One set of checks reads those declarations, whichever way a value arrives: a
+TOML table, a `key=value` override (parsed by the declared type; nothing is ever eval'd) or
+Python construction (`check_fields`, from a config's __post_init__). An unknown key fails with
+the nearest valid one, a wrong type with the expected type, a value out of range with the range.
+
+A config is flat (fine-tuning options: `epochs=3`) or sectioned, its fields being flat configs
+(a run config: `train.lr=1e-3`); `override` and `apply_table` take either. Run configs
+(gptlab.train.config), model configs (gptlab.model.config) and fine-tuning options
+(gptlab.finetune.options) are all read this way. Rules that tie several fields together stay in
+each config's `validate()`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import tomllib
 import types
 import typing
 from pathlib import Path
+from typing import Literal
 
 from gptlab.errors import GptlabError
 from gptlab.fileio import read_text
+
+
+def setting(
+    default=dataclasses.MISSING,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    says: str | None = None,
+) -> dataclasses.Field:
+    """A dataclass field with numeric bounds: `lr: float = setting(1e-3, gt=0)`.
+
+    ge/gt/le/lt: value >= / > / <= / < the bound (None, for an Optional field, is not checked).
+    says: how the error describes the valid values, where the bounds alone would say it badly
+    (e.g. "a positive integer", "in [0, 2**62)").
+    """
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    metadata = {k: v for k, v in bounds.items() if v is not None}
+    if says is not None:
+        metadata["says"] = says
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def split_assignment(assignment: str, form: str, example: str) -> tuple[str, str]:
@@ -33,9 +66,18 @@ def field_names(obj_or_class) -> list[str]:
     return [f.name for f in dataclasses.fields(obj_or_class)]
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, object]:
+    return typing.get_type_hints(cls)
+
+
 def field_type(obj_or_class, name: str) -> object:
     cls = obj_or_class if isinstance(obj_or_class, type) else type(obj_or_class)
-    return typing.get_type_hints(cls)[name]
+    return _type_hints(cls)[name]
+
+
+def field_metadata(obj_or_class, name: str) -> typing.Mapping:
+    return next(f.metadata for f in dataclasses.fields(obj_or_class) if f.name == name)
 
 
 def nearest_key(key: str, valid: list[str]) -> str:
@@ -46,36 +88,155 @@ def nearest_key(key: str, valid: list[str]) -> str:
     return same_name[0] if same_name else difflib.get_close_matches(key, valid, n=1, cutoff=0.0)[0]
 
 
-def set_field(obj, name: str, value: object, key: str) -> None:
-    """obj.name = value after checking it against the field's type (`key` names it in errors)."""
-    setattr(obj, name, check_value(key, value, field_type(obj, name)))
+# -- checking a value against its declaration -------------------------------------------------------
 
 
-def override_fields(obj, assignments: list[str], *, prefix: str = "") -> None:
-    """Apply `name=value` strings to a flat dataclass; keys are reported as prefix + name."""
-    names = field_names(obj)
-    for assignment in assignments:
-        key, text = split_assignment(assignment, "key=value", f"{prefix}{names[0]}=...")
-        name = key.removeprefix(prefix)
-        if name not in names:
-            nearest = nearest_key(name, names)
-            raise GptlabError(f"unknown setting {key!r}; did you mean {prefix}{nearest!r}?")
-        setattr(obj, name, parse_value(f"{prefix}{name}", text, field_type(obj, name)))
+def check_setting(key: str, value: object, tp: object, metadata: typing.Mapping) -> object:
+    """The value as the field stores it (see check_value), after its type, choices and bounds
+    are checked; `key` names the setting in errors."""
+    value = check_value(key, value, tp)
+    check_choice(key, value, tp)
+    check_bounds(key, value, metadata)
+    return value
 
 
-def apply_fields(obj, table: dict, source: str, *, prefix: str = "") -> None:
-    """Set every key of a parsed TOML table on a flat dataclass."""
-    names = field_names(obj)
-    for name, value in table.items():
-        if name not in names:
-            nearest = nearest_key(name, names)
-            raise GptlabError(
-                f"{source}: unknown setting {prefix}{name!r}; did you mean {prefix}{nearest!r}?"
-            )
+def check_choice(key: str, value: object, tp: object) -> None:
+    valid = choices(tp)
+    if valid is None or value is None or value in valid:
+        return
+    close = difflib.get_close_matches(str(value), valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise GptlabError(f"{key} must be one of {', '.join(valid)}, got {value!r}{hint}")
+
+
+def check_bounds(key: str, value: object, metadata: typing.Mapping) -> None:
+    if value is None or not any(k in metadata for k in ("ge", "gt", "le", "lt")):
+        return
+    ok = (
+        ("ge" not in metadata or value >= metadata["ge"])
+        and ("gt" not in metadata or value > metadata["gt"])
+        and ("le" not in metadata or value <= metadata["le"])
+        and ("lt" not in metadata or value < metadata["lt"])
+    )
+    if not ok:
+        raise GptlabError(f"{key} must be {describe_bounds(metadata)}, got {value!r}")
+
+
+COMPARISONS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def describe_bounds(metadata: typing.Mapping) -> str:
+    """What the bounds allow: ">= 1", "> 0", "in [0, 1)" ... (or the field's own `says`)."""
+    if "says" in metadata:
+        return metadata["says"]
+    low = next(((k, metadata[k]) for k in ("ge", "gt") if k in metadata), None)
+    high = next(((k, metadata[k]) for k in ("le", "lt") if k in metadata), None)
+    if low and high:
+        left, right = "[" if low[0] == "ge" else "(", "]" if high[0] == "le" else ")"
+        return f"in {left}{low[1]}, {high[1]}{right}"
+    kind, bound = low or high
+    return f"{COMPARISONS[kind]} {bound}"
+
+
+def check_fields(obj, prefix: str = "") -> None:
+    """Check every field of a constructed dataclass against its declaration (type, choices,
+    bounds); fields that are themselves dataclasses check themselves when built. Values are
+    left as given (no conversion): this is a check, not a parse."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            continue
+        key = f"{prefix}{f.name}"
         try:
-            set_field(obj, name, value, f"{prefix}{name}")
-        except GptlabError as exc:
-            raise GptlabError(f"{source}: {exc}") from None
+            check_value(key, value, field_type(obj, f.name))
+        except GptlabError:
+            if "says" not in f.metadata:
+                raise
+            raise GptlabError(f"{key} must be {f.metadata['says']}, got {value!r}") from None
+        check_choice(key, value, field_type(obj, f.name))
+        check_bounds(key, value, f.metadata)
+
+
+def set_field(obj, name: str, value: object, key: str) -> None:
+    """obj.name = value after checking it against the field's declaration (`key` names it)."""
+    checked = check_setting(key, value, field_type(obj, name), field_metadata(obj, name))
+    setattr(obj, name, checked)
+
+
+# -- keys, overrides and tables: flat or sectioned configs ------------------------------------------
+
+
+def section_names(obj) -> list[str]:
+    """The fields of `obj` that are themselves configs (empty for a flat config)."""
+    return [
+        f.name for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))
+    ]
+
+
+def all_keys(obj) -> list[str]:
+    """Every valid key: `name` for a flat config, `section.name` for a sectioned one."""
+    sections = section_names(obj)
+    if not sections:
+        return field_names(obj)
+    return [f"{s}.{name}" for s in sections for name in field_names(getattr(obj, s))]
+
+
+def resolve_key(obj, key: str) -> tuple[object, str]:
+    """(the config that holds `key`, its field name); an unknown key names the nearest one."""
+    sections = section_names(obj)
+    if sections:
+        section, _, name = key.partition(".")
+        if section in sections and name in field_names(getattr(obj, section)):
+            return getattr(obj, section), name
+        nearest = nearest_key(key, all_keys(obj))
+        raise GptlabError(
+            f"unknown config key {key!r}; did you mean {nearest!r}? (keys are section.name)"
+        )
+    if key in field_names(obj):
+        return obj, key
+    raise GptlabError(f"unknown setting {key!r}; did you mean {nearest_key(key, all_keys(obj))!r}?")
+
+
+def override(obj, assignments: list[str]) -> None:
+    """Apply `key=value` strings in order, each value parsed by its field's declared type."""
+    if section_names(obj):
+        form, example = "section.key=value", "train.lr=1e-3"
+    else:
+        form, example = "key=value", f"{field_names(obj)[0]}=..."
+    for assignment in assignments:
+        key, text = split_assignment(assignment, form, example)
+        target, name = resolve_key(obj, key)
+        set_field(target, name, parse_value(key, text, field_type(target, name)), key)
+
+
+def apply_table(obj, table: dict, source: str, *, prefix: str = "") -> None:
+    """Set every key of a parsed TOML table on `obj`: `[section]` tables on a sectioned config,
+    top-level keys on a flat one (`prefix` names them in errors, e.g. "model." for a preset's
+    [model] table applied to a ModelConfig). Errors start with `source`."""
+    sections = section_names(obj)
+    for name, value in table.items():
+        if sections and (name not in sections or not isinstance(value, dict)):
+            nearest = difflib.get_close_matches(name, sections, n=1, cutoff=0.0)[0]
+            raise GptlabError(f"{source}: unknown section {name!r}; did you mean [{nearest}]?")
+        items = (
+            [(f"{name}.{inner}", inner_value) for inner, inner_value in value.items()]
+            if sections
+            else [(name, value)]
+        )
+        for key, item in items:
+            try:
+                try:
+                    target, field = resolve_key(obj, key)
+                except GptlabError:
+                    if sections:
+                        raise
+                    nearest = nearest_key(key, all_keys(obj))
+                    raise GptlabError(
+                        f"unknown setting {prefix + key!r}; did you mean {prefix + nearest!r}?"
+                    ) from None
+                set_field(target, field, item, prefix + key)
+            except GptlabError as exc:
+                raise GptlabError(f"{source}: {exc}") from None
 
 
 # -- typed values --------------------------------------------------------------------------------
@@ -90,12 +251,24 @@ def unwrap_optional(tp: object) -> tuple[type, bool]:
     return tp, False
 
 
+def choices(tp: object) -> tuple[str, ...] | None:
+    """The values of a `Literal[...]` field (Optional or not), else None."""
+    inner, _ = unwrap_optional(tp)
+    return typing.get_args(inner) if typing.get_origin(inner) is Literal else None
+
+
+def base_type(tp: object) -> tuple[type, bool]:
+    """(the Python type a value must have, is_optional); a Literal of strings is a str."""
+    inner, optional = unwrap_optional(tp)
+    return (str if typing.get_origin(inner) is Literal else inner), optional
+
+
 def parse_value(key: str, text: str, tp: object) -> object:
     """Parse the text of a command-line override by the field's declared type.
 
     Strings are kept verbatim (a prompt may start with a space); other values may carry spaces.
     """
-    inner, optional = unwrap_optional(tp)
+    inner, optional = base_type(tp)
     if inner is not str:
         text = text.strip()
     if optional and text.lower() in ("none", "null"):
@@ -124,7 +297,7 @@ def parse_value(key: str, text: str, tp: object) -> object:
 
 def check_value(key: str, value: object, tp: object) -> object:
     """Check a value (from TOML or parse_value) against the declared type; ints widen to floats."""
-    inner, optional = unwrap_optional(tp)
+    inner, optional = base_type(tp)
     if optional and (
         value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
     ):
@@ -146,7 +319,7 @@ def check_value(key: str, value: object, tp: object) -> object:
 
 
 def type_name(tp: object) -> str:
-    inner, optional = unwrap_optional(tp)
+    inner, optional = base_type(tp)
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return names.get(inner, str(inner)) + (" or none" if optional else "")
 

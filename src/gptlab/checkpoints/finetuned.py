@@ -35,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gptlab.checkpoints.hf_hub import load_hf_model
 from gptlab.checkpoints.load import load_model
 from gptlab.checkpoints.model_folder import (
     CONFIG_FILE,
@@ -53,7 +54,6 @@ from gptlab.fileio import (
     removed_on_failure,
 )
 from gptlab.model.gpt import GPT
-from gptlab.model.hf import load_hf_model
 from gptlab.model.lora import LoRAConfig, load_adapter, merge_lora, save_adapter
 from gptlab.tokenizers.base import Tokenizer
 
@@ -63,7 +63,7 @@ ADAPTER_DIR = "adapter"
 KINDS = ("classifier", "instruct")
 OUTPUT_FILES = (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, TASK_FILE, HEAD_FILE)
 # What the fine-tuning runs write beside the model.
-METRICS_FILE = "metrics.json"
+FINAL_METRICS_FILE = "metrics.json"
 CONFUSION_TABLE_FILE = "confusion.md"
 CONFUSION_PNG_FILE = "confusion.png"
 ANSWERS_FILE = "test_answers.json"
@@ -71,7 +71,7 @@ ANSWERS_FILE = "test_answers.json"
 OWNED = (
     *OUTPUT_FILES,
     ADAPTER_DIR,
-    METRICS_FILE,
+    FINAL_METRICS_FILE,
     CONFUSION_TABLE_FILE,
     CONFUSION_PNG_FILE,
     ANSWERS_FILE,

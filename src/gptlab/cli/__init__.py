@@ -1,7 +1,7 @@
 """The `gptlab` command: parse the arguments, then call one library function per verb.
 
-Each verb lives in its own module in this package and provides `register(subparsers)`, which
-adds its parser and sets `func` to the function that runs it. Modules import torch and other
+Each verb lives in its own module (or subpackage, as `inspect/`) of this package and provides
+`register(subparsers)`, which adds its parser and sets `func` to the verb's `main(args)`. Modules import torch and other
 heavy packages inside their functions, so `gptlab --help` stays fast.
 """
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gptlab {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
     subparsers.required = True
+    # iter_modules lists subpackages (inspect/) as well as modules: either may be a verb.
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_") or info.name == "common":
             continue

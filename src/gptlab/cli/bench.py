@@ -111,7 +111,7 @@ def register_generate(subjects) -> None:
     parser.add_argument(
         "--plot", metavar="FILE", help="also draw throughput vs batch and speedups (PNG)"
     )
-    parser.set_defaults(func=run_generate, hf=None)
+    parser.set_defaults(func=generate_main, hf=None)
 
 
 SUBJECTS = (register_generate,)
@@ -119,7 +119,7 @@ DEFAULTS = {"new_tokens": 200, "repeats": 3, "batches": [1, 8, 32], "ppl_tokens"
 QUICK = {"new_tokens": 8, "repeats": 1, "batches": [1, 2], "ppl_tokens": 256}
 
 
-def run_generate(args: argparse.Namespace) -> int:
+def generate_main(args: argparse.Namespace) -> int:
     import json
 
     from gptlab.cli.common import load_model_from_args

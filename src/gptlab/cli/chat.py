@@ -38,10 +38,10 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
     add_threads_arg(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
-def run(args) -> int:
+def main(args) -> int:
     import dataclasses
     import sys
     from pathlib import Path

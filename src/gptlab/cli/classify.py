@@ -35,10 +35,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
     add_threads_arg(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
-def run(args) -> int:
+def main(args) -> int:
     import sys
 
     from gptlab.checkpoints.finetuned import load_finetuned

@@ -60,7 +60,7 @@ def load_model_from_args(args: argparse.Namespace):
 
         model, tokenizer = load_language_model(args.checkpoint, device)
     elif args.hf:
-        from gptlab.model.hf import load_hf_model
+        from gptlab.checkpoints.hf_hub import load_hf_model
 
         model, tokenizer = load_hf_model(args.hf)
         model = model.to(device)

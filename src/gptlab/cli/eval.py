@@ -53,7 +53,7 @@ def register(subparsers) -> None:
         help="score only the first N tokens of the text or split",
     )
     perplexity.add_argument("--json", action="store_true", help="print one JSON object")
-    perplexity.set_defaults(func=run_perplexity)
+    perplexity.set_defaults(func=perplexity_main)
 
     hellaswag = tasks.add_parser(
         "hellaswag",
@@ -84,7 +84,7 @@ def register(subparsers) -> None:
         "--overwrite", action="store_true", help="replace an existing --per-item file"
     )
     hellaswag.add_argument("--json", action="store_true", help="print one JSON object")
-    hellaswag.set_defaults(func=run_hellaswag)
+    hellaswag.set_defaults(func=hellaswag_main)
 
 
 def check_positive(name: str, value: int | None) -> None:
@@ -96,7 +96,7 @@ def model_name(args: argparse.Namespace) -> str:
     return args.checkpoint or args.hf
 
 
-def run_perplexity(args: argparse.Namespace) -> int:
+def perplexity_main(args: argparse.Namespace) -> int:
     from gptlab.eval.perplexity import evaluate_prepared, evaluate_text, read_text_file
 
     for flag in ("--stride", "--batch-size", "--max-tokens"):
@@ -129,7 +129,7 @@ def run_perplexity(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_hellaswag(args: argparse.Namespace) -> int:
+def hellaswag_main(args: argparse.Namespace) -> int:
     from gptlab.eval.hellaswag import (
         PUBLISHED_ACC_NORM,
         RANDOM_ACC,

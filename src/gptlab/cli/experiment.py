@@ -59,7 +59,7 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE",
         help="base overrides for every run, e.g. model.n_layer=4 train.lr=1e-3",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
 def budget_overrides(max_steps: int | None, max_seconds: float | None) -> list[str]:
@@ -71,7 +71,7 @@ def budget_overrides(max_steps: int | None, max_seconds: float | None) -> list[s
     return []
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 

@@ -49,10 +49,10 @@ def register(subparsers) -> None:
         "--overwrite", action="store_true", help="replace an existing --export file"
     )
     add_threads_arg(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from gptlab.device import resolve_device
     from gptlab.errors import GptlabError
     from gptlab.explore.sources import Source, load_sources

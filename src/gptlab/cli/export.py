@@ -35,13 +35,13 @@ def register(subparsers) -> None:
         help="hf: a GPT2LMHeadModel folder (default); transformer-lens: config.json holding "
         "HookedTransformerConfig's arguments and model.safetensors in HookedTransformer's layout",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
 EXPORT_FORMATS = ("hf", "transformer-lens")
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise GptlabError(f"--out {out} is a file, not a folder")

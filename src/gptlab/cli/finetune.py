@@ -50,7 +50,7 @@ def register(subparsers) -> None:
         help="class balancing: downsample every class to the smallest, or weight the "
         "loss by inverse class frequency (default none)",
     )
-    classify.set_defaults(func=run_classify)
+    classify.set_defaults(func=classify_main)
 
     instruct = verbs.add_parser(
         "instruct",
@@ -80,7 +80,7 @@ def register(subparsers) -> None:
         metavar="N",
         help="answer only the first N held-out examples (default all; 0 skips answering)",
     )
-    instruct.set_defaults(func=run_instruct)
+    instruct.set_defaults(func=instruct_main)
 
     merge = verbs.add_parser(
         "merge",
@@ -92,7 +92,7 @@ def register(subparsers) -> None:
         "--checkpoint", required=True, metavar="DIR", help="a folder written by a --lora-rank run"
     )
     merge.add_argument("--out", metavar="DIR", help="write the merged folder here instead")
-    merge.set_defaults(func=run_merge)
+    merge.set_defaults(func=merge_main)
 
 
 def add_common_args(parser) -> None:
@@ -212,7 +212,7 @@ def resolve_options(args, options_class, task: str):
     return options.validate()
 
 
-def run_task(args, options_class, task: str, finetune) -> int:
+def finetune_task(args, options_class, task: str, finetune) -> int:
     import dataclasses
 
     from gptlab.overrides import dump_flat_toml
@@ -226,21 +226,21 @@ def run_task(args, options_class, task: str, finetune) -> int:
     return 0
 
 
-def run_classify(args) -> int:
+def classify_main(args) -> int:
+    from gptlab.finetune.classify_job import finetune_classifier
     from gptlab.finetune.options import ClassifyOptions
-    from gptlab.finetune.run_classify import finetune_classifier
 
-    return run_task(args, ClassifyOptions, "classify", finetune_classifier)
+    return finetune_task(args, ClassifyOptions, "classify", finetune_classifier)
 
 
-def run_instruct(args) -> int:
+def instruct_main(args) -> int:
+    from gptlab.finetune.instruct_job import finetune_instruct
     from gptlab.finetune.options import InstructOptions
-    from gptlab.finetune.run_instruct import finetune_instruct
 
-    return run_task(args, InstructOptions, "instruct", finetune_instruct)
+    return finetune_task(args, InstructOptions, "instruct", finetune_instruct)
 
 
-def run_merge(args) -> int:
+def merge_main(args) -> int:
     from gptlab.checkpoints.finetuned import merge_checkpoint
 
     out = merge_checkpoint(args.checkpoint, args.out)

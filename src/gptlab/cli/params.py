@@ -17,10 +17,10 @@ def register(subparsers) -> None:
     source.add_argument(
         "--checkpoint", metavar="DIR", help="a gptlab model folder or training run folder"
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from gptlab.model.params import count_parameters, format_parameter_table
 
     if args.preset:

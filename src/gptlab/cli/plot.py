@@ -27,13 +27,13 @@ def register(subparsers) -> None:
         help="legend names, one per run (default: folder names)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from gptlab.cli.common import check_output_file
     from gptlab.errors import GptlabError
-    from gptlab.fileio import METRICS_FILE, refuse_overlap
+    from gptlab.fileio import METRICS_LOG_FILE, refuse_overlap
     from gptlab.train.plots import LOSS_PLOT_FILE, plot_runs
 
     if args.labels is not None and len(args.labels) != len(args.runs):
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         out = check_output_file(args.out, args.overwrite, "--out", "loss.png")
         for run_dir in args.runs:  # --overwrite replaces a picture, never the log it reads
-            refuse_overlap(out, {"run's metrics log": Path(run_dir) / METRICS_FILE})
+            refuse_overlap(out, {"run's metrics log": Path(run_dir) / METRICS_LOG_FILE})
     else:  # a run's own loss.png is its picture, redrawn by training too: replaced freely
         out = Path(args.runs[0]) / LOSS_PLOT_FILE if len(args.runs) == 1 else Path(LOSS_PLOT_FILE)
     written = plot_runs(args.runs, out, labels=args.labels)

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
-    from gptlab.data.folder import DEFAULT_SHARD_TOKENS, DEFAULT_VAL_FRACTION
+    from gptlab.data.prepared_folder import DEFAULT_SHARD_TOKENS, DEFAULT_VAL_FRACTION
 
     parser = subparsers.add_parser(
         "prepare",
@@ -65,14 +65,14 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or messages")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gptlab.data.folder import read_meta
     from gptlab.data.prepare import prepare_dataset
+    from gptlab.data.prepared_folder import read_meta
     from gptlab.data.shards import check_shard_hashes
 
     if args.verify and (Path(args.source) / "meta.json").is_file():

@@ -116,10 +116,10 @@ def register(subparsers) -> None:
         metavar="K",
         help="draft tokens per round (default 4)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     import warnings
 
     # A switch that cannot apply here (fp16 on CPU, compile without a compiler) says so in one
@@ -160,7 +160,7 @@ def sample(args: argparse.Namespace) -> int:
     model, tokenizer = load_model_from_args(args)
     model = prepare_model(model, args.dtype, args.quantize)
     if args.draft:
-        return run_speculative(args, model, tokenizer)
+        return sample_speculative(args, model, tokenizer)
 
     # One sequence streams as it grows; several are printed one after another when done.
     stream = config.num_samples == 1 and not args.no_stream
@@ -181,7 +181,7 @@ def sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_speculative(args: argparse.Namespace, model, tokenizer) -> int:
+def sample_speculative(args: argparse.Namespace, model, tokenizer) -> int:
     """Greedy decoding with a draft model; the acceptance rate goes to stderr."""
     from gptlab.checkpoints.load import load_model
     from gptlab.device import model_device

@@ -63,7 +63,7 @@ def register(subparsers) -> None:
         help="config of a hub dataset (fineweb-edu: sample-10BT unless given)",
     )
     train.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=train_main)
 
     encode = actions.add_parser(
         "encode",
@@ -93,7 +93,7 @@ def register(subparsers) -> None:
         default="auto",
         help="colour each token (auto: when printing to a terminal)",
     )
-    encode.set_defaults(func=run_encode)
+    encode.set_defaults(func=encode_main)
 
     compare = actions.add_parser(
         "compare", help="bytes per token of a tokenizer next to GPT-2's on a text file"
@@ -105,10 +105,10 @@ def register(subparsers) -> None:
         metavar="PATH",
         help="UTF-8 text to encode with both tokenizers",
     )
-    compare.set_defaults(func=run_compare)
+    compare.set_defaults(func=compare_main)
 
 
-def run_train(args: argparse.Namespace) -> int:
+def train_main(args: argparse.Namespace) -> int:
     from gptlab.data.sources import iter_documents
     from gptlab.tokenizers.base import save_tokenizer
     from gptlab.tokenizers.bpe import train_bpe
@@ -154,7 +154,7 @@ TOKEN_COLOURS = ("\033[30;48;5;153m", "\033[30;48;5;223m", "\033[30;48;5;157m", 
 RESET = "\033[0m"
 
 
-def run_encode(args: argparse.Namespace) -> int:
+def encode_main(args: argparse.Namespace) -> int:
     from gptlab.interp.tokens import token_labels
     from gptlab.tables import format_table
     from gptlab.tokenizers.base import get_tokenizer, token_bytes
@@ -186,7 +186,7 @@ def run_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_compare(args: argparse.Namespace) -> int:
+def compare_main(args: argparse.Namespace) -> int:
     from gptlab.fileio import read_text
     from gptlab.tokenizers.base import GPT2Tokenizer, get_tokenizer
 

@@ -59,10 +59,10 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE",
         help="e.g. train.lr=1e-3 model.n_layer=6 train.max_steps=none",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=main)
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from gptlab.presets import preset_names
     from gptlab.train.config import DEFAULT_PRESET, build_run_config
 

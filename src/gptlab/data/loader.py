@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gptlab.data.folder import read_meta
+from gptlab.data.prepared_folder import read_meta
 from gptlab.data.shards import open_shards
 from gptlab.errors import GptlabError, require
 

@@ -102,7 +102,7 @@ def _init_worker(tokenizer: Tokenizer | dict, dtype: str, parent_pid: int) -> No
     global _worker_tokenizer, _worker_dtype
     _die_with_parent(parent_pid)
     # A forked worker inherits the handler that turns SIGTERM into an unwinding exit in the
-    # parent (gptlab.data.folder.building_folder); a worker has nothing to unwind: plain death.
+    # parent (gptlab.data.prepared_folder.building_folder); a worker has nothing to unwind: plain death.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker_tokenizer = tokenizer_from_dict(tokenizer) if isinstance(tokenizer, dict) else tokenizer
     _worker_dtype = np.dtype(dtype)

@@ -1,6 +1,6 @@
 """Prepare a dataset: stream a source's documents, tokenize them in parallel, write token shards.
 
-Prepared folders (see gptlab.data.folder for their layout) live in
+Prepared folders (see gptlab.data.prepared_folder for their layout) live in
 `$GPTLAB_HOME/prepared/<source>-<tokenizer>-<settings hash>` unless `out` is given; preparing
 again with the same settings finds the folder and does nothing. The settings are the source (for
 local files: their paths, sizes and modification times), the tokenizer, the budgets, the
@@ -35,8 +35,9 @@ import numpy as np
 
 from gptlab import __version__
 from gptlab.data.cache import prepared_root
-from gptlab.data.files import TextStats
-from gptlab.data.folder import (
+from gptlab.data.local_files import TextStats
+from gptlab.data.parallel import batch_documents, encode_in_order, split_at_token_boundaries
+from gptlab.data.prepared_folder import (
     DEFAULT_SHARD_TOKENS,
     DEFAULT_VAL_FRACTION,
     FORMAT_VERSION,
@@ -44,7 +45,6 @@ from gptlab.data.folder import (
     is_prepared,
     settings_hash,
 )
-from gptlab.data.parallel import batch_documents, encode_in_order, split_at_token_boundaries
 from gptlab.data.progress import PrepareProgress
 from gptlab.data.shards import ShardWriter, token_dtype
 from gptlab.data.sources import resolve_source
@@ -78,13 +78,11 @@ def prepare_dataset(
     workers: tokenizer processes (default: one per available CPU core).
     """
     # Training needs a validation split (data.val_fraction is in (0, 1) there too).
-    require(0 < val_fraction < 1, f"--val-fraction must be in (0, 1), not {val_fraction}")
-    require(shard_tokens > 0, f"--shard-tokens must be positive, not {shard_tokens}")
-    require(max_docs is None or max_docs > 0, f"--max-docs must be positive, not {max_docs}")
-    require(
-        max_tokens is None or max_tokens > 0, f"--max-tokens must be positive, not {max_tokens}"
-    )
-    require(workers is None or workers > 0, f"--workers must be positive, not {workers}")
+    require(0 < val_fraction < 1, f"val_fraction must be in (0, 1), not {val_fraction}")
+    require(shard_tokens > 0, f"shard_tokens must be positive, not {shard_tokens}")
+    require(max_docs is None or max_docs > 0, f"max_docs must be positive, not {max_docs}")
+    require(max_tokens is None or max_tokens > 0, f"max_tokens must be positive, not {max_tokens}")
+    require(workers is None or workers > 0, f"workers must be positive, not {workers}")
     log = _logger(show_progress)
 
     src = resolve_source(
@@ -305,7 +303,7 @@ class _Job:
             raise GptlabError(
                 f"the corpus is too short to split: {train.documents} train / {val.documents} val "
                 f"documents, {train.tokens} / {val.tokens} tokens; use more data (or a larger "
-                "budget) or another --val-fraction"
+                "budget) or another val_fraction"
             )
 
 

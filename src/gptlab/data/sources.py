@@ -6,7 +6,7 @@ A source spec is one of
     fineweb                    HuggingFaceFW/fineweb, config sample-10BT unless --hf-config
     openwebtext                Skylion007/openwebtext
     hf:OWNER/NAME[:CONFIG]     any Hugging Face hub dataset (split "train", column --text-column)
-    PATH | FOLDER | GLOB       local .txt/.jsonl/.json/.parquet/.csv files (see gptlab.data.files)
+    PATH | FOLDER | GLOB       local .txt/.jsonl/.json/.parquet/.csv files (see gptlab.data.local_files)
     repeats:SPEC               SPEC's text with spans of it repeated (gptlab.data.repeats), the
                                data of the `induction` preset
 
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gptlab.data.cache import download, downloads_dir
-from gptlab.data.files import LocalFiles, TextStats, decode_utf8, looks_like_path
+from gptlab.data.local_files import LocalFiles, TextStats, decode_utf8, looks_like_path
 from gptlab.data.repeats import PREFIX as REPEATS_PREFIX
 from gptlab.data.repeats import RepeatedSpans
 from gptlab.errors import GptlabError

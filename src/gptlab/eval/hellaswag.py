@@ -129,7 +129,7 @@ def score_endings(
 ) -> list[EndingScores]:
     """The log-likelihood of every ending of every item; batch_size counts items per forward pass."""
     if batch_size < 1:
-        raise GptlabError(f"--batch-size must be at least 1, got {batch_size}")
+        raise GptlabError(f"batch_size must be at least 1, got {batch_size}")
     device = model_device(model)
     block_size = model.config.block_size
     was_training = model.training
@@ -182,7 +182,7 @@ def evaluate_hellaswag(
     record per item (see item_records).
     """
     if limit is not None and limit < 1:
-        raise GptlabError(f"--limit must be a positive number of items, got {limit}")
+        raise GptlabError(f"limit must be a positive number of items, got {limit}")
     if items is None or isinstance(items, str | Path):
         items = load_hellaswag(items)
     items = list(items)[:limit]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gptlab.data.folder import check_same_tokenizer, read_meta
+from gptlab.data.prepared_folder import check_same_tokenizer, read_meta
 from gptlab.data.shards import open_shards
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
@@ -142,13 +142,13 @@ def evaluate_tokens(
     stride = context if stride is None else stride
     if not 1 <= stride <= context:
         raise GptlabError(
-            f"--stride must be between 1 and the model's block_size ({context}), got {stride}"
+            f"stride must be between 1 and the model's block_size ({context}), got {stride}"
         )
     if batch_size < 1:
-        raise GptlabError(f"--batch-size must be at least 1, got {batch_size}")
+        raise GptlabError(f"batch_size must be at least 1, got {batch_size}")
     if max_tokens is not None:
         if max_tokens < 1:
-            raise GptlabError(f"--max-tokens must be at least 1, got {max_tokens}")
+            raise GptlabError(f"max_tokens must be at least 1, got {max_tokens}")
         tokens = tokens[: max_tokens + 1]
     if len(tokens) < 2:
         raise GptlabError("the text has fewer than 2 tokens: there is nothing to predict")

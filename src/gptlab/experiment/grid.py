@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.overrides import resolve_key
 from gptlab.train.config import RunConfig, build_run_config
 
 RUNS_DIR = "runs"
@@ -29,7 +30,7 @@ def parse_variation(text: str) -> Variation:
         raise GptlabError(
             f"--vary {text!r} is not of the form section.key=value1,value2 (e.g. model.norm=layernorm,rmsnorm)"
         )
-    RunConfig().field_type(key)  # an unknown key fails here, naming the nearest valid one
+    resolve_key(RunConfig(), key)  # an unknown key fails here, naming the nearest valid one
     if key in FIXED_BY_EXPERIMENT:
         raise GptlabError(
             f"--vary {key} is not allowed: the experiment sets it for every run alike "
@@ -100,7 +101,7 @@ def plan_runs(
     none keeps the base config's budget, which is then the same for every run anyway.
     """
     if seeds < 1:
-        raise GptlabError(f"--seeds must be >= 1, got {seeds}")
+        raise GptlabError(f"seeds must be >= 1, got {seeds}")
     # Only the combinations must be valid: the base alone may need a varied key to make sense
     # (e.g. --vary train.tokens_per_step=2048,4096 over a base whose batch does not divide 1024).
     base = build_run_config(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError, require
 from gptlab.explore.session import Explorer
-from gptlab.fileio import METRICS_FILE, loads_json
+from gptlab.fileio import METRICS_LOG_FILE, loads_json
 from gptlab.train.plots import smooth, smoothing_state
 from gptlab.train.run_folder import is_training, read_samples
 
@@ -58,7 +58,7 @@ class MetricsTail:
     """
 
     def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / METRICS_FILE
+        self.path = Path(run_dir) / METRICS_LOG_FILE
         self.lock = threading.Lock()  # polls run in FastAPI's thread pool
         self.restart(None)
 
@@ -76,7 +76,7 @@ class MetricsTail:
                 status = self.path.stat()
             except FileNotFoundError:
                 raise GptlabError(
-                    f"{self.path.parent} has no {METRICS_FILE}: is it a gptlab training run folder?"
+                    f"{self.path.parent} has no {METRICS_LOG_FILE}: is it a gptlab training run folder?"
                 ) from None
             identity = (status.st_dev, status.st_ino)
             if identity != self.identity or status.st_size < self.offset:

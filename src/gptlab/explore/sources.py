@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.checkpoints.finetuned import load_language_model
-from gptlab.checkpoints.run import find_run_checkpoint, is_run_folder
+from gptlab.checkpoints.run import find_run_checkpoint
 from gptlab.errors import GptlabError
 from gptlab.explore.session import Explorer
+from gptlab.fileio import is_run_folder
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def unique_name(name: str, taken: dict) -> str:
 
 def load_source(name: str, source: Source, device) -> Explorer:
     if source.hf:
-        from gptlab.model.hf import load_hf_model
+        from gptlab.checkpoints.hf_hub import load_hf_model
 
         model, tokenizer = load_hf_model(source.path)
         return Explorer(name, model.to(device).eval(), tokenizer)

@@ -18,8 +18,9 @@ from gptlab.inference.generate import GenerationConfig, shape_logits
 from gptlab.interp.ablation import ABLATION_MODES, ablation_hooks, mlp_ablation_hooks
 from gptlab.interp.attention import patterns_from_cache
 from gptlab.interp.attribution import attribution_from_cache
+from gptlab.interp.indices import check_head, check_layer, check_position
 from gptlab.interp.logit_lens import logit_lens_from_cache
-from gptlab.interp.tokens import check_head, check_layer, check_position, single_token
+from gptlab.interp.tokens import single_token
 
 MAX_BARS = 100  # candidates a bar chart shows
 THUMBNAIL = 48  # the attention grid's small patterns are at most this many cells a side

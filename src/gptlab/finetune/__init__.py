@@ -7,8 +7,8 @@ loop.py          the epoch loop shared by both tasks (AdamW, schedule, time budg
 classify.py      GPTClassifier (last real token -> linear head), batches, evaluation
 confusion.py     the confusion matrix as table and PNG
 instruct.py      the Alpaca template, prompt masking, answer generation
-run_classify.py  `gptlab finetune classify` end to end
-run_instruct.py  `gptlab finetune instruct` end to end
+classify_job.py  `gptlab finetune classify` end to end
+instruct_job.py  `gptlab finetune instruct` end to end
 
 The LoRA layers live in gptlab.model.lora, the fine-tuned folder in gptlab.checkpoints.finetuned.
 """

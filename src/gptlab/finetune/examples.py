@@ -21,7 +21,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import torch
 
@@ -31,7 +31,8 @@ from gptlab.tokenizers.base import Tokenizer
 
 LABELED_SUFFIXES = (".tsv", ".txt", ".csv", ".jsonl")
 INSTRUCTION_SUFFIXES = (".json", ".jsonl")
-BALANCE_MODES = ("none", "downsample", "weight")
+# How a classifier copes with unbalanced classes (ClassifyOptions.balance).
+BalanceMode = Literal["none", "downsample", "weight"]
 
 T = TypeVar("T")
 

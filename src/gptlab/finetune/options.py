@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.errors import GptlabError
-from gptlab.finetune.examples import BALANCE_MODES
+from gptlab.finetune.examples import BalanceMode
 from gptlab.model.lora import DEFAULT_TARGETS, LoRAConfig
-from gptlab.overrides import apply_fields, override_fields, read_toml, set_field
+from gptlab.overrides import apply_table, check_fields, override, read_toml, set_field, setting
 
 Log = Callable[[str], None]  # where a fine-tuning run reports progress (print, or a list's append)
 
@@ -28,46 +28,38 @@ class FinetuneOptions:
     data: str = ""  # the data file (required)
     init: str = ""  # a gptlab model/run folder, or hf:NAME (required)
     out: str = ""  # the output folder (required)
-    epochs: int = 3
-    lr: float = 5e-5
-    weight_decay: float = 0.1
-    warmup_steps: int = 0
-    grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off
-    batch_size: int = 8
-    max_length: int | None = None  # tokens per example; none: the model's block_size
+    epochs: int = setting(3, ge=1)
+    lr: float = setting(5e-5, gt=0)
+    weight_decay: float = setting(0.1, ge=0)
+    warmup_steps: int = setting(0, ge=0)
+    grad_clip: float = setting(1.0, ge=0)  # max global grad norm; 0 turns clipping off
+    batch_size: int = setting(8, ge=1)
+    # tokens per example; none: the model's block_size
+    max_length: int | None = setting(None, ge=2)
     train: str = "all"  # head | last-K | all (see gptlab.finetune.trainable)
     lora_rank: int | None = None  # set: train LoRA adapters instead of the base weights
     lora_alpha: float | None = None  # none: 2 x lora_rank
     lora_dropout: float = 0.0
     lora_targets: str = ",".join(DEFAULT_TARGETS)  # comma-separated module names
     merge: bool = False  # with LoRA: also save the merged model folder
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
+    val_fraction: float = setting(0.1, ge=0, lt=1)
+    test_fraction: float = setting(0.2, ge=0, lt=1)
     seed: int = 123
-    max_seconds: float | None = None  # a training-time budget
+    max_seconds: float | None = setting(None, gt=0)  # a training-time budget
     device: str = "auto"
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+
     def validate(self, check_paths: bool = True) -> FinetuneOptions:
-        """Every setting, checked; check_paths=False leaves out whether `init` exists (a
-        template printed before the files are chosen)."""
+        """Every setting, checked: each against its declaration, then the rules between them;
+        check_paths=False leaves out whether `init` exists (a template printed before the files
+        are chosen)."""
+        check_fields(self)  # a setting assigned after construction has not been checked yet
         for name in ("data", "init", "out"):
             if not getattr(self, name):
                 raise GptlabError(f"{name} is required: set it (e.g. {name}=...)")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise GptlabError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise GptlabError(f"lr must be > 0, got {self.lr}")
-        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise GptlabError("warmup_steps, weight_decay and grad_clip must be >= 0")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise GptlabError(f"max_seconds must be > 0, got {self.max_seconds}")
-        if self.max_length is not None and self.max_length < 2:
-            raise GptlabError(f"max_length must be >= 2, got {self.max_length}")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 <= getattr(self, name) < 1:
-                raise GptlabError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.val_fraction + self.test_fraction >= 1:
             raise GptlabError("val_fraction + test_fraction must leave examples to train on")
         if check_paths and not self.init.startswith("hf:") and not Path(self.init).exists():
@@ -104,26 +96,19 @@ class FinetuneOptions:
 
 @dataclass
 class ClassifyOptions(FinetuneOptions):
-    epochs: int = 5
+    epochs: int = setting(5, ge=1)  # a field redefined here keeps its bounds only if restated
     train: str = "last-1"  # the book's recipe: the last block and the final LayerNorm
-    balance: str = "none"  # none | downsample (to the smallest class) | weight (the loss)
-
-    def validate(self, check_paths: bool = True) -> ClassifyOptions:
-        if self.balance not in BALANCE_MODES:
-            raise GptlabError(
-                f"balance must be one of {', '.join(BALANCE_MODES)}, got {self.balance!r}"
-            )
-        return super().validate(check_paths)
+    balance: BalanceMode = "none"  # none | downsample (to the smallest class) | weight (the loss)
 
 
 @dataclass
 class InstructOptions(FinetuneOptions):
-    epochs: int = 2
-    val_fraction: float = 0.05  # the book's 85 / 5 / 10 split
-    test_fraction: float = 0.1
+    epochs: int = setting(2, ge=1)
+    val_fraction: float = setting(0.05, ge=0, lt=1)  # the book's 85 / 5 / 10 split
+    test_fraction: float = setting(0.1, ge=0, lt=1)
     keep_prompt_loss: bool = False
-    max_new_tokens: int = 256
-    answers: int | None = None  # answer the first N test examples; none: all
+    max_new_tokens: int = setting(256, ge=1)
+    answers: int | None = setting(None, ge=0)  # answer the first N test examples; none: all
 
     def validate(self, check_paths: bool = True) -> InstructOptions:
         if self.train == "head":
@@ -131,10 +116,6 @@ class InstructOptions(FinetuneOptions):
                 "train=head has no meaning for instruction tuning (the output layer is the "
                 "token embedding); use last-K, all or lora_rank"
             )
-        if self.max_new_tokens < 1:
-            raise GptlabError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.answers is not None and self.answers < 0:
-            raise GptlabError(f"answers must be >= 0, got {self.answers}")
         return super().validate(check_paths)
 
 
@@ -149,10 +130,10 @@ def load_options(
     """cls's defaults -> config_file -> given -> overrides, validated (unless validate=False)."""
     options = cls()
     if config_file is not None:
-        apply_fields(options, read_toml(config_file), str(config_file))
+        apply_table(options, read_toml(config_file), str(config_file))
     for name, value in (given or {}).items():
         if name not in {f.name for f in dataclasses.fields(cls)}:
             raise TypeError(f"{cls.__name__} has no setting {name!r}")  # a bug in the caller
         set_field(options, name, value, name)
-    override_fields(options, overrides or [])
+    override(options, overrides or [])
     return options.validate() if validate else options

@@ -73,7 +73,7 @@ def prepare_model(model: nn.Module, dtype: str = "fp32", quantize: str | None = 
             )
         if dtype != "fp32":
             raise GptlabError(
-                f"--quantize {quantize} starts from fp32 weights; drop --dtype {dtype}"
+                f"quantization {quantize} starts from fp32 weights; leave the dtype at fp32 (not {dtype})"
             )
         return quantize_int8(model)
     return cast_model(model, dtype)

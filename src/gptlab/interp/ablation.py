@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from gptlab.data.folder import check_same_tokenizer
 from gptlab.data.loader import TokenLoader
+from gptlab.data.prepared_folder import check_same_tokenizer
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
 from gptlab.model.batching import IGNORE_INDEX
@@ -139,7 +139,7 @@ def dataset_sample(
     if not 1 <= block_size <= model.config.block_size:
         raise GptlabError(
             f"block size {block_size} does not fit the model: use 1 to {model.config.block_size} "
-            "(--block-size)"
+            "(block_size)"
         )
     loader = TokenLoader(
         data_dir,

@@ -30,14 +30,14 @@ from gptlab.tables import format_table, quoted
 def check_repeated_shape(model, length: int, repeats: int) -> None:
     """length >= 2 random tokens, repeats >= 2 copies, and length * repeats within block_size."""
     if length < 2:
-        raise GptlabError(f"the random sequence needs at least 2 tokens (--length), got {length}")
+        raise GptlabError(f"the random sequence needs at least 2 tokens (length), got {length}")
     if repeats < 2:
-        raise GptlabError(f"repeated tokens need at least 2 copies (--repeats), got {repeats}")
+        raise GptlabError(f"repeated tokens need at least 2 copies (repeats), got {repeats}")
     block_size = model.config.block_size
     if length * repeats > block_size:
         raise GptlabError(
             f"{repeats} copies of {length} tokens are {length * repeats} tokens, more than the "
-            f"model's block_size ({block_size}); use --length {block_size // repeats} or less"
+            f"model's block_size ({block_size}); use a length of {block_size // repeats} or less"
         )
 
 

@@ -410,4 +410,3 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         """Distinct parameters (a tied head counted once)."""
         return sum(p.numel() for p in self.parameters())
-

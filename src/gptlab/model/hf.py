@@ -12,9 +12,9 @@ The two layouts hold the same numbers under different names and shapes:
 OpenAI wrote the projections as "Conv1D" layers whose weight is stored (in, out); nn.Linear stores
 (out, in), so those four weights are transposed on the way in and on the way out.
 
-Loading a local folder needs only safetensors/torch (config.json is read as plain JSON); building
-a `transformers` model (`to_hf_model`, `hf_config_from_model_config`) and fetching hub names need
-the `hf` extra.
+Reading a local folder needs only safetensors/torch (config.json is read as plain JSON); building
+a `transformers` model (`to_hf_model`, `hf_config_from_model_config`) needs the `hf` extra.
+Nothing here touches the network: gptlab.checkpoints.hf_hub opens a folder or a hub name.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
-from gptlab.tokenizers.base import GPT2Tokenizer, Tokenizer
+from gptlab.tokenizers.base import Tokenizer
 
 HF_CONFIG_FILE = "config.json"
 HF_SAFETENSORS_FILE = "model.safetensors"
@@ -52,7 +52,7 @@ CONV1D_SUFFIXES = (
 MASK_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 # Hugging Face names for the tanh approximation of GELU, the only activation GPT-2 uses.
 TANH_GELU_NAMES = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
-GPT2_VOCAB_SIZE = 50257  # tiktoken's GPT-2 BPE, the tokenizer load_hf_model pairs weights with
+GPT2_VOCAB_SIZE = 50257  # tiktoken's GPT-2 BPE, the tokenizer Hugging Face weights are paired with
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,32 +223,7 @@ def to_hf_model(model: GPT):
 
 
 # ---------------------------------------------------------------------------------------------
-# Folders and hub names
-
-
-def load_hf_model(dir_or_name: str) -> tuple[GPT, GPT2Tokenizer]:
-    """GPT-2 weights in Hugging Face layout, from a local folder or a hub name (e.g. "gpt2").
-
-    A folder needs config.json and model.safetensors (or a sharded safetensors index, or
-    pytorch_model.bin, read with torch.load(weights_only=True) so it cannot run code). The model
-    comes back in eval mode with the GPT-2 BPE tokenizer.
-    """
-    path = Path(dir_or_name).expanduser()
-    if path.is_dir():
-        folder = path
-    elif path.exists() or dir_or_name.startswith((".", "/", "~")):  # a path, not a hub name
-        raise GptlabError(f"{dir_or_name} is not a folder with Hugging Face GPT-2 weights")
-    else:
-        folder = download_from_hub(dir_or_name)
-
-    config = model_config_from_hf_config(read_hf_config(folder))
-    if config.vocab_size != GPT2_VOCAB_SIZE:
-        raise GptlabError(
-            f"{dir_or_name} has a vocabulary of {config.vocab_size} tokens, not GPT-2's {GPT2_VOCAB_SIZE}; "
-            "gptlab pairs Hugging Face weights with the GPT-2 BPE tokenizer only"
-        )
-    model = from_hf_state_dict(read_hf_weights(folder), config)
-    return model, GPT2Tokenizer()
+# Hugging Face folders (gptlab.checkpoints.hf_hub adds hub names)
 
 
 def read_hf_config(folder: Path) -> dict:
@@ -300,41 +275,6 @@ def read_pytorch_bin(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise GptlabError(f"{path} does not hold a state dict of tensors")
     return state
-
-
-def download_from_hub(name: str) -> Path:
-    """Fetch config.json and the weights of a hub model into the Hugging Face cache; return the folder."""
-    hub = import_optional("huggingface_hub", "hf")
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
-
-    def fetch(filename: str) -> Path:
-        return Path(hub.hf_hub_download(repo_id=name, filename=filename))
-
-    try:
-        config_path = fetch(HF_CONFIG_FILE)
-        try:
-            fetch(HF_SAFETENSORS_FILE)
-        except EntryNotFoundError:
-            fetch(HF_PYTORCH_FILE)  # older repositories only have the PyTorch pickle
-    except LocalEntryNotFoundError:
-        raise GptlabError(
-            f"could not fetch {name!r} from the Hugging Face hub: offline and not in the local cache "
-            "(connect to the internet, or pass a local folder with config.json and model.safetensors)"
-        ) from None
-    except (RepositoryNotFoundError, HFValidationError):
-        raise GptlabError(
-            f"{name!r} is neither a local folder nor a model on the Hugging Face hub "
-            "(check the name, or pass a local folder with config.json and model.safetensors)"
-        ) from None
-    except (EntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise GptlabError(f"could not fetch {name!r} from the Hugging Face hub ({exc})") from None
-    return config_path.parent
 
 
 def export_hf(model: GPT, out_dir: str | Path, tokenizer: Tokenizer | None = None) -> None:

@@ -11,40 +11,30 @@ A run configuration is built in layers, each overriding the one before:
     dataclass defaults -> a named preset (src/gptlab/presets/NAME.toml) -> a TOML file -> key=value
 
 Dotted overrides (`train.lr=1e-3 model.n_layer=6`) are parsed by the declared type of the field
-(int, float, bool, str, or Optional of one of them, where `none` means unset, in TOML too);
-nothing is ever eval'd. An unknown key fails with the nearest valid key, a wrong type with the expected type.
+(int, float, bool, str, a Literal of choices, or Optional of one of them, where `none` means
+unset, in TOML too); nothing is ever eval'd. Each field's choices and bounds are declared beside
+it and checked by gptlab.overrides however the value arrives; an unknown key fails with the
+nearest valid key. `validate()` holds the rules between fields, and `normalize()` the one step
+that rewrites values (dtype and threads aliases to one spelling).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from gptlab.data.sources import check_source_spec
 from gptlab.device import dtype_name, threads_setting
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
 from gptlab.model.config import ModelConfig
-from gptlab.overrides import (
-    dump_toml,
-    field_names,
-    field_type,
-    nearest_key,
-    parse_value,
-    read_toml,
-    set_field,
-    split_assignment,
-)
+from gptlab.overrides import apply_table, check_fields, dump_toml, override, read_toml, setting
 from gptlab.presets import load_preset
 
 DEFAULT_PRESET = "shakespeare-char"
 SECTIONS = ("model", "data", "train")
-LOADER_MODES = ("random", "sequential")
-VERIFY_MODES = ("auto", "always", "never")
-OPTIMIZERS = ("adamw", "muon")
-DISTRIBUTED = ("ddp", "fsdp")  # train.distributed: gptlab/train/distributed.py has both
 
 
 @dataclass
@@ -54,79 +44,80 @@ class DataConfig:
     source: str = "tinyshakespeare"
     tokenizer: str = "char"  # char | gpt2 | path of a tokenizer JSON
     prepared_dir: str | None = None  # where the prepared shards are (default: in the gptlab cache)
-    val_fraction: float = 0.1
+    val_fraction: float = setting(0.1, gt=0, lt=1)
     max_docs: int | None = None  # cap the corpus (useful for quick runs on big sources)
     max_tokens: int | None = None
     text_column: str = "text"
-    loader_mode: str = "random"  # random windows (the usual) or sequential passes over the split
+    # random windows (the usual) or sequential passes over the split
+    loader_mode: Literal["random", "sequential"] = "random"
     # Re-hash the shards against meta.json before training. "auto": only before a long run (see
     # train/training_data.py), where a pass over the data is cheap beside what a bad shard costs.
-    verify_shards: str = "auto"
+    verify_shards: Literal["auto", "always", "never"] = "auto"
+
+    def __post_init__(self) -> None:
+        check_fields(self, "data.")
 
     def validate(self) -> None:
-        check_source_spec(self.source)
-        if not 0.0 < self.val_fraction < 1.0:
-            raise GptlabError(f"data.val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.loader_mode not in LOADER_MODES:
-            raise GptlabError(
-                f"data.loader_mode must be one of {', '.join(LOADER_MODES)}, got {self.loader_mode!r}"
-            )
-        if self.verify_shards not in VERIFY_MODES:
-            raise GptlabError(
-                f"data.verify_shards must be one of {', '.join(VERIFY_MODES)}, got {self.verify_shards!r}"
-            )
+        check_source_spec(self.source)  # a rule of its own: the spec's grammar (data/sources.py)
 
 
 @dataclass
 class TrainConfig:
     # Batch: tokens per optimizer step (all ranks together) = micro_batch_size x block_size x
     # world size x accumulation steps; the accumulation steps are derived from it.
-    tokens_per_step: int = 8192
-    micro_batch_size: int = 64  # sequences per forward pass on one device
+    tokens_per_step: int = setting(8192, ge=1)
+    micro_batch_size: int = setting(64, ge=1)  # sequences per forward pass on one device
 
     # AdamW and the schedule: linear warmup to lr, then cosine decay to min_lr at the budget's end.
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 20
-    weight_decay: float = 0.1  # applied to 2-D weights (matmuls, embeddings) only
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off (the norm is still logged)
+    lr: float = setting(1e-3, gt=0)
+    min_lr: float = setting(1e-4, ge=0)  # at most lr
+    warmup_steps: int = setting(20, ge=0)
+    weight_decay: float = setting(0.1, ge=0)  # applied to 2-D weights (matmuls, embeddings) only
+    beta1: float = setting(0.9, ge=0, lt=1)
+    beta2: float = setting(0.99, ge=0, lt=1)
+    # max global grad norm; 0 turns clipping off (the norm is still logged)
+    grad_clip: float = setting(1.0, ge=0)
     # adamw: AdamW for everything. muon: Muon (train/muon.py) for the blocks' weight matrices at
     # peak muon_lr, AdamW for the rest at lr; the schedule scales both by the same factor.
-    optimizer: str = "adamw"
-    muon_lr: float = 0.02
-    muon_momentum: float = 0.95
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    muon_lr: float = setting(0.02, gt=0)
+    muon_momentum: float = setting(0.95, ge=0, lt=1)
 
     # Budget: steps, seconds of training, or both (whichever ends first). The cosine decay follows
     # whichever is further along, so a wall-clock budget still ends at min_lr.
-    max_steps: int | None = 2000
-    max_seconds: float | None = None
+    max_steps: int | None = setting(2000, ge=1)
+    max_seconds: float | None = setting(None, gt=0)
 
     # Evaluation: mean loss over a fixed set of windows of each split. eval_every=0: only at the end.
-    eval_every: int = 250
-    eval_tokens: int = 65536  # tokens per split per periodic eval
-    final_eval_tokens: int | None = None  # the final eval; none = the whole val split
+    eval_every: int = setting(250, ge=0)
+    eval_tokens: int = setting(65536, ge=1)  # tokens per split per periodic eval
+    # the final eval; none = the whole val split
+    final_eval_tokens: int | None = setting(
+        None, ge=1, says=">= 1, or none for the whole val split"
+    )
     # HellaSwag accuracy during training (logged as hellaswag_acc / hellaswag_acc_norm); 0: off.
-    eval_hellaswag_every: int = 0
-    eval_hellaswag_limit: int = 1000  # items per evaluation
+    eval_hellaswag_every: int = setting(0, ge=0)
+    eval_hellaswag_limit: int = setting(1000, ge=1)  # items per evaluation
     eval_hellaswag_data: str | None = None  # a jsonl file; none: the official set (downloaded)
     # The induction bump: loss on random tokens repeated twice, first copy vs the repeat (logged
     # as induction_first_loss / induction_repeated_loss; interp/induction.py); 0: off.
-    eval_induction_every: int = 0
-    eval_induction_length: int = 32  # random tokens per copy; 2 copies must fit in block_size
-    sample_every: int = 0  # 0: a sample only at the end
-    sample_tokens: int = 300
+    eval_induction_every: int = setting(0, ge=0)
+    # random tokens per copy; 2 copies must fit in block_size
+    eval_induction_length: int = setting(32, ge=1)
+    sample_every: int = setting(0, ge=0)  # 0: a sample only at the end
+    sample_tokens: int = setting(300, ge=1)
     sample_prompt: str = "\n"
-    sample_temperature: float = 0.8
-    checkpoint_every: int = 0  # 0: checkpoints only at the end (and at each new best val loss)
-    keep_last: int = 2  # checkpoints kept besides the best one
-    log_every: int = 1  # steps between metrics.jsonl lines
+    sample_temperature: float = setting(0.8, ge=0, says=">= 0 (0 is greedy)")
+    # 0: checkpoints only at the end (and at each new best val loss)
+    checkpoint_every: int = setting(0, ge=0)
+    keep_last: int = setting(2, ge=1)  # checkpoints kept besides the best one
+    log_every: int = setting(1, ge=1)  # steps between metrics.jsonl lines
 
-    seed: int = 1337
+    # each process adds its rank to the seed; torch takes seeds < 2**63
+    seed: int = setting(1337, ge=0, lt=2**62, says="in [0, 2**62)")
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    # auto | fp32 | bf16 | fp16 (float32, bfloat16, float16 are aliases). auto: bf16 on GPUs
-    # that have it, fp16 on older GPUs, fp32 on CPU.
+    # auto | fp32 | bf16 | fp16 (float32, bfloat16, float16 are aliases, see normalize). auto:
+    # bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU.
     dtype: str = "auto"
     compile: bool = False  # torch.compile the model
     # CPU threads for torch: "auto" (the cores free of other work, see gptlab.device.auto_threads),
@@ -135,81 +126,35 @@ class TrainConfig:
     threads: str = "auto"
     # Under torchrun with several processes: "ddp" keeps a full model per process, "fsdp" shards
     # parameters, gradients and optimizer state (train/distributed.py). One process: no effect.
-    distributed: str = "ddp"
+    distributed: Literal["ddp", "fsdp"] = "ddp"
     tensorboard: bool = False
     wandb: bool = False
     wandb_project: str = "gptlab"
 
+    def __post_init__(self) -> None:
+        check_fields(self, "train.")
+
+    def normalize(self) -> None:
+        """Spell dtype and threads one way (bfloat16 -> bf16, " 4 " -> 4), checking them."""
+        self.dtype = dtype_name(self.dtype, "train.dtype", extra=("auto",))
+        self.threads = threads_setting(self.threads, "train.threads")
+
     def validate(self) -> None:
-        positive = (
-            "tokens_per_step",
-            "micro_batch_size",
-            "eval_tokens",
-            "sample_tokens",
-            "log_every",
-            "keep_last",
-            "eval_hellaswag_limit",
-            "eval_induction_length",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise GptlabError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in (
-            "warmup_steps",
-            "eval_every",
-            "eval_hellaswag_every",
-            "eval_induction_every",
-            "sample_every",
-            "checkpoint_every",
-        ):
-            if getattr(self, name) < 0:
-                raise GptlabError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
+        """The rules between fields (each field's own type, choices and bounds are declared)."""
         if self.max_steps is None and self.max_seconds is None:
             raise GptlabError("set a budget: train.max_steps=N or train.max_seconds=S (or both)")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise GptlabError(f"train.max_steps must be >= 1, got {self.max_steps}")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise GptlabError(f"train.max_seconds must be > 0, got {self.max_seconds}")
-        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
+        if self.min_lr > self.lr:
             raise GptlabError(
                 f"need train.lr > 0 and 0 <= train.min_lr <= train.lr, got {self.lr} and {self.min_lr}"
-            )
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise GptlabError("train.beta1 and train.beta2 must be in [0, 1)")
-        if self.optimizer not in OPTIMIZERS:
-            raise GptlabError(
-                f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.distributed not in DISTRIBUTED:
-            raise GptlabError(
-                f"train.distributed must be one of {', '.join(DISTRIBUTED)}, got {self.distributed!r}"
             )
         if self.distributed == "fsdp" and self.optimizer == "muon":
             raise GptlabError(
                 "train.optimizer=muon orthogonalises whole matrices, which FSDP shards across "
                 "processes; use train.optimizer=adamw with train.distributed=fsdp"
             )
-        if not (self.muon_lr > 0 and 0 <= self.muon_momentum < 1):
-            raise GptlabError("need train.muon_lr > 0 and 0 <= train.muon_momentum < 1")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise GptlabError("train.weight_decay and train.grad_clip must be >= 0")
-        self.dtype = dtype_name(
-            self.dtype, "train.dtype", extra=("auto",)
-        )  # aliases -> one spelling
-        if not 0 <= self.seed < 2**62:  # each process adds its rank; torch takes < 2**63
-            raise GptlabError(f"train.seed must be in [0, 2**62), got {self.seed}")
-        self.threads = threads_setting(self.threads, "train.threads")
         if not self.sample_prompt:
             raise GptlabError(
                 'train.sample_prompt is empty; give the samples a prompt (default "\\n")'
-            )
-        if not self.sample_temperature >= 0:
-            raise GptlabError(
-                f"train.sample_temperature must be >= 0 (0 is greedy), got {self.sample_temperature}"
-            )
-        if self.final_eval_tokens is not None and self.final_eval_tokens < 1:
-            raise GptlabError(
-                "train.final_eval_tokens must be >= 1, or none for the whole val split"
             )
 
 
@@ -219,7 +164,16 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def normalize(self) -> RunConfig:
+        """Rewrite the settings that have several spellings into one (see TrainConfig.normalize)."""
+        self.train.normalize()
+        return self
+
     def validate(self) -> RunConfig:
+        """Every setting checked: each field against its declaration (a field set by plain
+        assignment has not been checked yet), then the rules between fields."""
+        for section in SECTIONS:
+            check_fields(getattr(self, section), f"{section}.")
         self.model.validate()
         self.data.validate()
         self.train.validate()
@@ -261,54 +215,11 @@ class RunConfig:
 
     def override(self, assignments: list[str]) -> RunConfig:
         """Apply `section.key=value` strings in order; returns self."""
-        for assignment in assignments:
-            key, text = split_assignment(assignment, "section.key=value", "train.lr=1e-3")
-            self.set(key, parse_value(key, text, self.field_type(key)))
+        override(self, assignments)
         return self
-
-    def field_type(self, dotted: str) -> object:
-        """The declared type of `section.key` (an unknown key fails, naming the nearest one)."""
-        section, name = self._split_key(dotted)
-        return field_type(getattr(self, section), name)
-
-    def set(self, dotted: str, value: object) -> None:
-        section, name = self._split_key(dotted)
-        set_field(getattr(self, section), name, value, dotted)
-
-    def _split_key(self, dotted: str) -> tuple[str, str]:
-        section, _, name = dotted.partition(".")
-        if section in SECTIONS and name in field_names(getattr(self, section)):
-            return section, name
-        raise GptlabError(
-            f"unknown config key {dotted!r}; did you mean {nearest_key(dotted, all_keys())!r}? "
-            "(keys are section.name)"
-        )
-
-
-def all_keys() -> list[str]:
-    """Every valid dotted key, e.g. 'train.lr'."""
-    classes = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
-    return [
-        f"{section}.{f.name}" for section, cls in classes.items() for f in dataclasses.fields(cls)
-    ]
 
 
 # -- building configs ----------------------------------------------------------------------------
-
-
-def apply_table(config: RunConfig, table: dict, source: str) -> None:
-    """Set every section.key of a parsed TOML table on config (the `preset` key is handled by the caller)."""
-    for section, values in table.items():
-        if section == "preset":
-            continue
-        if section not in SECTIONS or not isinstance(values, dict):
-            nearest = difflib.get_close_matches(section, SECTIONS, n=1, cutoff=0.0)[0]
-            raise GptlabError(f"{source}: unknown section {section!r}; did you mean [{nearest}]?")
-        for name, value in values.items():
-            try:
-                config.set(f"{section}.{name}", value)
-            except GptlabError as exc:
-                raise GptlabError(f"{source}: {exc}") from None
 
 
 def build_run_config(
@@ -325,14 +236,16 @@ def build_run_config(
     (a run folder's config.toml is complete, so it reproduces its run exactly).
     """
     file_table = read_toml(config_file) if config_file is not None else {}
-    base = (
-        preset or file_table.get("preset") or (None if config_file is not None else DEFAULT_PRESET)
-    )
-    # Fields are set one by one (setattr does not validate); validation runs once every layer is
+    named = file_table.pop("preset", None)
+    base = preset or named or (None if config_file is not None else DEFAULT_PRESET)
+    # Each field is checked as it is set; the rules between fields run once every layer is
     # applied, since fields only need to make sense together at the end (n_embd with n_head...).
     config = RunConfig()
     if base is not None:
-        apply_table(config, load_preset(base), f"preset {base}")
+        table = load_preset(base)
+        table.pop("preset", None)
+        apply_table(config, table, f"preset {base}")
     apply_table(config, file_table, str(config_file))
     config.override(overrides or [])
+    config.normalize()
     return config.validate() if validate else config

@@ -20,21 +20,23 @@ from tqdm.auto import tqdm
 
 from gptlab.device import dtype_label
 from gptlab.errors import GptlabError
-from gptlab.fileio import METRICS_FILE, atomic_write_text, jsonl_records
+from gptlab.fileio import METRICS_LOG_FILE, atomic_write_text, jsonl_records
 from gptlab.optional import import_optional
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / METRICS_FILE
+    path = Path(run_dir) / METRICS_LOG_FILE
     if not path.is_file():
-        raise GptlabError(f"{run_dir} has no {METRICS_FILE}: is it a gptlab training run folder?")
+        raise GptlabError(
+            f"{run_dir} has no {METRICS_LOG_FILE}: is it a gptlab training run folder?"
+        )
     return [record for _, record in jsonl_records(path, torn_tail_ok=True)]
 
 
 def truncate_metrics(run_dir: str | Path, last_step: int) -> None:
     """Drop lines logged after `last_step` (a resumed run repeats the steps after its checkpoint),
     and a torn last line."""
-    path = Path(run_dir) / METRICS_FILE
+    path = Path(run_dir) / METRICS_LOG_FILE
     if not path.is_file():
         return
     kept = [r for _, r in jsonl_records(path, torn_tail_ok=True) if r.get("step", 0) <= last_step]
@@ -47,7 +49,7 @@ class MetricsLogger:
     def __init__(
         self, run_dir: Path, *, tensorboard: bool, wandb: bool, wandb_project: str, run_config: dict
     ):
-        self.path = run_dir / METRICS_FILE
+        self.path = run_dir / METRICS_LOG_FILE
         self.file = open(self.path, "a", encoding="utf-8")
         self.tensorboard = None
         self.wandb_run = None

@@ -12,9 +12,7 @@ from gptlab.train.metrics import read_metrics
 LOSS_PLOT_FILE = "loss.png"
 
 
-def smooth(
-    values: list[float], weight: float, average: float = 0.0, seen: int = 0
-) -> list[float]:
+def smooth(values: list[float], weight: float, average: float = 0.0, seen: int = 0) -> list[float]:
     """Exponential moving average (bias-corrected, as TensorBoard's smoothing), to read noisy curves.
 
     average, seen: where an earlier call over the first `seen` values left off (its raw average,

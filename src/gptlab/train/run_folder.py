@@ -26,7 +26,7 @@ from gptlab.checkpoints.run import CHECKPOINTS_DIR, latest_checkpoint
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text, read_text
 from gptlab.train.config import RunConfig, build_run_config
-from gptlab.train.metrics import METRICS_FILE
+from gptlab.train.metrics import METRICS_LOG_FILE
 from gptlab.train.plots import LOSS_PLOT_FILE
 
 RUN_CONFIG_FILE = "config.toml"
@@ -35,7 +35,7 @@ TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".gptlab.lock"
 RUN_FILES = (
     RUN_CONFIG_FILE,
-    METRICS_FILE,
+    METRICS_LOG_FILE,
     LOSS_PLOT_FILE,
     SAMPLES_FILE,
     CHECKPOINTS_DIR,

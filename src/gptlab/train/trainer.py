@@ -18,6 +18,7 @@ left out, so extra measurement never changes what a run with a wall-clock budget
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import sys
 import time
@@ -111,7 +112,7 @@ def train(
     overwrite: delete the run already in `out` first. extra_evals: more numbers to log at evals.
     on_step(record): called on rank 0 after every step with that step's metrics record.
     """
-    config.validate()
+    config.normalize().validate()
     extra_evals = list(extra_evals) + configured_extra_evals(config)
     context, device_name = init_distributed(config.train.device)
     threads_before = torch.get_num_threads()
@@ -122,7 +123,7 @@ def train(
             config, Path(out), context, device_name, extra_evals, on_step, show_progress
         )
         trainer.setup(resume=resume, overwrite=overwrite)
-        return trainer.run()
+        return trainer.fit()
     except torch.OutOfMemoryError:
         raise GptlabError(
             f"out of GPU memory with train.micro_batch_size={config.train.micro_batch_size}; lower it "
@@ -237,8 +238,9 @@ class Trainer:
             ):
                 print(f"gptlab train: warning: {message}", file=sys.stderr)
         # The data decides the vocabulary (a character vocabulary is whatever the corpus holds).
-        self.config.model.vocab_size = self.data.tokenizer.vocab_size
-        self.config.model.validate()
+        self.config.model = dataclasses.replace(
+            self.config.model, vocab_size=self.data.tokenizer.vocab_size
+        )  # replace() checks the new config, as construction does
         # FSDP builds the whole model on each device before sharding it, so the full weights
         # must fit there; its gradients and optimizer state are split over the processes.
         self.sharded = context.enabled and cfg.distributed == "fsdp"
@@ -306,7 +308,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self) -> TrainResult:
+    def fit(self) -> TrainResult:
         cfg, context = self.cfg, self.context
         started = time.perf_counter()
         if context.is_main:

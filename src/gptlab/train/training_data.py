@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from gptlab.data.folder import load_prepared_tokenizer, read_meta
 from gptlab.data.loader import TokenLoader
 from gptlab.data.prepare import prepare_dataset
+from gptlab.data.prepared_folder import load_prepared_tokenizer, read_meta
 from gptlab.data.shards import check_shard_hashes
 from gptlab.train.config import DataConfig, RunConfig
 from gptlab.train.distributed import DistributedContext, broadcast_from_main

@@ -30,18 +30,18 @@ def register(subparsers) -> None:
     )
     tools = parser.add_subparsers(dest="tool", metavar="TOOL")
     tools.required = True
-    for name, add_arguments, run in TOOLS:
-        help_text = run.__doc__.rstrip(".")
-        tool = tools.add_parser(name, help=help_text, description=run.__doc__)
+    for name, add_arguments, main in TOOLS:
+        help_text = main.__doc__.rstrip(".")
+        tool = tools.add_parser(name, help=help_text, description=main.__doc__)
         add_model_source_args(tool)
         tool.add_argument(
             "--out", metavar="DIR", help=f"where files go (default: {DEFAULT_OUT_ROOT}/{name})"
         )
         add_arguments(tool)
-        tool.set_defaults(func=refusing_a_file_as_out(run))
+        tool.set_defaults(func=refusing_a_file_as_out(main))
 
 
-# Every tool, family by family: (name, add its arguments, run it).
+# Every tool, family by family: (name, add its arguments, its main).
 TOOLS = [
     *attention.TOOLS,
     *predictions.TOOLS,

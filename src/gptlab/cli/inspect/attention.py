@@ -25,7 +25,7 @@ def attention_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_attention(args: argparse.Namespace) -> int:
+def attention_main(args: argparse.Namespace) -> int:
     """Attention heatmaps (PNG grid) and an offline HTML browser of every layer and head."""
     from gptlab.interp.attention import (
         attention_patterns,
@@ -33,7 +33,7 @@ def run_attention(args: argparse.Namespace) -> int:
         save_attention_grid,
     )
     from gptlab.interp.attention_html import check_page_size, save_attention_html
-    from gptlab.interp.tokens import check_head, check_layer
+    from gptlab.interp.indices import check_head, check_layer
 
     model, _, idx, tokens = load(args)
     layers = [check_layer(model, n) for n in args.layer] if args.layer else None
@@ -56,7 +56,7 @@ def run_attention(args: argparse.Namespace) -> int:
     return 0
 
 
-# (name, add its arguments, run it); each run function's docstring is the tool's help line.
+# (name, add its arguments, its main); each main function's docstring is the tool's help line.
 TOOLS = [
-    ("attention", attention_arguments, run_attention),
+    ("attention", attention_arguments, attention_main),
 ]

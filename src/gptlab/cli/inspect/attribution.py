@@ -33,14 +33,15 @@ def attribute_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 15)
 
 
-def run_attribute(args: argparse.Namespace) -> int:
+def attribute_main(args: argparse.Namespace) -> int:
     """Direct logit attribution of a target token to each head, MLP and embedding."""
     from gptlab.interp.attribution import (
         attribution_table,
         direct_logit_attribution,
         save_attribution_plots,
     )
-    from gptlab.interp.tokens import check_position, single_token, token_label
+    from gptlab.interp.indices import check_position
+    from gptlab.interp.tokens import single_token, token_label
 
     model, tokenizer, idx, tokens = load(args)
     position = check_position(len(tokens), args.position)
@@ -93,7 +94,7 @@ def ablate_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 10)
 
 
-def run_ablate(args: argparse.Namespace) -> int:
+def ablate_main(args: argparse.Namespace) -> int:
     """Zero- or mean-ablate each head in turn and measure the loss increase."""
     from gptlab.interp.ablation import (
         ablation_table,
@@ -138,7 +139,7 @@ def prompt_set_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 8)
 
 
-def run_prompt_set(args: argparse.Namespace) -> int:
+def prompt_set_main(args: argparse.Namespace) -> int:
     """Direct logit attribution and head ablation averaged over a prompt set, on the logit difference."""
     from gptlab.interp.set_metrics import (
         head_grid_heatmap,
@@ -187,9 +188,9 @@ def run_prompt_set(args: argparse.Namespace) -> int:
     return 0
 
 
-# (name, add its arguments, run it); each run function's docstring is the tool's help line.
+# (name, add its arguments, its main); each main function's docstring is the tool's help line.
 TOOLS = [
-    ("attribute", attribute_arguments, run_attribute),
-    ("ablate", ablate_arguments, run_ablate),
-    ("prompt-set", prompt_set_arguments, run_prompt_set),
+    ("attribute", attribute_arguments, attribute_main),
+    ("ablate", ablate_arguments, ablate_main),
+    ("prompt-set", prompt_set_arguments, prompt_set_main),
 ]

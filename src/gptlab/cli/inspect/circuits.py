@@ -28,7 +28,7 @@ def circuits_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 5)
 
 
-def run_circuits(args: argparse.Namespace) -> int:
+def circuits_main(args: argparse.Namespace) -> int:
     """OV and QK circuits of one head: top tokens, copying scores and heatmaps."""
     from gptlab.interp.circuits import (
         check_circuit_model,
@@ -37,7 +37,7 @@ def run_circuits(args: argparse.Namespace) -> int:
         token_map_table,
         top_tokens,
     )
-    from gptlab.interp.tokens import check_head, check_layer
+    from gptlab.interp.indices import check_head, check_layer
 
     model, tokenizer = load_model_from_args(args)
     check_circuit_model(model)
@@ -59,7 +59,7 @@ def composition_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 5)
 
 
-def run_composition(args: argparse.Namespace) -> int:
+def composition_main(args: argparse.Namespace) -> int:
     """Q-, K- and V-composition scores between heads of different layers (Elhage et al. 2021)."""
     from gptlab.interp.circuits import (
         composition_scores,
@@ -82,8 +82,8 @@ def run_composition(args: argparse.Namespace) -> int:
     return 0
 
 
-# (name, add its arguments, run it); each run function's docstring is the tool's help line.
+# (name, add its arguments, its main); each main function's docstring is the tool's help line.
 TOOLS = [
-    ("circuits", circuits_arguments, run_circuits),
-    ("composition", composition_arguments, run_composition),
+    ("circuits", circuits_arguments, circuits_main),
+    ("composition", composition_arguments, composition_main),
 ]

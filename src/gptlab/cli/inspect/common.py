@@ -14,8 +14,8 @@ from gptlab.fileio import refuse_overlap
 DEFAULT_OUT_ROOT = Path("inspect_out")
 
 
-def refusing_a_file_as_out(run):
-    """`run`, preceded by the check of --out: a tool writes several files into a folder, and an
+def refusing_a_file_as_out(main):
+    """`main`, preceded by the check of --out: a tool writes several files into a folder, and an
     existing file there must stop it before any work, not after."""
 
     def checked(args: argparse.Namespace) -> int:
@@ -24,10 +24,13 @@ def refusing_a_file_as_out(run):
         if args.out:  # a tool's files written into the model folder it reads would mix with it
             refuse_overlap(
                 args.out,
-                {"--checkpoint": getattr(args, "checkpoint", None), "--hf": getattr(args, "hf", None)},
+                {
+                    "--checkpoint": getattr(args, "checkpoint", None),
+                    "--hf": getattr(args, "hf", None),
+                },
                 holding_ok=True,
             )
-        return run(args)
+        return main(args)
 
     return checked
 

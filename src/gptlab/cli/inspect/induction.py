@@ -68,7 +68,7 @@ def heads_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 10)
 
 
-def run_heads(args: argparse.Namespace) -> int:
+def heads_main(args: argparse.Namespace) -> int:
     """Score every head as a previous-token, duplicate-token or induction head (or a custom pattern)."""
     from gptlab.interp.detectors import (
         detect_heads,
@@ -128,7 +128,7 @@ def loss_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_heads(model, specs: list[str]) -> dict[int, list[int]]:
     """["1.2", "0.3"] -> {1: [2], 0: [3]}, each layer and head checked."""
-    from gptlab.interp.tokens import check_head, check_layer
+    from gptlab.interp.indices import check_head, check_layer
 
     heads: dict[int, list[int]] = {}
     for spec in specs:
@@ -140,7 +140,7 @@ def parse_heads(model, specs: list[str]) -> dict[int, list[int]]:
     return heads
 
 
-def run_loss(args: argparse.Namespace) -> int:
+def loss_main(args: argparse.Namespace) -> int:
     """Loss at each position of a prompt, or of repeated random tokens (first copy vs repeats)."""
     from gptlab.interp.induction import (
         ablated_repeated_loss,
@@ -193,8 +193,8 @@ def run_loss(args: argparse.Namespace) -> int:
     return 0
 
 
-# (name, add its arguments, run it); each run function's docstring is the tool's help line.
+# (name, add its arguments, its main); each main function's docstring is the tool's help line.
 TOOLS = [
-    ("heads", heads_arguments, run_heads),
-    ("loss", loss_arguments, run_loss),
+    ("heads", heads_arguments, heads_main),
+    ("loss", loss_arguments, loss_main),
 ]

@@ -37,7 +37,7 @@ def patch_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 10)
 
 
-def run_patch(args: argparse.Namespace) -> int:
+def patch_main(args: argparse.Namespace) -> int:
     """Activation patching from a clean to a corrupted prompt, by layer/position and by head."""
     from gptlab.interp.patching import (
         activation_patching,
@@ -85,7 +85,7 @@ def patch_sites_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 8)
 
 
-def run_patch_sites(args: argparse.Namespace) -> int:
+def patch_sites_main(args: argparse.Namespace) -> int:
     """Activation patching over a prompt set at resid_pre/mid, attn_out, mlp_out, z, q, k, v, pattern."""
     from gptlab.interp.patching_sites import (
         SITES,
@@ -122,10 +122,10 @@ def path_patch_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 8)
 
 
-def run_path_patch(args: argparse.Namespace) -> int:
+def path_patch_main(args: argparse.Namespace) -> int:
     """Path patching from every earlier head into one receiver head's q, k or v."""
+    from gptlab.interp.indices import check_head, check_layer
     from gptlab.interp.patching_sites import path_patching, save_site_heatmap, site_table
-    from gptlab.interp.tokens import check_head, check_layer
 
     model, _, prompts = load_prompt_set_args(args)
     receiver = (check_layer(model, args.layer), check_head(model, args.head))
@@ -149,7 +149,7 @@ def attribution_patch_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 8)
 
 
-def run_attribution_patch(args: argparse.Namespace) -> int:
+def attribution_patch_main(args: argparse.Namespace) -> int:
     """Attribution patching of every head (one backward pass), checked against real patching."""
     from gptlab.interp.patching_sites import (
         compare_attribution_patching,
@@ -177,10 +177,10 @@ def run_attribution_patch(args: argparse.Namespace) -> int:
     return 0
 
 
-# (name, add its arguments, run it); each run function's docstring is the tool's help line.
+# (name, add its arguments, its main); each main function's docstring is the tool's help line.
 TOOLS = [
-    ("patch", patch_arguments, run_patch),
-    ("patch-sites", patch_sites_arguments, run_patch_sites),
-    ("path-patch", path_patch_arguments, run_path_patch),
-    ("attribution-patch", attribution_patch_arguments, run_attribution_patch),
+    ("patch", patch_arguments, patch_main),
+    ("patch-sites", patch_sites_arguments, patch_sites_main),
+    ("path-patch", path_patch_arguments, path_patch_main),
+    ("attribution-patch", attribution_patch_arguments, attribution_patch_main),
 ]

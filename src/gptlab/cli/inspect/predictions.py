@@ -21,10 +21,10 @@ def logit_lens_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_logit_lens(args: argparse.Namespace) -> int:
+def logit_lens_main(args: argparse.Namespace) -> int:
     """Top-k next-token predictions decoded from every layer's residual stream."""
+    from gptlab.interp.indices import check_position
     from gptlab.interp.logit_lens import logit_lens, logit_lens_table, save_next_token_heatmap
-    from gptlab.interp.tokens import check_position
 
     model, tokenizer, idx, tokens = load(args)
     position = check_position(len(tokens), args.position)
@@ -49,7 +49,7 @@ def prompt_test_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 10)
 
 
-def run_test_prompt(args: argparse.Namespace) -> int:
+def test_prompt_main(args: argparse.Namespace) -> int:
     """Rank, probability and logit of an expected answer, plus the top-k alternatives."""
     from gptlab.interp.prompts import prompt_test_tables, rank_answer
 
@@ -70,7 +70,7 @@ def neighbors_arguments(parser: argparse.ArgumentParser) -> None:
     add_top_k(parser, 10)
 
 
-def run_neighbors(args: argparse.Namespace) -> int:
+def neighbors_main(args: argparse.Namespace) -> int:
     """Nearest tokens by cosine similarity in the token embedding."""
     from gptlab.interp.neighbors import nearest_tokens, neighbors_table
     from gptlab.interp.tokens import single_token, token_label
@@ -91,9 +91,9 @@ def run_neighbors(args: argparse.Namespace) -> int:
     return 0
 
 
-# (name, add its arguments, run it); each run function's docstring is the tool's help line.
+# (name, add its arguments, its main); each main function's docstring is the tool's help line.
 TOOLS = [
-    ("logit-lens", logit_lens_arguments, run_logit_lens),
-    ("test-prompt", prompt_test_arguments, run_test_prompt),
-    ("neighbors", neighbors_arguments, run_neighbors),
+    ("logit-lens", logit_lens_arguments, logit_lens_main),
+    ("test-prompt", prompt_test_arguments, test_prompt_main),
+    ("neighbors", neighbors_arguments, neighbors_main),
 ]

@@ -20,7 +20,7 @@ import torch
 from gptlab.checkpoints.finetuned import (
     CONFUSION_PNG_FILE,
     CONFUSION_TABLE_FILE,
-    METRICS_FILE,
+    FINAL_METRICS_FILE,
     check_output_dir,
     init_reference,
     save_finetuned,
@@ -189,7 +189,7 @@ def finetune_classifier(options: ClassifyOptions, log: Log = print) -> ClassifyR
             lora=options.lora(),
             merge=options.merge,
         )
-        atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2))
+        atomic_write_text(out / FINAL_METRICS_FILE, json.dumps(metrics, indent=2))
     log(f"saved the classifier to {final_out}")
     return ClassifyResult(
         final_out, labels, scores["train"], scores["val"], scores["test"], history, fitted.seconds

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from gptlab.checkpoints.finetuned import (
     ANSWERS_FILE,
-    METRICS_FILE,
+    FINAL_METRICS_FILE,
     check_output_dir,
     init_reference,
     save_finetuned,
@@ -156,7 +156,7 @@ def finetune_instruct(options: InstructOptions, log: Log = print) -> InstructRes
         "train_seconds": fitted.seconds,
         "steps": fitted.steps,
     }
-    atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2))
+    atomic_write_text(out / FINAL_METRICS_FILE, json.dumps(metrics, indent=2))
     return InstructResult(out, history[-1]["val_loss"], history, answers_file, fitted.seconds)
 
 
