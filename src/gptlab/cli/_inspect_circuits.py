@@ -16,7 +16,7 @@ from gptlab.cli._inspect_plumbing import (
     report_files,
     write_json,
 )
-from gptlab.cli.common import load_model_from_args
+from gptlab.cli.common import load_model_from_args, seed_arg
 from gptlab.errors import GptlabError
 
 # ---- heads (detectors) --------------------------------------------------------------------------
@@ -41,7 +41,7 @@ def add_repeated_tokens(parser: argparse.ArgumentParser, batch: int) -> None:
         metavar="N",
         help=f"random sequences averaged over (default {batch})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="which random tokens (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="which random tokens (default 0)")
 
 
 # Random tokens per copy unless --length says otherwise: long enough for a steady score, short
@@ -234,6 +234,7 @@ def run_circuits(args: argparse.Namespace) -> int:
     """OV and QK circuits of one head: top tokens, copying scores and heatmaps."""
     from gptlab.interp.circuits import (
         check_circuit_model,
+        check_qk_circuit_model,
         circuit_files,
         source_tokens,
         token_map_table,
@@ -243,6 +244,7 @@ def run_circuits(args: argparse.Namespace) -> int:
 
     model, tokenizer = load_model_from_args(args)
     check_circuit_model(model)
+    check_qk_circuit_model(model)  # the tool shows both circuits: refused before any work
     layer, head = check_layer(model, args.layer), check_head(model, args.head)
     sources = source_tokens(model, tokenizer, args.tokens)
     data = {}
@@ -304,7 +306,7 @@ def add_prompt_set(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--template", type=int, default=0, metavar="I", help="which IOI template (default 0)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="which IOI names (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="which IOI names (default 0)")
 
 
 def load_prompt_set_args(args: argparse.Namespace):
@@ -466,7 +468,12 @@ def run_attribution_patch(args: argparse.Namespace) -> int:
     model, _, prompts = load_prompt_set_args(args)
     result = compare_attribution_patching(model, prompts)
     print(
-        f"Spearman rank correlation, estimate vs real patching over all heads: {result.rank_correlation:.3f}"
+        "Spearman rank correlation, estimate vs real patching over all heads: "
+        + (
+            f"{result.rank_correlation:.3f}"
+            if result.rank_correlation == result.rank_correlation  # not NaN
+            else "undefined (the estimates or the patches all score the same)"
+        )
     )
     print("\nestimate, most restoring first:")
     print(site_table(result.estimate, args.top_k))

@@ -41,6 +41,26 @@ def answer_probability(answer_id: int) -> Metric:
     return lambda logits: logits[:, -1].float().softmax(dim=-1)[:, answer_id]
 
 
+# Gaps between the clean and the corrupted metric within this many units of rounding of the
+# model's dtype (relative to the metrics, at least 1) are noise: the two runs take different code
+# paths (cached, last position only), so even equal prompts differ in the last bits.
+ROUNDING_UNITS = 8
+
+
+def require_restorable(clean_metric: float, corrupted_metric: float, model) -> None:
+    """Refuse, before the sweep, a clean and corrupted run that score the same: the restored
+    fraction (metric - corrupted) / (clean - corrupted) would divide by rounding noise and read
+    1.0000 (or NaN) everywhere."""
+    rounding = torch.finfo(next(model.parameters()).dtype).eps
+    scale = max(1.0, abs(clean_metric), abs(corrupted_metric))
+    if abs(clean_metric - corrupted_metric) <= ROUNDING_UNITS * rounding * scale:
+        raise GptlabError(
+            f"the clean and corrupted runs score the same ({clean_metric:.4f} vs "
+            f"{corrupted_metric:.4f}), so nothing can be restored and every score would be "
+            "undefined; corrupt the prompt where it changes the answer"
+        )
+
+
 @dataclass
 class PatchingResult:
     clean_metric: float
@@ -102,6 +122,7 @@ def activation_patching(
     names = ["blocks.*.hook_resid_pre", "blocks.*.attn.hook_z"]
     clean_logits, clean_cache = model.run_with_cache(clean, names=names)
     corrupted_logits, _ = model(corrupted)
+    require_restorable(float(metric(clean_logits)[0]), float(metric(corrupted_logits)[0]), model)
 
     n_batches = n_layer * (-(-T // rows_per_batch) + -(-n_head // rows_per_batch))
     bar = tqdm(total=n_batches, desc="patching", unit="batch", disable=not progress)
