@@ -123,5 +123,5 @@ def test_patching_heatmaps(tmp_path):
         model, clean, corrupt_one_token(model, clean, 1), answer_probability(0), progress=False
     )
     paths = save_patching_heatmaps(tmp_path, result, list("abcde"), "p(x)")
-    assert [p.name for p in paths] == ["resid.png", "heads.png"]
+    assert [p.name for p in paths] == ["patch_resid.png", "patch_heads.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)

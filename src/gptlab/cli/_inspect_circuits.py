@@ -415,7 +415,7 @@ def run_patch_sites(args: argparse.Namespace) -> int:
         print(site_table(result, args.top_k))
         files.append(save_site_heatmap(directory / f"{site}.png", result, tokens))
         data[site] = result.to_dict()
-    files.append(write_json(directory / "patching.json", json_safe(data)))
+    files.append(write_json(directory / "patch_sites.json", json_safe(data)))
     report_files(files)
     return 0
 

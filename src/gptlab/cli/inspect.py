@@ -237,7 +237,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     directory = out_dir(args)
     report_files(
         [
-            save_ablation_heatmap(directory / "heads.png", result),
+            save_ablation_heatmap(directory / "ablate_heads.png", result),
             write_json(directory / "ablation.json", result.to_dict()),
         ]
     )
@@ -295,7 +295,7 @@ def run_patch(args: argparse.Namespace) -> int:
     directory = out_dir(args)
     files = save_patching_heatmaps(directory, result, tokens, metric_name)
     data = {"tokens": tokens, "metric": metric_name, **result.to_dict()}
-    files.append(write_json(directory / "patching.json", data))
+    files.append(write_json(directory / "patch.json", data))
     report_files(files)
     return 0
 

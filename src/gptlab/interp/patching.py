@@ -189,7 +189,7 @@ def patch_heads(clean_z: torch.Tensor, heads: torch.Tensor):
 def save_patching_heatmaps(
     directory: str | Path, result: PatchingResult, tokens: list[str], metric_name: str
 ) -> list[Path]:
-    """resid.png (layer x position) and heads.png (layer x head) of the normalised score."""
+    """patch_resid.png (layer x position) and patch_heads.png (layer x head) of the normalised score."""
     directory = Path(directory)
     n_layer, n_head = result.heads.shape
     layers = [str(layer) for layer in range(n_layer)]
@@ -198,7 +198,7 @@ def save_patching_heatmaps(
     )
     return [
         heatmap(
-            directory / "resid.png",
+            directory / "patch_resid.png",
             result.normalise(result.resid).numpy(),
             title=f"patching resid_pre by layer and position\n{subtitle}",
             xlabel="position (clean token)",
@@ -209,7 +209,7 @@ def save_patching_heatmaps(
             diverging=True,
         ),
         heatmap(
-            directory / "heads.png",
+            directory / "patch_heads.png",
             result.normalise(result.heads).numpy(),
             title=f"patching each head's output (all positions)\n{subtitle}",
             xlabel="head",
