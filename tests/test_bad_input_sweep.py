@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -121,12 +122,39 @@ CASES = [
     ("inspect test-prompt --checkpoint {model} --prompt abc --answer ''", "answer"),
     ("inspect neighbors --checkpoint {model} --token zz", "vocabulary lacks"),
     ("inspect attention --checkpoint {model} --prompt abc --out {text}", "file"),
+    (
+        "inspect patch --checkpoint {model} --prompt abc --corrupted abc --answer a",
+        "score the same",
+    ),
+    (
+        "inspect patch-sites --checkpoint {model} --prompts {prompts_same}",
+        "corrupted prompt is the clean",
+    ),
+    (
+        "inspect prompt-set --checkpoint {model} --prompts {prompts_same}",
+        "corrupted prompt is the clean",
+    ),
+    ("inspect circuits --checkpoint {qk_norm_model} --layer 0 --head 0", "qk_norm"),
+    ("inspect composition --checkpoint {qk_norm_model}", "qk_norm"),
     # tokenizer
     ("tokenizer encode --tokenizer {missing} --text a", "unknown tokenizer"),
     ("tokenizer encode --tokenizer {bad_json} --text a", "JSON"),
     ("tokenizer train {missing} --vocab-size 300 --out {new}", "does not exist"),
     ("tokenizer train {text} --vocab-size 10 --out {new}", "too small"),
     ("tokenizer compare --text-file {missing} {bad_json}", "does not exist"),
+    ("tokenizer encode --tokenizer {pattern_empty} --text a", "pattern"),
+    ("tokenizer encode --tokenizer {pattern_invalid} --text a", "not a valid regular expression"),
+    ("tokenizer encode --tokenizer {pattern_drops_text} --text a", "drops text"),
+    ("tokenizer encode --tokenizer {pattern_not_tiktoken} --text a", "not valid for tiktoken"),
+    ("inspect heads --checkpoint {model} --seed 1180591620717411303424", "seed"),
+    ("inspect loss --checkpoint {model} --seed 18446744073709551616", "seed"),
+    ("inspect heads --checkpoint {model} --seed -1", "seed"),
+    ("chat --checkpoint {model} --seed 18446744073709551616", "seed"),
+    ("finetune classify --data {spam} --init {model} --out {new} --seed 2e70", "seed"),
+    ("inspect heads --checkpoint {model} --batch 1000000000", "memory"),
+    ("inspect loss --checkpoint {model} --batch 1000000000", "memory"),
+    ("inspect ablate --checkpoint {model} --data {prepared} --batch-size 1000000000", "memory"),
+    ("prepare {text} --tokenizer char --workers 100000 --out {new}", "workers"),
     # params, export, plot
     ("params --preset nope", "preset"),
     ("params --checkpoint {missing}", "does not exist"),
@@ -195,6 +223,9 @@ def places(tmp_path_factory):
     model = root / "model"
     save_model(model, GPT(config), tokenizer)
 
+    qk_norm_model = root / "qk-norm-model"
+    save_model(qk_norm_model, GPT(replace(config, n_layer=2, qk_norm=True)), tokenizer)
+
     def damaged(name, change):
         folder = root / name
         shutil.copytree(model, folder)
@@ -223,6 +254,19 @@ def places(tmp_path_factory):
     (root / "bad.json").write_text('{"a": ')
     (root / "bad.toml").write_text("[train\nlr = ")
     (root / "bad.jsonl").write_text('{"ctx": \n')
+    for name, pattern in [
+        ("empty", ""),
+        ("invalid", "(unclosed"),
+        ("drops_text", "[a-z]+"),
+        ("not_tiktoken", "\\X+|[\\s\\S]"),
+    ]:
+        (root / f"pattern-{name}.json").write_text(
+            json.dumps({"type": "bpe", "pattern": pattern, "merges": []})
+        )
+    same = {"clean": "abc", "corrupted": "abd", "answer": "a", "wrong": "b"}
+    (root / "prompts-same.jsonl").write_text(
+        json.dumps(same) + "\n" + json.dumps({**same, "corrupted": "abc"}) + "\n"
+    )
     (root / "spam.tsv").write_text("ham\thello there\nspam\twin a prize\n" * 20)
     return {
         "model": model,
@@ -253,6 +297,12 @@ def places(tmp_path_factory):
         "no_weights": damaged("no-weights", lambda f: (f / "model.safetensors").unlink()),
         "no_tokenizer": damaged("no-tokenizer", lambda f: (f / "tokenizer.json").unlink()),
         "tiny_train": TINY_TRAIN,
+        "qk_norm_model": qk_norm_model,
+        "prompts_same": root / "prompts-same.jsonl",
+        **{
+            f"pattern_{name}": root / f"pattern-{name}.json"
+            for name in ("empty", "invalid", "drops_text", "not_tiktoken")
+        },
     }
 
 

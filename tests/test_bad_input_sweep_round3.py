@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -196,3 +197,94 @@ def test_deeply_nested_json_in_any_file_read_is_one_line(tmp_path, capsys, neste
     (run / "metrics.jsonl").write_text('{"step": 1, "train_loss": 2.0}\n{"step": ' + nested + "}\n")
     assert "line 2" in one_error_line(capsys, ["plot", str(run)])
     assert not (tmp_path / "p").exists() and not (tmp_path / "q").exists()
+
+
+# ---- tracebacks still reachable ------------------------------------------------------------------
+
+
+def test_a_reader_that_goes_away_is_quiet(tmp_path):
+    """`gptlab ... | head`: the pipe closes before gptlab writes; no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    import gptlab
+
+    env = {**os.environ, "PYTHONPATH": str(Path(gptlab.__file__).parent.parent)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gptlab", "params", "--preset", "gpt2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    process.stdout.close()  # the reader is gone before the first line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_a_failing_tokenizer_pool_exits_instead_of_hanging(tmp_path, monkeypatch, capsys):
+    """A worker pool that cannot start (too many open files) ended in one line, then hung."""
+    import gptlab.data.parallel as parallel
+
+    class NoPool:
+        def __init__(self, *args, **kwargs):
+            self._processes = {}
+
+        def submit(self, *args, **kwargs):
+            raise OSError(24, "Too many open files")
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            assert not wait  # waiting on a pool that never came up is the hang
+            self.shut = True
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", NoPool)
+    text = tmp_path / "corpus.txt"
+    text.write_text("some text\n" * 1000)
+    out = tmp_path / "p"
+    line = one_error_line(
+        capsys, ["prepare", str(text), "--tokenizer", "char", "--workers", "2", "--out", str(out)]
+    )
+    assert "Too many open files" in line and not out.exists(), line
+
+
+# ---- silent wrong results --------------------------------------------------------------------------
+
+
+def test_a_few_large_documents_are_split_inside_not_sent_whole_to_val(
+    tmp_path, monkeypatch, capsys
+):
+    """One big document and a small one: the big one (first, so whole-document routing made it
+    validation) is split by its tail, as a single text is."""
+    import gptlab.data.prepare as prepare
+
+    monkeypatch.setattr(prepare, "LARGE_DOCUMENT_TOKENS", 1000)
+    big = "".join(f"line {i} of the only big document\n" for i in range(300))
+    corpus = tmp_path / "big.jsonl"
+    corpus.write_text(json.dumps({"text": big}) + "\n" + json.dumps({"text": "a small one"}) + "\n")
+    out = tmp_path / "p"
+    assert main(["prepare", str(corpus), "--tokenizer", "char", "--out", str(out), "--quiet"]) == 0
+    splits = json.loads((out / "meta.json").read_text())["splits"]
+    n_train = len(big) * 9 // 10
+    assert splits["train"]["tokens"] == n_train + len("a small one")
+    assert splits["val"]["tokens"] == len(big) - n_train
+    capsys.readouterr()
+    # Under the threshold, whole documents still go to one split; a lopsided result is reported.
+    monkeypatch.setattr(prepare, "LARGE_DOCUMENT_TOKENS", 10**9)
+    assert main(["prepare", str(corpus), "--tokenizer", "char", "--out", str(tmp_path / "q")]) == 0
+    assert "warning: validation holds" in capsys.readouterr().err
+
+
+def test_an_undefined_rank_correlation_is_null_in_json_and_said_in_words():
+    import math
+
+    import torch
+
+    from gptlab.interp.patching_sites import AttributionPatching, SitePatching, spearman
+
+    flat = torch.zeros(2, 3)
+    rho = spearman(flat, torch.arange(6.0).reshape(2, 3))
+    assert math.isnan(rho)
+    site = SitePatching("z", 1.0, 0.0, flat)
+    data = AttributionPatching(site, site, rho).to_dict()
+    assert data["spearman"] is None and json.loads(json.dumps(data, allow_nan=False))

@@ -87,7 +87,7 @@ def test_attribution_plots(tmp_path):
     model = random_model()
     result = direct_logit_attribution(model, random_tokens(model, 5))
     paths = save_attribution_plots(tmp_path, result, "x")
-    assert [p.name for p in paths] == ["heads.png", "components.png"]
+    assert [p.name for p in paths] == ["attribute_heads.png", "attribute_components.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
 
 

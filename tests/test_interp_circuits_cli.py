@@ -41,7 +41,7 @@ TOOLS = {
     "prompt-set": (IOI, ["attribution.png", "ablation.png", "prompt_set.json"]),
     "patch-sites": (
         IOI + ["--site", "resid_pre", "--site", "v"],
-        ["resid_pre.png", "v.png", "patching.json"],
+        ["resid_pre.png", "v.png", "patch_sites.json"],
     ),
     "path-patch": (
         IOI + ["--layer", "1", "--head", "0", "--input", "k"],

@@ -36,12 +36,15 @@ TOOLS = {
     ),
     "attribute": (
         ["--prompt", "hello world", "--target", "o"],
-        ["heads.png", "components.png", "attribution.json"],
+        ["attribute_heads.png", "attribute_components.png", "attribution.json"],
     ),
-    "ablate": (["--prompt", "hello world", "--mode", "mean"], ["heads.png", "ablation.json"]),
+    "ablate": (
+        ["--prompt", "hello world", "--mode", "mean"],
+        ["ablate_heads.png", "ablation.json"],
+    ),
     "patch": (
         ["--prompt", "the cat sat", "--corrupted", "the dog sat", "--answer", " ", "--wrong", "s"],
-        ["resid.png", "heads.png", "patching.json"],
+        ["patch_resid.png", "patch_heads.png", "patch.json"],
     ),
     "test-prompt": (["--prompt", "hello wor", "--answer", "ld"], ["test_prompt.json"]),
     "neighbors": (["--token", "e", "--top-k", "4"], ["neighbors.json"]),

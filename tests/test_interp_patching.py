@@ -1,4 +1,4 @@
-"""Activation patching: neutral when clean = corrupted, exact where the inputs differ, and the
+"""Activation patching: refused when clean = corrupted, exact where the inputs differ, and the
 batched sweeps equal one-patch-at-a-time runs."""
 
 import pytest
@@ -7,6 +7,7 @@ from interp_testing import random_model, random_tokens
 
 from gptlab.errors import GptlabError
 from gptlab.interp.patching import (
+    PatchingResult,
     activation_patching,
     answer_probability,
     check_same_length,
@@ -15,19 +16,15 @@ from gptlab.interp.patching import (
 )
 
 
-def test_patching_clean_into_clean_changes_nothing():
+def test_patching_clean_into_clean_is_refused_before_the_sweep():
+    """Equal runs leave nothing to restore: every restored fraction would be 0 / 0 (or rounding
+    noise over rounding noise, reading 1.0000), so the sweep is refused up front."""
     model = random_model()
     clean = random_tokens(model, 8)
-    metric = logit_difference(3, 4)
-    result = activation_patching(model, clean, clean, metric, progress=False)
-    assert result.clean_metric == result.corrupted_metric
-    torch.testing.assert_close(
-        result.resid, torch.full_like(result.resid, result.clean_metric), atol=1e-5, rtol=0
-    )
-    torch.testing.assert_close(
-        result.heads, torch.full_like(result.heads, result.clean_metric), atol=1e-5, rtol=0
-    )
-    assert torch.isnan(result.normalise(result.resid)).all()  # 0 / 0: nothing to restore
+    with pytest.raises(GptlabError, match="score the same"):
+        activation_patching(model, clean, clean, logit_difference(3, 4), progress=False)
+    same = PatchingResult(1.5, 1.5, torch.full((2, 8), 1.5), torch.full((2, 4), 1.5))
+    assert torch.isnan(same.normalise(same.resid)).all()  # what a caller building one still gets
 
 
 def corrupt_one_token(model, clean: torch.Tensor, position: int) -> torch.Tensor:
@@ -126,5 +123,5 @@ def test_patching_heatmaps(tmp_path):
         model, clean, corrupt_one_token(model, clean, 1), answer_probability(0), progress=False
     )
     paths = save_patching_heatmaps(tmp_path, result, list("abcde"), "p(x)")
-    assert [p.name for p in paths] == ["resid.png", "heads.png"]
+    assert [p.name for p in paths] == ["patch_resid.png", "patch_heads.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)

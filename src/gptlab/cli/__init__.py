@@ -88,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
             threads_before = torch.get_num_threads()
             use_threads(args.threads)
         result = args.func(args)
+        sys.stdout.flush()  # here, so a reader gone away is met below rather than at exit
+    except BrokenPipeError:
+        # The reader went away (`gptlab ... | head`): not an error worth a traceback. Before the
+        # OSError handler, which would take it for a bug (BrokenPipeError is an OSError). Point
+        # stdout at /dev/null so Python's final flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except GptlabError as exc:
         print(f"gptlab: error: {exc}", file=sys.stderr)
         return 1
@@ -103,11 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gptlab: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader went away (`gptlab ... | head`): not an error worth a traceback. Point stdout
-        # at /dev/null so Python's final flush at exit does not raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     finally:
         if threads_before is not None:  # main() called in-process leaves torch as it found it
             import torch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gptlab.cli.common import add_threads_arg
+from gptlab.cli.common import add_threads_arg, seed_arg
 
 EXIT_WORDS = ("exit", "quit")
 
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--top-k", type=int, default=None, metavar="K", help="sample among the K most likely tokens"
     )
-    parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    parser.add_argument("--seed", type=seed_arg, default=None, help="random seed for sampling")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
     add_threads_arg(parser)
     parser.set_defaults(func=main)

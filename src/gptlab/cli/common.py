@@ -7,6 +7,20 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 
+SEED_LIMIT = 2**63  # generation checks this too; torch takes 64-bit seeds, NumPy its own modulo
+
+
+def seed_arg(text: str) -> int:
+    """The argparse type of every --seed: a whole number in [0, 2**63), refused while parsing
+    (a seed past 2**64 reached torch.manual_seed and failed there with a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number, got {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**63), got {value}")
+    return value
+
 
 def add_model_source_args(parser: argparse.ArgumentParser, presets: bool = True) -> None:
     """--checkpoint DIR | --hf DIR_OR_NAME | --preset NAME: where the model comes from."""

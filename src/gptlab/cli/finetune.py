@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from gptlab.cli.common import add_threads_arg
+from gptlab.cli.common import add_threads_arg, seed_arg
 
 CLASSIFY_EXAMPLES = """examples:
   gptlab finetune classify --data data/samples/sms_spam_collection/SMSSpamCollection --init hf:gpt2 --out runs/spam
@@ -144,7 +144,7 @@ def add_common_args(parser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_arg,
         default=flag,
         help="drives the split, the head's init and the batch order",
     )

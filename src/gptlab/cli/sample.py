@@ -7,7 +7,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    from gptlab.cli.common import add_model_source_args
+    from gptlab.cli.common import add_model_source_args, seed_arg
 
     parser = subparsers.add_parser(
         "sample",
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_arg,
         default=None,
         metavar="S",
         help="random seed: the same seed gives the same text",

@@ -29,6 +29,26 @@ BATCH_CHARS = 1 << 20  # about 1 MB of text per batch sent to a worker
 BATCHES_IN_FLIGHT_PER_WORKER = 2
 
 
+# Each worker costs the parent a few file descriptors (its process sentinel, its share of the
+# pipes); past the limit, starting the pool fails with "Too many open files".
+FDS_PER_WORKER = 4
+FDS_KEPT_FREE = 64  # for the shards, the source files and the interpreter's own
+
+
+def max_workers() -> int:
+    """The most tokenizer processes worth starting: 4 per core (more only take turns), and no
+    more than the open-file limit (ulimit -n) leaves room for."""
+    cores = os.cpu_count() or 1
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        soft = -1  # no limit to read (RLIM_INFINITY is -1 too)
+    by_files = (soft - FDS_KEPT_FREE) // FDS_PER_WORKER if soft > 0 else 4 * cores
+    return max(1, min(4 * cores, by_files))
+
+
 def batch_documents(
     documents: Iterable[str], batch_chars: int = BATCH_CHARS
 ) -> Iterator[list[str]]:
@@ -138,27 +158,45 @@ def encode_in_order(
     else:
         # Elsewhere each fresh interpreter rebuilds the tokenizer from its description.
         context, worker_tokenizer = multiprocessing.get_context("spawn"), tokenizer.to_dict()
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=_init_worker,
         initargs=(worker_tokenizer, np.dtype(dtype).str, os.getpid()),
-    ) as pool:
-        pending = deque()
-        batches = iter(batches)
-        try:
-            while True:
-                while len(pending) < workers * BATCHES_IN_FLIGHT_PER_WORKER:
-                    batch = next(batches, None)
-                    if batch is None:
-                        break
-                    pending.append(pool.submit(_encode_in_worker, batch, append_eot))
-                if not pending:
-                    return
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+    )
+    pending = deque()
+    batches = iter(batches)
+    failed = False
+    try:
+        while True:
+            while len(pending) < workers * BATCHES_IN_FLIGHT_PER_WORKER:
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                pending.append(pool.submit(_encode_in_worker, batch, append_eot))
+            if not pending:
+                return
+            yield pending.popleft().result()
+    except GeneratorExit:  # the caller stopped early (a token budget): the workers are sound
+        raise
+    except BaseException:
+        # A worker that could not start (too many open files) or died (the kernel killed it):
+        # waiting for the pool could hang forever on a worker that never came up, so end the
+        # workers instead of joining them.
+        failed = True
+        _kill_workers(pool)
+        raise
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=not failed, cancel_futures=True)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    processes = getattr(pool, "_processes", None) or {}  # the executor keeps no public handle
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.kill()
 
 
 def split_at_token_boundaries(text: str, piece_chars: int = BATCH_CHARS) -> Iterator[str]:

@@ -12,6 +12,12 @@ Splits are deterministic:
   ceil(N p/q) validation documents are spread evenly through the stream (0, 10, 20, ... at 0.1).
 - one text (tinyshakespeare, a single .txt file): the last val_fraction of its tokens is the
   validation split (train = the first floor(n (1 - val_fraction)) tokens, as nanoGPT does).
+- a document of LARGE_DOCUMENT_TOKENS or more is split by its tail like one text: its first
+  floor(n (1 - val_fraction)) tokens train, the rest validate. Whole-document routing would send
+  it entirely to one split: a corpus of one 50 MB document was all validation (train 1,368
+  tokens, val 10.9M). Such a document counts as a document of each split. A split whose share
+  of the tokens still ends far from val_fraction (a few big documents under the threshold) is
+  reported with a warning.
 
 Every document ends with the tokenizer's end-of-text token when it has one (GPT-2, trained BPE);
 a character tokenizer has none, so documents are simply concatenated.
@@ -36,7 +42,12 @@ import numpy as np
 from gptlab import __version__
 from gptlab.data.cache import prepared_root
 from gptlab.data.local_files import TextStats
-from gptlab.data.parallel import batch_documents, encode_in_order, split_at_token_boundaries
+from gptlab.data.parallel import (
+    batch_documents,
+    encode_in_order,
+    max_workers,
+    split_at_token_boundaries,
+)
 from gptlab.data.prepared_folder import (
     DEFAULT_SHARD_TOKENS,
     DEFAULT_VAL_FRACTION,
@@ -83,6 +94,11 @@ def prepare_dataset(
     require(max_docs is None or max_docs > 0, f"max_docs must be positive, not {max_docs}")
     require(max_tokens is None or max_tokens > 0, f"max_tokens must be positive, not {max_tokens}")
     require(workers is None or workers > 0, f"workers must be positive, not {workers}")
+    require(
+        workers is None or workers <= max_workers(),
+        f"workers {workers} is more than this machine can use: at most {max_workers()} "
+        "(4 per CPU core, within the open-file limit `ulimit -n`)",
+    )
     log = _logger(show_progress)
 
     src = resolve_source(
@@ -96,6 +112,7 @@ def prepare_dataset(
         "budget": {"max_docs": max_docs, "max_tokens": max_tokens},
         "val_fraction": val_fraction,
         "shard_tokens": shard_tokens,
+        "split_documents_from_tokens": LARGE_DOCUMENT_TOKENS,
     }
     key = settings_hash(settings)
     if out is None:
@@ -235,11 +252,17 @@ class _Job:
                     first_doc + np.arange(len(lengths)), self.val_fraction
                 )
                 offsets = np.concatenate([[0], np.cumsum(lengths)])
-                # One write per run of consecutive documents of the same split.
-                run_starts = np.concatenate([[0], np.flatnonzero(np.diff(is_train)) + 1])
+                # A large document is a run of its own (route -1), split by its tail; otherwise
+                # one write per run of consecutive documents of the same split.
+                route = np.where(lengths >= LARGE_DOCUMENT_TOKENS, -1, is_train.astype(int))
+                breaks = np.flatnonzero((np.diff(route) != 0) | (route[1:] == -1)) + 1
+                run_starts = np.concatenate([[0], breaks])
                 run_ends = np.append(run_starts[1:], len(lengths))
                 for start, end in zip(run_starts, run_ends, strict=True):
-                    writer = self.writers["train" if is_train[start] else "val"]
+                    if route[start] == -1:
+                        self._write_split_by_tail(tokens[offsets[start] : offsets[end]])
+                        continue
+                    writer = self.writers["train" if route[start] else "val"]
                     writer.write(tokens[offsets[start] : offsets[end]])
                     writer.documents += int(end - start)
                 first_doc += len(lengths)
@@ -247,6 +270,14 @@ class _Job:
                 progress.update(len(lengths), tokens.size)
                 if budget_reached:
                     return
+
+    def _write_split_by_tail(self, document: np.ndarray) -> None:
+        """One large document's first (1 - val_fraction) of tokens to train, the rest to val."""
+        keep = self.val_fraction.denominator - self.val_fraction.numerator
+        n_train = document.size * keep // self.val_fraction.denominator
+        for split, part in (("train", document[:n_train]), ("val", document[n_train:])):
+            self.writers[split].write(part)
+            self.writers[split].documents += 1
 
     def _write_single_text(self) -> None:
         """Tokenize one text and split it by its tail: the last val_fraction of tokens is validation.
@@ -305,6 +336,16 @@ class _Job:
                 f"documents, {train.tokens} / {val.tokens} tokens; use more data (or a larger "
                 "budget) or another val_fraction"
             )
+        share = val.tokens / (train.tokens + val.tokens)
+        wanted = float(self.val_fraction)
+        if not wanted / 3 <= share <= min(0.5, 3 * wanted):
+            print(
+                f"gptlab prepare: warning: validation holds {share:.1%} of the tokens, not the {wanted:.0%} asked: "
+                f"whole documents go to one split, and these {train.documents + val.documents:,} "
+                "are few or uneven (documents over "
+                f"{LARGE_DOCUMENT_TOKENS:,} tokens are split inside); use more, smaller documents",
+                file=sys.stderr,
+            )
 
 
 def _corpus_characters(batches: Iterator[list[str]], max_tokens: int | None) -> list[str]:
@@ -324,6 +365,11 @@ def _corpus_characters(batches: Iterator[list[str]], max_tokens: int | None) -> 
     if not chars:
         raise GptlabError("the source gave no text: there is nothing to prepare")
     return sorted(chars)
+
+
+# Documents this long are split by their tail (see the module docstring): a book or a dump, large
+# enough that sending it whole to one split would unbalance the splits of all but huge corpora.
+LARGE_DOCUMENT_TOKENS = 100_000
 
 
 def _is_train_document(indices: np.ndarray, val_fraction: Fraction) -> np.ndarray:

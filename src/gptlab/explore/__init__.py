@@ -7,6 +7,7 @@
     runs.py       a run folder's curves and samples, polled as it trains
     requests.py   the API's request bodies      app.py     the FastAPI app
     server.py     binding the port, uvicorn     export.py  one self-contained HTML page
+    guards.py     Host check, body limits, request timeouts (what stands before the routes)
     notebook.py   show(model, prompt) for Jupyter
     static/       the page: HTML, CSS, plain JavaScript modules (no CDN, no network)
 

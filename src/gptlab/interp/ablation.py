@@ -23,6 +23,7 @@ from gptlab.data.loader import TokenLoader
 from gptlab.data.prepared_folder import check_same_tokenizer
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
+from gptlab.interp.indices import require_forward_fits
 from gptlab.model.batching import IGNORE_INDEX
 from gptlab.plotting import heatmap
 from gptlab.tables import format_table, ranked_cells
@@ -141,6 +142,9 @@ def dataset_sample(
             f"block size {block_size} does not fit the model: use 1 to {model.config.block_size} "
             "(block_size)"
         )
+    require_forward_fits(
+        model, batch_size, block_size, f"batches of {batch_size} x {block_size} tokens"
+    )
     loader = TokenLoader(
         data_dir,
         split,

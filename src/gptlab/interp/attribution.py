@@ -170,11 +170,11 @@ def per_head_writes(
 def save_attribution_plots(
     directory: str | Path, result: LogitAttribution, target: str
 ) -> list[Path]:
-    """heads.png (layer x head heatmap) and components.png (bars: embeddings, MLPs, head sums)."""
+    """attribute_heads.png (layer x head heatmap) and attribute_components.png (bars: embeddings, MLPs, head sums)."""
     directory = Path(directory)
     n_layer, n_head = result.heads.shape
     head_map = heatmap(
-        directory / "heads.png",
+        directory / "attribute_heads.png",
         result.heads.numpy(),
         title=f"direct logit attribution of {target!r} per head",
         xlabel="head",
@@ -196,7 +196,7 @@ def save_attribution_plots(
     labels.append("ln_final bias")
     values.append(result.ln_final_bias)
     bars = bar_chart(
-        directory / "components.png",
+        directory / "attribute_components.png",
         labels,
         np.array(values),
         title=f"direct logit attribution of {target!r} (sum {result.total():.3f} = logit {result.logit:.3f})",

@@ -105,8 +105,21 @@ def head_weights(model, layer: int, head: int) -> dict[str, torch.Tensor]:
     return {"W_Q": gain * q, "W_K": gain * k, "W_V": gain * v, "W_O": w_o}
 
 
+def check_qk_circuit_model(model) -> None:
+    """QK circuits read attention scores as the bilinear form x W_Q W_K^T y; a model that
+    normalises each head's queries and keys (qk_norm) scores norm(x W_Q) . norm(y W_K), which no
+    single matrix gives (OV circuits are unaffected)."""
+    if model.config.qk_norm:
+        raise GptlabError(
+            "this model normalises queries and keys (qk_norm=true), so its attention scores are "
+            "not x W_Q W_K^T y and QK circuits and Q/K composition would ignore that "
+            "normalisation; they are defined only for models without qk_norm"
+        )
+
+
 def qk_circuit(model, layer: int, head: int) -> FactoredMatrix:
     """W_QK = W_Q W_K^T (n_embd x n_embd), factored."""
+    check_qk_circuit_model(model)
     w = head_weights(model, layer, head)
     return FactoredMatrix(w["W_Q"], w["W_K"].T)
 
@@ -234,6 +247,7 @@ COMPOSITION_KINDS = ("Q", "K", "V")
 def composition_scores(model) -> dict[str, torch.Tensor]:
     """{"Q" | "K" | "V": (n_layer, n_head, n_layer, n_head)} score of earlier head (l1, h1)
     composing with later head (l2, h2); NaN where l1 >= l2 (no composition possible)."""
+    check_qk_circuit_model(model)
     n_layer, n_head = model.config.n_layer, model.config.n_head
     ov = [[ov_circuit(model, lay, h) for h in range(n_head)] for lay in range(n_layer)]
     qk = [[qk_circuit(model, lay, h) for h in range(n_head)] for lay in range(n_layer)]

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from gptlab.device import model_device
 from gptlab.errors import GptlabError
 from gptlab.interp.ablation import ablation_hooks
+from gptlab.interp.indices import require_forward_fits
 from gptlab.plotting import line_plot
 from gptlab.tables import format_table, quoted
 
@@ -49,6 +50,9 @@ def repeated_random_tokens(
     eot_id: the tokenizer's end-of-text id, never drawn (None: every id may be drawn).
     """
     check_repeated_shape(model, length, repeats)
+    require_forward_fits(
+        model, batch, length * repeats, f"{batch} sequences of {length} x {repeats} tokens"
+    )
     vocab_size = model.config.vocab_size
     allowed = torch.tensor(
         [t for t in range(vocab_size) if t != eot_id] if eot_id is not None else range(vocab_size)

@@ -41,6 +41,26 @@ def answer_probability(answer_id: int) -> Metric:
     return lambda logits: logits[:, -1].float().softmax(dim=-1)[:, answer_id]
 
 
+# Gaps between the clean and the corrupted metric within this many units of rounding of the
+# model's dtype (relative to the metrics, at least 1) are noise: the two runs take different code
+# paths (cached, last position only), so even equal prompts differ in the last bits.
+ROUNDING_UNITS = 8
+
+
+def require_restorable(clean_metric: float, corrupted_metric: float, model) -> None:
+    """Refuse, before the sweep, a clean and corrupted run that score the same: the restored
+    fraction (metric - corrupted) / (clean - corrupted) would divide by rounding noise and read
+    1.0000 (or NaN) everywhere."""
+    rounding = torch.finfo(next(model.parameters()).dtype).eps
+    scale = max(1.0, abs(clean_metric), abs(corrupted_metric))
+    if abs(clean_metric - corrupted_metric) <= ROUNDING_UNITS * rounding * scale:
+        raise GptlabError(
+            f"the clean and corrupted runs score the same ({clean_metric:.4f} vs "
+            f"{corrupted_metric:.4f}), so nothing can be restored and every score would be "
+            "undefined; corrupt the prompt where it changes the answer"
+        )
+
+
 @dataclass
 class PatchingResult:
     clean_metric: float
@@ -102,6 +122,7 @@ def activation_patching(
     names = ["blocks.*.hook_resid_pre", "blocks.*.attn.hook_z"]
     clean_logits, clean_cache = model.run_with_cache(clean, names=names)
     corrupted_logits, _ = model(corrupted)
+    require_restorable(float(metric(clean_logits)[0]), float(metric(corrupted_logits)[0]), model)
 
     n_batches = n_layer * (-(-T // rows_per_batch) + -(-n_head // rows_per_batch))
     bar = tqdm(total=n_batches, desc="patching", unit="batch", disable=not progress)
@@ -168,7 +189,7 @@ def patch_heads(clean_z: torch.Tensor, heads: torch.Tensor):
 def save_patching_heatmaps(
     directory: str | Path, result: PatchingResult, tokens: list[str], metric_name: str
 ) -> list[Path]:
-    """resid.png (layer x position) and heads.png (layer x head) of the normalised score."""
+    """patch_resid.png (layer x position) and patch_heads.png (layer x head) of the normalised score."""
     directory = Path(directory)
     n_layer, n_head = result.heads.shape
     layers = [str(layer) for layer in range(n_layer)]
@@ -177,7 +198,7 @@ def save_patching_heatmaps(
     )
     return [
         heatmap(
-            directory / "resid.png",
+            directory / "patch_resid.png",
             result.normalise(result.resid).numpy(),
             title=f"patching resid_pre by layer and position\n{subtitle}",
             xlabel="position (clean token)",
@@ -188,7 +209,7 @@ def save_patching_heatmaps(
             diverging=True,
         ),
         heatmap(
-            directory / "heads.png",
+            directory / "patch_heads.png",
             result.normalise(result.heads).numpy(),
             title=f"patching each head's output (all positions)\n{subtitle}",
             xlabel="head",

@@ -20,6 +20,7 @@ corrupted z times (clean z - corrupted z), summed over positions and head dimens
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gptlab.errors import GptlabError
+from gptlab.interp.patching import require_restorable
 from gptlab.interp.prompt_sets import PromptSet
 from gptlab.plotting import heatmap
 from gptlab.tables import format_table
@@ -130,6 +132,11 @@ def patch_site(
     names = sorted({hook_name(site, layer) for layer in range(model.config.n_layer)})
     clean_logits, clean_cache = model.run_with_cache(prompts.clean, names=names)
     corrupted_logits, _ = model(prompts.corrupted, only_last=True)
+    require_restorable(
+        float(prompts.logit_diff(clean_logits).mean()),
+        float(prompts.logit_diff(corrupted_logits).mean()),
+        model,
+    )
     patches = patch_grid(model, site, T)
     values = []
     bar = tqdm(total=len(patches), desc=f"patching {site}", unit="patch", disable=not progress)
@@ -222,6 +229,11 @@ def path_patching(
     z_names = [f"blocks.{layer}.attn.hook_z" for layer in range(r_layer)]
     clean_logits, clean_cache = model.run_with_cache(prompts.clean, names=z_names)
     corrupted_logits, corrupted_cache = model.run_with_cache(prompts.corrupted, names=z_names)
+    require_restorable(
+        float(prompts.logit_diff(clean_logits).mean()),
+        float(prompts.logit_diff(corrupted_logits).mean()),
+        model,
+    )
     block = model.blocks[r_layer]
     offset = {"q": 0, "k": C, "v": 2 * C}[receiver_input] + r_head * D
     metric = torch.full((r_layer, n_head), float("nan"))
@@ -268,13 +280,14 @@ def path_patching(
 class AttributionPatching:
     estimate: SitePatching  # the gradient estimate of every head's z patch
     actual: SitePatching  # real z patching, for comparison
-    rank_correlation: float  # Spearman's rho between the two, over all heads
+    rank_correlation: float  # Spearman's rho between the two, over all heads; NaN when undefined
 
     def to_dict(self) -> dict:
         return {
             "estimate": self.estimate.to_dict(),
             "actual": self.actual.to_dict(),
-            "spearman": self.rank_correlation,
+            # NaN is not JSON: an undefined correlation is null
+            "spearman": None if math.isnan(self.rank_correlation) else self.rank_correlation,
         }
 
 
@@ -291,6 +304,7 @@ def attribution_patching(model, prompts: PromptSet) -> SitePatching:
     corrupted_metric, corrupted_cache, grads = model.run_with_grads(
         prompts.corrupted, mean_diff, names
     )
+    require_restorable(float(mean_diff(clean_logits)), float(corrupted_metric), model)
     n_layer = model.config.n_layer
     estimate = torch.stack(
         [

@@ -81,6 +81,11 @@ def build_prompt_set(model, tokenizer: Tokenizer, rows: list[dict], where: str) 
             raise GptlabError(
                 f"{at}: answer and wrong are the same token, so their difference is 0"
             )
+        if ids["clean"] == ids["corrupted"]:
+            raise GptlabError(
+                f"{at}: the corrupted prompt is the clean prompt, token for token, so patching has "
+                "nothing to restore; change the part of it the answer depends on"
+            )
         length = length or len(ids["clean"])
         for f in ("clean", "corrupted"):
             if len(ids[f]) != length:

@@ -113,7 +113,7 @@ def count_chunks(
     documents: Iterable[str], pattern: str = GPT2_SPLIT_PATTERN, progress: bool = True
 ) -> tuple[Counter[str], int]:
     """(chunk -> number of occurrences, number of documents) over a stream of documents."""
-    split = regex.compile(pattern)
+    split = compile_split_pattern(pattern)
     chunk_counts: Counter[str] = Counter()
     n_documents = 0
     for document in tqdm(documents, desc="counting chunks", unit="doc", disable=not progress):
@@ -245,6 +245,36 @@ def train_bpe(documents: Iterable[str], vocab_size: int, progress: bool = True) 
     return tokenizer
 
 
+# Text a split pattern must cut into pieces that join back to it exactly: letters, digits,
+# punctuation, runs of spaces, tabs and newlines, accents, CJK, an emoji and a contraction.
+SPLIT_PROBE = "Hello, world!  It's 2024:\tnaïve café\n\n日本語 🙂 x=1+2;  end "
+
+
+def bad_pattern(pattern: object, problem: str) -> GptlabError:
+    return GptlabError(
+        f"the tokenizer's split pattern {pattern!r} {problem}; fix its 'pattern' field or train "
+        "the tokenizer again"
+    )
+
+
+def compile_split_pattern(pattern: object) -> regex.Pattern:
+    """The pre-tokenization regex, refused unless it compiles, matches no empty piece and cuts
+    a probe text into pieces that join back to it (one that skips characters, such as
+    "[a-z]+", would silently drop text; an empty one makes tiktoken panic)."""
+    if not isinstance(pattern, str) or not pattern:
+        raise bad_pattern(pattern, "is empty")
+    try:
+        split = regex.compile(pattern)
+    except regex.error as exc:
+        raise bad_pattern(pattern, f"is not a valid regular expression ({exc})") from None
+    pieces = [match.group(0) for match in split.finditer(SPLIT_PROBE)]
+    if "" in pieces:
+        raise bad_pattern(pattern, "matches empty pieces")
+    if "".join(pieces) != SPLIT_PROBE:
+        raise bad_pattern(pattern, "drops text (its pieces do not join back to the text)")
+    return split
+
+
 class BPETokenizer:
     """A trained byte-level BPE tokenizer: the Tokenizer interface of gptlab.tokenizers.base.
 
@@ -276,8 +306,14 @@ class BPETokenizer:
             self._merge_ranks[(left, right)] = self._vocab.add_merge(left, right)
         self.eot_id = len(self._vocab)
         self.vocab_size = self.eot_id + 1
-        self._split = regex.compile(pattern)
-        self._encoding = self.to_tiktoken()
+        self._split = compile_split_pattern(pattern)
+        try:
+            self._encoding = self.to_tiktoken()
+        except ValueError as exc:  # tiktoken's regex engine (fancy-regex) reads it otherwise
+            raise bad_pattern(pattern, f"is not valid for tiktoken ({exc})") from None
+        probe = self._encoding.decode(self.encode(SPLIT_PROBE))
+        if probe != SPLIT_PROBE:
+            raise bad_pattern(pattern, "does not round-trip a probe text through tiktoken")
 
     @property
     def tokens(self) -> list[bytes]:

@@ -124,7 +124,7 @@ def ablate_main(args: argparse.Namespace) -> int:
     directory = out_dir(args)
     report_files(
         [
-            save_ablation_heatmap(directory / "heads.png", result),
+            save_ablation_heatmap(directory / "ablate_heads.png", result),
             write_json(directory / "ablation.json", result.to_dict()),
         ]
     )

@@ -32,6 +32,7 @@ def circuits_main(args: argparse.Namespace) -> int:
     """OV and QK circuits of one head: top tokens, copying scores and heatmaps."""
     from gptlab.interp.circuits import (
         check_circuit_model,
+        check_qk_circuit_model,
         circuit_files,
         source_tokens,
         token_map_table,
@@ -41,6 +42,7 @@ def circuits_main(args: argparse.Namespace) -> int:
 
     model, tokenizer = load_model_from_args(args)
     check_circuit_model(model)
+    check_qk_circuit_model(model)  # the tool shows both circuits: refused before any work
     layer, head = check_layer(model, args.layer), check_head(model, args.head)
     sources = source_tokens(model, tokenizer, args.tokens)
     data = {}

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from gptlab.cli.common import load_model_from_args
+from gptlab.cli.common import load_model_from_args, seed_arg
 from gptlab.errors import GptlabError
 from gptlab.fileio import refuse_overlap
 
@@ -123,7 +123,7 @@ def add_prompt_set(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--template", type=int, default=0, metavar="I", help="which IOI template (default 0)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="which IOI names (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="which IOI names (default 0)")
 
 
 def load_prompt_set_args(args: argparse.Namespace):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from gptlab.cli.common import load_model_from_args
+from gptlab.cli.common import load_model_from_args, seed_arg
 from gptlab.cli.inspect.common import (
     add_top_k,
     load,
@@ -41,7 +41,7 @@ def add_repeated_tokens(parser: argparse.ArgumentParser, batch: int) -> None:
         metavar="N",
         help=f"random sequences averaged over (default {batch})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="which random tokens (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="which random tokens (default 0)")
 
 
 def repeated_length(args: argparse.Namespace, model) -> int:

@@ -66,7 +66,7 @@ def patch_main(args: argparse.Namespace) -> int:
     directory = out_dir(args)
     files = save_patching_heatmaps(directory, result, tokens, metric_name)
     data = {"tokens": tokens, "metric": metric_name, **result.to_dict()}
-    files.append(write_json(directory / "patching.json", data))
+    files.append(write_json(directory / "patch.json", data))
     report_files(files)
     return 0
 
@@ -107,7 +107,7 @@ def patch_sites_main(args: argparse.Namespace) -> int:
         print(site_table(result, args.top_k))
         files.append(save_site_heatmap(directory / f"{site}.png", result, tokens))
         data[site] = result.to_dict()
-    files.append(write_json(directory / "patching.json", data))
+    files.append(write_json(directory / "patch_sites.json", data))
     report_files(files)
     return 0
 
@@ -160,7 +160,12 @@ def attribution_patch_main(args: argparse.Namespace) -> int:
     model, _, prompts = load_prompt_set_args(args)
     result = compare_attribution_patching(model, prompts)
     print(
-        f"Spearman rank correlation, estimate vs real patching over all heads: {result.rank_correlation:.3f}"
+        "Spearman rank correlation, estimate vs real patching over all heads: "
+        + (
+            f"{result.rank_correlation:.3f}"
+            if result.rank_correlation == result.rank_correlation  # not NaN
+            else "undefined (the estimates or the patches all score the same)"
+        )
     )
     print("\nestimate, most restoring first:")
     print(site_table(result.estimate, args.top_k))
