@@ -18,8 +18,8 @@ import torch
 
 from gptlab.checkpoints.load import load_model
 from gptlab.checkpoints.model_folder import save_model
-from gptlab.finetune.options import ClassifyOptions
 from gptlab.finetune.classify_job import finetune_classifier
+from gptlab.finetune.options import ClassifyOptions
 from gptlab.model.gpt import GPT
 
 

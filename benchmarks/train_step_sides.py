@@ -24,39 +24,32 @@ import torch
 import torch.nn.functional as F
 
 from gptlab.data.loader import TokenLoader
+from gptlab.device import resolve_device
 from gptlab.optional import import_optional
 from gptlab.train.config import RunConfig
-from gptlab.train.distributed import DistributedContext
+from gptlab.train.distributed import DistributedContext, Parallelism
 from gptlab.train.flops import flops_per_token
-from gptlab.train.metrics import ProgressLine
 from gptlab.train.optim import parameter_groups
-from gptlab.train.trainer import Trainer
+from gptlab.train.trainer import Trainer, build_trainer
 
 
 class GptlabTraining:
     """gptlab's trainer for `config` in `run_dir` (no progress bar); `step()` is one advance."""
 
     def __init__(self, config: RunConfig, run_dir: Path):
-        self.trainer = Trainer(
+        device = resolve_device(config.train.device, "train.device=")
+        self.trainer = build_trainer(
             config,
             run_dir,
-            DistributedContext(),
-            config.train.device,
-            extra_evals=(),
-            on_step=None,
+            Parallelism(DistributedContext(), device, sharded=False),
             show_progress=False,
-        )
-        self.trainer.setup(resume=False, overwrite=False)
-        self.progress = ProgressLine(
-            total_steps=self.trainer.cfg.max_steps, total_seconds=None, start_step=0, enabled=False
         )
 
     def step(self) -> None:
-        self.trainer.advance(self.progress)
+        self.trainer.advance()
 
     def close(self) -> None:
-        self.trainer.logger.close()
-        self.trainer.run_lock.close()
+        self.trainer.release()
 
 
 class ReferenceTraining:
@@ -129,7 +122,7 @@ class ReferenceTraining:
         return cls(
             trainer.config,
             trainer.data.folder,
-            trainer.device,
+            trainer.parallel.device,
             trainer.dtype,
             trainer.accumulation_steps,
             compile=compile,

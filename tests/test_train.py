@@ -400,27 +400,29 @@ def test_sample_settings_are_checked_before_any_training(
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_a_folder_filled_while_this_run_prepared_is_refused(
+def test_a_run_started_while_another_prepares_its_data_is_refused(
     prepared_shakespeare, tmp_path, monkeypatch
 ):
-    """Another `gptlab train` into the same --out finished while this one prepared its data."""
+    """A second `gptlab train` into the same --out while the first prepares its data: the folder
+    is locked from the moment it is checked, so the second is refused and the first goes on."""
     from gptlab.train import trainer
 
     run = tmp_path / "run"
     config = tiny_config(prepared_shakespeare, "train.max_steps=2", "train.eval_every=0")
     real_open = trainer.TrainingData.open
-    first = {"done": False}
+    refusals = []
 
-    def open_while_another_run_trains(*args, **kwargs):
-        if not first["done"]:
-            first["done"] = True
-            train(config, run, show_progress=False)  # the other run, start to finish
+    def open_while_another_run_starts(*args, **kwargs):
+        if not refusals:
+            with pytest.raises(GptlabError, match="in use by another gptlab process") as caught:
+                train(config, run, show_progress=False)  # the other run, refused at once
+            refusals.append(str(caught.value))
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(trainer.TrainingData, "open", open_while_another_run_trains)
-    with pytest.raises(GptlabError, match="already holds a run; add --resume"):
-        train(config, run, show_progress=False)
-    assert [r["step"] for r in read_metrics(run)] == [1, 2]  # the other run's, untouched
+    monkeypatch.setattr(trainer.TrainingData, "open", open_while_another_run_starts)
+    train(config, run, show_progress=False)
+    assert len(refusals) == 1
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]  # the first run's, whole
 
 
 def test_a_torn_last_metrics_line_is_dropped_by_plot_and_resume(prepared_shakespeare, tmp_path):

@@ -15,6 +15,9 @@ prints. train.distributed chooses how the model is spread over the processes:
   freed after, and gradients are reduce-scattered. For models whose optimizer state does not
   fit on one GPU. Checkpoints gather a full state dict onto rank 0, so they load in one process
   like any other; a run resumes with the same number of processes.
+
+The trainer sees all of this through one `Parallelism` object (start_parallelism): which rank
+writes, how the model is spread, how numbers are averaged and checkpoints gathered.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
+
+from gptlab.device import resolve_device
+from gptlab.model.state import load_state_checked
 
 
 @dataclass(frozen=True)
@@ -171,3 +177,102 @@ def broadcast_from_main(value, context: DistributedContext):
 def barrier(context: DistributedContext) -> None:
     if context.enabled:
         dist.barrier()
+
+
+@dataclass
+class Parallelism:
+    """How this process takes part in a run (alone, DDP or FSDP), so the training loop needs no
+    rank or FSDP branches: the loop asks it to spread the model, average numbers, agree on
+    finiteness and gather what a checkpoint holds.
+
+    sharded: FSDP under several processes (train.distributed=fsdp); DDP or one process otherwise.
+    """
+
+    context: DistributedContext
+    device: torch.device
+    sharded: bool
+    # rank 0's plain copy of an FSDP model, made once and refilled for every checkpoint
+    _unsharded: torch.nn.Module | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.context.is_main
+
+    @property
+    def world_size(self) -> int:
+        return self.context.world_size
+
+    @property
+    def runs_model_here(self) -> bool:
+        """Whether this rank runs the model for samples and extra evals: rank 0 only, except
+        under FSDP, whose forward is collective (every rank runs it, rank 0 keeps the result)."""
+        return self.is_main or self.sharded
+
+    def shard(self, model: torch.nn.Module) -> None:
+        """FSDP: shard `model` in place (before its optimizer exists); otherwise nothing."""
+        if self.sharded:
+            shard_model(model)
+
+    def forward_model(self, model: torch.nn.Module, compile: bool) -> torch.nn.Module:
+        """What training steps and evaluations call: `model`, compiled if asked, inside DDP under
+        several processes. Checkpoints and samples keep using `model` itself (no prefixes)."""
+        forward = torch.compile(model) if compile else model
+        return forward if self.sharded else wrap_model(forward, self.context, self.device)
+
+    def mean(self, values: list[float]) -> list[float]:
+        return mean_across_ranks(values, self.context, self.device)
+
+    def barrier(self) -> None:
+        barrier(self.context)
+
+    def clip_grad_norm(self, model: torch.nn.Module, max_norm: float) -> torch.Tensor:
+        """Clip the global gradient norm (over every rank's shards); returns it, unclipped."""
+        return full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+
+    def all_finite(self, model: torch.nn.Module) -> bool:
+        """Whether every weight is finite, on every rank (FSDP ranks each see only their shards,
+        so they agree before anyone raises)."""
+        finite = all(torch.isfinite(local_shard(p)).all() for p in model.parameters())
+        if self.sharded:
+            finite = self.mean([float(finite)])[0] == 1.0
+        return finite
+
+    def gather(self, value) -> list:
+        """Every rank's `value` (picklable), on every rank, in rank order."""
+        if not self.context.enabled:
+            return [value]
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+    def checkpoint_parts(self, model: torch.nn.Module, optimizer, make_model) -> tuple:
+        """(the model to save, the optimizer state) for a checkpoint that loads in one process.
+
+        Under FSDP both are gathered onto rank 0 (a collective: every rank calls this); rank 0
+        fills a plain model made once by `make_model()`. Other ranks get (model, {}): rank 0
+        alone writes.
+        """
+        if not self.sharded:
+            return model, optimizer.state_dict()
+        model_state = gathered_model_state(model)
+        optimizer_state = gathered_optimizer_state(model, optimizer)
+        if not self.is_main:
+            return model, optimizer_state
+        if self._unsharded is None:
+            self._unsharded = make_model()
+        load_state_checked(self._unsharded, model_state, source="the gathered FSDP state")
+        return self._unsharded, optimizer_state
+
+    def close(self) -> None:
+        shutdown_distributed(self.context)
+
+
+def start_parallelism(device_name: str, distributed: str) -> Parallelism:
+    """Join torchrun's process group when there is one; `distributed` is train.distributed."""
+    context, device_name = init_distributed(device_name)
+    try:
+        device = resolve_device(device_name, "train.device=")
+    except BaseException:
+        shutdown_distributed(context)
+        raise
+    return Parallelism(context, device, sharded=context.enabled and distributed == "fsdp")

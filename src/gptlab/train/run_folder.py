@@ -16,9 +16,11 @@ before anything is written. A folder another gptlab process is training in is re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -191,3 +193,49 @@ def is_training(folder: str | Path) -> bool:
     except (OSError, ValueError):  # no lock file, no pid in it, or no such process
         return False
     return True
+
+
+@dataclass
+class RunFolderClaim:
+    """The outcome of claim_run_folder: the checkpoint to resume from, and rank 0's hold on the
+    folder (its lock, and whether this run created the folder)."""
+
+    resume_from: Path | None
+    lock: IO[str] | None
+    created: bool
+
+    def give_up(self, run_dir: Path) -> None:
+        """Release the folder after a failure before training: a folder this run created goes
+        again (it holds only the lock file), so a refused run leaves nothing behind."""
+        if self.lock is None:
+            return
+        self.lock.close()
+        if self.created:
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty after all: leave it
+                run_dir.rmdir()
+
+
+def claim_run_folder(
+    run_dir: Path, config: RunConfig, *, resume: bool, overwrite: bool, is_main: bool
+) -> RunFolderClaim:
+    """Check the run folder once and lock it on rank 0.
+
+    Every rank checks the folder (writing nothing), so a refusal stops all of them alike; rank 0
+    (is_main) then locks it at once, before the data is prepared, so that a second process (the same
+    command started twice) is refused instead of clearing or interleaving this run.
+    """
+    resume_from = check_run_folder(run_dir, config, resume=resume, overwrite=overwrite)
+    if not is_main:
+        return RunFolderClaim(resume_from, None, created=False)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = lock_run_folder(run_dir)
+    except BaseException:
+        RunFolderClaim(resume_from, None, created).give_up(run_dir)
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
+    return RunFolderClaim(resume_from, lock, created)

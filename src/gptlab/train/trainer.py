@@ -1,5 +1,10 @@
 """The training loop: `train(config, out) -> TrainResult`.
 
+`build_trainer` makes each part once, in order (run folder, data, model, optimizer, schedule,
+loader, resumed state, logger), and hands them to a `Trainer` whose fields are all known from
+construction; how this process takes part in a multi-process run (DDP, FSDP) is one
+`Parallelism` object (train/distributed.py), so the loop holds no rank or FSDP branches.
+
 One optimizer step:
 
     lr from the schedule (warmup, then cosine to min_lr over the budget)
@@ -23,15 +28,16 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import torch
 from safetensors.torch import load_file
 
 from gptlab.checkpoints import run as ckpt
 from gptlab.checkpoints.model_folder import WEIGHTS_FILE
-from gptlab.device import resolve_device, use_threads
+from gptlab.device import use_threads
 from gptlab.errors import GptlabError
 from gptlab.eval.hellaswag import hellaswag_training_eval
 from gptlab.inference.generate import GenerationConfig
@@ -42,20 +48,7 @@ from gptlab.optional import import_optional
 from gptlab.rng import seed_everything
 from gptlab.train.config import RunConfig, TrainConfig
 from gptlab.train.data_checks import training_data_warnings
-from gptlab.train.distributed import (
-    DistributedContext,
-    barrier,
-    full_tensor,
-    gathered_model_state,
-    gathered_optimizer_state,
-    init_distributed,
-    local_shard,
-    maybe_no_sync,
-    mean_across_ranks,
-    shard_model,
-    shutdown_distributed,
-    wrap_model,
-)
+from gptlab.train.distributed import Parallelism, maybe_no_sync, start_parallelism
 from gptlab.train.flops import device_peak_flops, flops_per_token, mfu
 from gptlab.train.induction_eval import induction_evals
 from gptlab.train.metrics import (
@@ -73,9 +66,8 @@ from gptlab.train.resume import check_resumable, rank_state, restore_training_st
 from gptlab.train.run_folder import (
     RUN_CONFIG_FILE,
     SAMPLES_FILE,
-    check_run_folder,
+    claim_run_folder,
     clear_run,
-    lock_run_folder,
     truncate_samples,
 )
 from gptlab.train.training_data import TrainingData, wants_shard_check
@@ -114,15 +106,21 @@ def train(
     """
     config.normalize().validate()
     extra_evals = list(extra_evals) + configured_extra_evals(config)
-    context, device_name = init_distributed(config.train.device)
+    parallel = start_parallelism(config.train.device, config.train.distributed)
     threads_before = torch.get_num_threads()
     use_threads(config.train.threads, "train.threads")
     trainer = None
     try:
-        trainer = Trainer(
-            config, Path(out), context, device_name, extra_evals, on_step, show_progress
+        trainer = build_trainer(
+            config,
+            Path(out),
+            parallel,
+            resume=resume,
+            overwrite=overwrite,
+            extra_evals=extra_evals,
+            on_step=on_step,
+            show_progress=show_progress,
         )
-        trainer.setup(resume=resume, overwrite=overwrite)
         return trainer.fit()
     except torch.OutOfMemoryError:
         raise GptlabError(
@@ -130,10 +128,10 @@ def train(
             "(gradient accumulation keeps train.tokens_per_step unchanged), or shrink the model or block_size"
         ) from None
     finally:
-        if trainer is not None and trainer.run_lock is not None:
-            trainer.run_lock.close()  # releases the run folder
+        if trainer is not None:
+            trainer.release()
         torch.set_num_threads(threads_before)  # a library call leaves the process as it found it
-        shutdown_distributed(context)
+        parallel.close()
 
 
 def configured_extra_evals(config: RunConfig) -> list[PeriodicEval]:
@@ -178,170 +176,263 @@ def check_sample_settings(cfg: TrainConfig, tokenizer) -> None:
     GenerationConfig(max_new_tokens=cfg.sample_tokens, temperature=cfg.sample_temperature)
 
 
-class Trainer:
-    def __init__(
-        self,
-        config: RunConfig,
-        run_dir: Path,
-        context: DistributedContext,
-        device_name: str,
-        extra_evals: Sequence[PeriodicEval],
-        on_step: Callable[[dict], None] | None,
-        show_progress: bool,
-    ) -> None:
-        # A copy: the trainer fills in what the data decides (vocab_size), and the caller's config
-        # must stay what the caller built (gptlab experiment compares it with finished runs).
-        self.config = copy.deepcopy(config)
-        self.cfg = self.config.train
-        self.run_dir = run_dir
-        self.run_lock = None  # the open, locked RUN/.gptlab.lock while this process trains
-        self.context = context
-        self.device = resolve_device(device_name, "train.device=")
-        self.dtype = resolve_dtype(self.cfg.dtype, self.device)
-        self.autocast = autocast_context(self.device, self.dtype)
-        self.extra_evals = list(extra_evals)
-        self.on_step = on_step
-        self.show_progress = show_progress and context.is_main
-        # Progress counters, saved in every checkpoint.
-        self.step = 0
-        self.tokens = 0
-        self.train_seconds = 0.0
-        self.best_val_loss: float | None = None
-        self.last_val_loss: float | None = None
-        self.last_train_loss: float | None = None
-        self.last_sample: str | None = None
-        self.print = print  # the progress bar's write() once it is showing
-        self.plot_warned = False
-
-    # -- setup ---------------------------------------------------------------------------------
-
-    def setup(self, *, resume: bool, overwrite: bool) -> None:
-        cfg, context = self.cfg, self.context
-        enable_tf32()
-        # Missing optional loggers are reported before anything is written.
-        if cfg.tensorboard:
-            import_optional("tensorboard", "tensorboard")
-        if cfg.wandb:
-            import_optional("wandb", "wandb")
-        # Every rank checks (nothing is written yet), so a refusal stops all of them alike. This
-        # first check fails fast; the one that counts comes again once the folder is locked.
-        resume_from = check_run_folder(
-            self.run_dir, self.config, resume=resume, overwrite=overwrite
+def build_trainer(
+    config: RunConfig,
+    run_dir: Path,
+    parallel: Parallelism,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    extra_evals: Sequence[PeriodicEval] = (),
+    on_step: Callable[[dict], None] | None = None,
+    show_progress: bool = True,
+) -> Trainer:
+    """Every part of a run, made once and in order, handed to a Trainer ready to `fit()`."""
+    # A copy: the data fills in vocab_size below, and the caller's config must stay what the
+    # caller built (gptlab experiment compares it with finished runs).
+    config = copy.deepcopy(config)
+    train_config = config.train
+    enable_tf32()
+    # Missing optional loggers are reported before anything is written.
+    if train_config.tensorboard:
+        import_optional("tensorboard", "tensorboard")
+    if train_config.wandb:
+        import_optional("wandb", "wandb")
+    claim = claim_run_folder(
+        run_dir, config, resume=resume, overwrite=overwrite, is_main=parallel.is_main
+    )
+    resume_from = claim.resume_from
+    try:
+        dtype = resolve_dtype(train_config.dtype, parallel.device)
+        accumulation_steps = config.accumulation_steps(parallel.world_size)
+        data = TrainingData.open(
+            config.data, parallel.context, parallel.device, verify_shards=wants_shard_check(config)
         )
-        self.accumulation_steps = self.config.accumulation_steps(context.world_size)
-        self.data = TrainingData.open(
-            self.config.data, context, self.device, verify_shards=wants_shard_check(self.config)
-        )
-        if context.is_main and resume_from is None:
+        if parallel.is_main and resume_from is None:
             for message in training_data_warnings(
-                self.data.splits, cfg.tokens_per_step, cfg.max_steps
+                data.splits, train_config.tokens_per_step, train_config.max_steps
             ):
                 print(f"gptlab train: warning: {message}", file=sys.stderr)
-        # The data decides the vocabulary (a character vocabulary is whatever the corpus holds).
-        self.config.model = dataclasses.replace(
-            self.config.model, vocab_size=self.data.tokenizer.vocab_size
-        )  # replace() checks the new config, as construction does
+        # The data decides the vocabulary (a character vocabulary is whatever the corpus holds);
+        # replace() checks the new model config, as construction does.
+        config.model = dataclasses.replace(config.model, vocab_size=data.tokenizer.vocab_size)
         # FSDP builds the whole model on each device before sharding it, so the full weights
         # must fit there; its gradients and optimizer state are split over the processes.
-        self.sharded = context.enabled and cfg.distributed == "fsdp"
-        require_model_fits(self.config.model, self.device, training=not self.sharded)
-        check_sample_settings(cfg, self.data.tokenizer)
-
-        if context.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            # Locked before anything is deleted or written: a second process (say, the same
-            # command started twice) is refused instead of clearing or interleaving this run.
-            self.run_lock = lock_run_folder(self.run_dir)
-            # Checked again under the lock: another run may have filled the folder while this
-            # one was preparing its data.
-            if check_run_folder(self.run_dir, self.config, resume=resume, overwrite=overwrite) != (
-                resume_from
-            ):
-                raise GptlabError(
-                    f"{self.run_dir} changed while this run was preparing (another run wrote "
-                    "to it); start again to see what it holds now"
-                )
-            if overwrite:
-                clear_run(self.run_dir)
-        barrier(context)
+        require_model_fits(config.model, parallel.device, training=not parallel.sharded)
+        check_sample_settings(train_config, data.tokenizer)
+        if overwrite and parallel.is_main:
+            clear_run(run_dir)
+        parallel.barrier()
 
         # The same seed on every rank gives every rank the same initial weights; after that each
         # rank draws its own dropout masks.
-        torch.manual_seed(cfg.seed)
-        self.model = GPT(self.config.model).to(self.device)
-        seed_everything(cfg.seed + context.rank)
+        torch.manual_seed(train_config.seed)
+        model = GPT(config.model).to(parallel.device)
+        seed_everything(train_config.seed + parallel.context.rank)
         # FSDP shards the model in place; the weights of a resumed run go in first (every rank
         # reads the full file), and the optimizer comes after, over the shards.
-        self.unsharded_model: GPT | None = None  # rank 0's unsharded copy, for saving (FSDP)
-        resume_state = self.load_weights(resume_from) if resume_from is not None else None
-        if self.sharded:
-            shard_model(self.model)
-        self.optimizer = build_optimizer(self.model, cfg, self.device)
-        self.schedule = Schedule.of(cfg)
-        self.scaler = grad_scaler(self.device, self.dtype)
-        self.train_batches = self.data.train_loader(
-            cfg.micro_batch_size, self.config.model.block_size, cfg.seed
+        resume_state = None
+        if resume_from is not None:
+            resume_state = load_resumed_weights(model, resume_from, parallel, train_config)
+        parallel.shard(model)
+        optimizer = build_optimizer(model, train_config, parallel.device)
+        scaler = grad_scaler(parallel.device, dtype)
+        train_batches = data.train_loader(
+            train_config.micro_batch_size, config.model.block_size, train_config.seed
         )
+        counters = Counters()
         if resume_state is not None:
-            self.restore(resume_from, resume_state)
+            counters = restore_training(
+                run_dir,
+                resume_from,
+                resume_state,
+                parallel,
+                optimizer,
+                scaler,
+                train_batches,
+                model,
+            )
         # Written last: a resume refused on the way (say, another world size) keeps the run's
         # own config.toml, so a later plain --resume still finds it.
-        if context.is_main:
-            self.config.save(self.run_dir / RUN_CONFIG_FILE)
-        # Wrappers come last: checkpoints and samples use self.model, whose names carry no prefixes.
-        self.forward_model = torch.compile(self.model) if cfg.compile else self.model
-        if not self.sharded:
-            self.forward_model = wrap_model(self.forward_model, context, self.device)
-
-        self.num_parameters = self.model.num_parameters()
-        self.flops_per_token = flops_per_token(self.config.model, self.num_parameters)
-        self.peak_flops = device_peak_flops(self.device)
-        self.logger = None
-        if context.is_main:
-            self.logger = MetricsLogger(
-                self.run_dir,
-                tensorboard=cfg.tensorboard,
-                wandb=cfg.wandb,
-                wandb_project=cfg.wandb_project,
-                run_config=self.config.to_dict(),
+        if parallel.is_main:
+            config.save(run_dir / RUN_CONFIG_FILE)
+        num_parameters = model.num_parameters()
+        logger = None
+        if parallel.is_main:
+            logger = MetricsLogger(
+                run_dir,
+                tensorboard=train_config.tensorboard,
+                wandb=train_config.wandb,
+                wandb_project=train_config.wandb_project,
+                run_config=config.to_dict(),
             )
+        return Trainer(
+            config=config,
+            run_dir=run_dir,
+            run_lock=claim.lock,
+            parallel=parallel,
+            data=data,
+            model=model,
+            forward_model=parallel.forward_model(model, train_config.compile),
+            optimizer=optimizer,
+            schedule=Schedule.of(train_config),
+            scaler=scaler,
+            train_batches=train_batches,
+            dtype=dtype,
+            autocast=autocast_context(parallel.device, dtype),
+            accumulation_steps=accumulation_steps,
+            num_parameters=num_parameters,
+            flops_per_token=flops_per_token(config.model, num_parameters),
+            peak_flops=device_peak_flops(parallel.device),
+            logger=logger,
+            progress=ProgressLine(
+                total_steps=train_config.max_steps,
+                total_seconds=train_config.max_seconds,
+                start_step=counters.step,
+                enabled=show_progress and parallel.is_main,
+            ),
+            extra_evals=list(extra_evals),
+            on_step=on_step,
+            **dataclasses.asdict(counters),
+        )
+    except BaseException:
+        claim.give_up(run_dir)
+        raise
+
+
+def load_resumed_weights(
+    model: GPT, checkpoint: Path, parallel: Parallelism, train_config: TrainConfig
+) -> dict:
+    """Check that `checkpoint` can be continued and load its weights; returns its training state."""
+    state = ckpt.load_training_state(checkpoint)
+    check_resumable(
+        state,
+        str(checkpoint),
+        world_size=parallel.world_size,
+        optimizer=train_config.optimizer,
+        distributed=train_config.distributed,
+    )
+    load_state_checked(model, load_file(str(checkpoint / WEIGHTS_FILE)), source=str(checkpoint))
+    return state
+
+
+def restore_training(
+    run_dir: Path,
+    checkpoint: Path,
+    state: dict,
+    parallel: Parallelism,
+    optimizer,
+    scaler,
+    loader,
+    model,
+) -> Counters:
+    """The rest of a resume, once the optimizer exists: its state, RNGs, loader, counters."""
+    restore_training_state(
+        state,
+        rank=parallel.context.rank,
+        optimizer=optimizer,
+        scaler=scaler,
+        loader=loader,
+        sharded_model=model if parallel.sharded else None,
+    )
+    info = ckpt.read_info(checkpoint)
+    if parallel.is_main:
+        truncate_metrics(run_dir, info["step"])  # the steps after the checkpoint run again
+        truncate_samples(run_dir, info["step"])
+    return Counters(
+        step=info["step"],
+        tokens=info["tokens"],
+        train_seconds=info["elapsed_s"],
+        best_val_loss=info["best_val_loss"],
+    )
+
+
+@dataclass
+class Counters:
+    """Where the run stands; saved in every checkpoint and restored on resume."""
+
+    step: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    best_val_loss: float | None = None
+
+
+@dataclass
+class Trainer:
+    """A run ready to train: every part made by build_trainer, the loop in fit()."""
+
+    config: RunConfig  # vocab_size filled in from the data
+    run_dir: Path
+    run_lock: IO[str] | None  # the open, locked RUN/.gptlab.lock on rank 0 while training
+    parallel: Parallelism
+    data: TrainingData
+    model: GPT  # the plain model: checkpoints, samples, extra evals
+    forward_model: torch.nn.Module  # what steps and evals call: model, compiled and/or in DDP
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    train_batches: object  # the TokenLoader of the train split (this rank's share)
+    dtype: torch.dtype
+    autocast: object
+    accumulation_steps: int
+    num_parameters: int
+    flops_per_token: float
+    peak_flops: float | None
+    logger: MetricsLogger | None  # rank 0 only
+    progress: ProgressLine
+    extra_evals: list[PeriodicEval]
+    on_step: Callable[[dict], None] | None
+    # Where the run stands (Counters), saved in every checkpoint.
+    step: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    best_val_loss: float | None = None
+    last_val_loss: float | None = None
+    last_train_loss: float | None = None
+    last_sample: str | None = None
+    plot_warned: bool = False
+    released: bool = field(default=False, repr=False)
+
+    def release(self) -> None:
+        """Close the logger and the progress line, and let go of the run folder."""
+        if self.released:
+            return
+        self.released = True
+        self.progress.close()
+        if self.logger is not None:
+            self.logger.close()
+        if self.run_lock is not None:
+            self.run_lock.close()
 
     # -- the loop ------------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        cfg, context = self.cfg, self.context
+        train_config = self.config.train
         started = time.perf_counter()
-        if context.is_main:
+        if self.parallel.is_main:
             print(
                 describe_run(
                     self.config,
                     num_parameters=self.num_parameters,
-                    device=self.device,
+                    device=self.parallel.device,
                     dtype=self.dtype,
-                    world_size=context.world_size,
+                    world_size=self.parallel.world_size,
                     accumulation_steps=self.accumulation_steps,
                     start_step=self.step,
                     run_dir=self.run_dir,
                 )
             )
-        progress = ProgressLine(
-            total_steps=cfg.max_steps,
-            total_seconds=cfg.max_seconds,
-            start_step=self.step,
-            enabled=self.show_progress,
-        )
-        self.print = progress.write
         try:
             finished = self.budget_spent()
             if finished:
-                self.print(
+                self.progress.write(
                     f"the budget is already spent at step {self.step}; "
                     "raise train.max_steps or train.max_seconds to go on"
                 )
             while not finished:
-                finished = self.advance(progress)
+                finished = self.advance()
         finally:
-            progress.close()
+            self.progress.close()
             if self.logger is not None:
                 self.logger.close()
         wall = time.perf_counter() - started
@@ -358,17 +449,17 @@ class Trainer:
             best_val_loss=self.best_val_loss,
             sample=self.last_sample,
         )
-        if context.is_main:
-            print(describe_result(result, cfg))
+        if self.parallel.is_main:
+            print(describe_result(result, train_config))
         return result
 
-    def advance(self, progress: ProgressLine) -> bool:
+    def advance(self) -> bool:
         """One optimizer step and what follows it (logs, evals, checkpoints, samples, on_step).
 
         Returns True once the budget is spent. benchmarks/bench_train_step.py times this call, so
         what it measures is the loop's whole per-step cost, not the bare forward and backward.
         """
-        cfg, context = self.cfg, self.context
+        train_config = self.config.train
         record = self.train_step()
         finished = self.budget_spent()
         if not math.isfinite(record["train_loss"]):
@@ -376,7 +467,7 @@ class Trainer:
             raise GptlabError(
                 self.diverged_message(f"the training loss became {record['train_loss']}")
             )
-        evaluated = finished or (cfg.eval_every and self.step % cfg.eval_every == 0)
+        evaluated = finished or due(self.step, train_config.eval_every)
         improved = False
         if evaluated:
             improved = self.evaluate(record, final=finished)
@@ -386,28 +477,30 @@ class Trainer:
                 record |= self.run_extra_eval(extra)
                 extra_ran = True
         # An extra eval's numbers are always logged, whatever log_every says.
-        if evaluated or extra_ran or self.step % cfg.log_every == 0:
+        if evaluated or extra_ran or self.step % train_config.log_every == 0:
             self.log(record)
-        progress.update(self.step, self.train_seconds, record)
-        if evaluated and context.is_main:
+        self.progress.update(self.step, self.train_seconds, record)
+        if evaluated and self.parallel.is_main:
             self.plot()
         # The checkpoint first: nothing optional (a sample) can then cost the run.
-        if finished or improved or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+        if finished or improved or due(self.step, train_config.checkpoint_every):
             self.save_checkpoint(record)
-        if finished or (cfg.sample_every and self.step % cfg.sample_every == 0):
+        if finished or due(self.step, train_config.sample_every):
             self.sample(show=finished)
-        if self.on_step is not None and context.is_main:
+        if self.on_step is not None and self.parallel.is_main:
             self.on_step(record)
         return finished
 
     def budget_spent(self) -> bool:
-        cfg = self.cfg
-        by_steps = cfg.max_steps is not None and self.step >= cfg.max_steps
-        by_time = cfg.max_seconds is not None and self.train_seconds >= cfg.max_seconds
+        train_config = self.config.train
+        by_steps = train_config.max_steps is not None and self.step >= train_config.max_steps
+        by_time = (
+            train_config.max_seconds is not None and self.train_seconds >= train_config.max_seconds
+        )
         return by_steps or by_time
 
     def train_step(self) -> dict:
-        cfg = self.cfg
+        train_config = self.config.train
         step_started = time.perf_counter()
         lr = self.schedule.lr_at(self.step, self.train_seconds)
         set_learning_rate(self.optimizer, lr)
@@ -419,8 +512,8 @@ class Trainer:
             self.scaler,
         )
         self.scaler.unscale_(self.optimizer)
-        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        max_norm = train_config.grad_clip if train_config.grad_clip > 0 else math.inf
+        grad_norm = self.parallel.clip_grad_norm(self.model, max_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -428,14 +521,14 @@ class Trainer:
         # One device-to-host copy for both numbers: each .item() is a sync that stalls the GPU's queue.
         local_loss, grad_norm = torch.stack([mean_loss_tensor, grad_norm.float()]).tolist()
         # Averaged over ranks, so every rank logs, schedules and stops on the same numbers.
-        train_loss, step_seconds = mean_across_ranks(
-            [local_loss, time.perf_counter() - step_started], self.context, self.device
+        train_loss, step_seconds = self.parallel.mean(
+            [local_loss, time.perf_counter() - step_started]
         )
         self.step += 1
-        self.tokens += cfg.tokens_per_step
+        self.tokens += train_config.tokens_per_step
         self.train_seconds += step_seconds
         self.last_train_loss = train_loss
-        tokens_per_s = cfg.tokens_per_step / step_seconds
+        tokens_per_s = train_config.tokens_per_step / step_seconds
         record = {
             "step": self.step,
             "tokens": self.tokens,
@@ -446,7 +539,7 @@ class Trainer:
             "tokens_per_s": tokens_per_s,
         }
         utilisation = mfu(
-            tokens_per_s, self.flops_per_token, self.peak_flops, self.context.world_size
+            tokens_per_s, self.flops_per_token, self.peak_flops, self.parallel.world_size
         )
         if utilisation is not None:  # only where the GPU's peak is known: no MFU claim on CPU
             record["mfu"] = utilisation
@@ -468,19 +561,14 @@ class Trainer:
 
     def evaluate(self, record: dict, final: bool) -> bool:
         """Add eval losses to `record`; returns True when the val loss is the best so far."""
-        cfg, block_size = self.cfg, self.config.model.block_size
+        train_config = self.config.train
         # The final val loss may cover the whole split (final_eval_tokens=none); the train split is
         # always sampled, since its whole length would cost as much as the training.
         eval_tokens = {
-            "train": cfg.eval_tokens,
-            "val": cfg.final_eval_tokens if final else cfg.eval_tokens,
+            "train": train_config.eval_tokens,
+            "val": train_config.final_eval_tokens if final else train_config.eval_tokens,
         }
-        losses = {}
-        for split, tokens in eval_tokens.items():
-            batches = self.data.eval_batches(split, cfg.micro_batch_size, block_size, tokens)
-            losses[split] = mean_loss(
-                self.forward_model, batches, self.autocast, self.context, self.device
-            )
+        losses = {split: self.eval_loss(split, tokens) for split, tokens in eval_tokens.items()}
         record |= {
             "eval_train_loss": losses["train"],
             "val_loss": losses["val"],
@@ -490,54 +578,57 @@ class Trainer:
         # The best checkpoint is chosen on one measure, the val windows every evaluation uses; a
         # final evaluation over more of the split is measured on those windows too, to compare.
         selection = losses["val"]
-        if eval_tokens["val"] != cfg.eval_tokens:
-            batches = self.data.eval_batches(
-                "val", cfg.micro_batch_size, block_size, cfg.eval_tokens
-            )
-            selection = mean_loss(
-                self.forward_model, batches, self.autocast, self.context, self.device
-            )
+        if eval_tokens["val"] != train_config.eval_tokens:
+            selection = self.eval_loss("val", train_config.eval_tokens)
             record["val_loss_sampled"] = selection
         improved = self.best_val_loss is None or selection < self.best_val_loss
         if improved:
             self.best_val_loss = selection
         return improved
 
+    def eval_loss(self, split: str, tokens: int | None) -> float:
+        """Mean loss over `tokens` tokens of fixed windows of `split` (None: the whole split)."""
+        batches = self.data.eval_batches(
+            split, self.config.train.micro_batch_size, self.config.model.block_size, tokens
+        )
+        return mean_loss(
+            self.forward_model, batches, self.autocast, self.parallel.context, self.parallel.device
+        )
+
     def run_extra_eval(self, extra: PeriodicEval) -> dict:
-        # A sharded model's forward is collective: under FSDP every rank runs it, rank 0 keeps it.
-        if not (self.context.is_main or self.sharded):
+        if not self.parallel.runs_model_here:
             return {}
         self.model.eval()
         numbers = extra.run(self.model, self.data.tokenizer)
         self.model.train()
-        return numbers if self.context.is_main else {}
+        return numbers if self.parallel.is_main else {}
 
     def sample(self, show: bool) -> None:
-        if not (self.context.is_main or self.sharded):  # as in run_extra_eval
+        if not self.parallel.runs_model_here:
             return
-        cfg = self.cfg
+        train_config = self.config.train
         text = sample_text(
             self.model,
             self.data.tokenizer,
-            cfg.sample_prompt,
-            cfg.sample_tokens,
-            cfg.sample_temperature,
-            cfg.seed,
+            train_config.sample_prompt,
+            train_config.sample_tokens,
+            train_config.sample_temperature,
+            train_config.seed,
         )
-        if not self.context.is_main:
+        if not self.parallel.is_main:
             return
         self.last_sample = text
         with open(self.run_dir / SAMPLES_FILE, "a", encoding="utf-8") as f:
             f.write(f"=== step {self.step} ===\n{text}\n\n")
         if show:
-            self.print(f"--- sample after {self.step} steps ---\n{text}\n---")
+            self.progress.write(f"--- sample after {self.step} steps ---\n{text}\n---")
 
     def plot(self) -> None:
         try:
             plot_runs([self.run_dir], self.run_dir / LOSS_PLOT_FILE)
         except GptlabError as exc:  # matplotlib missing: the run goes on without the picture
             if not self.plot_warned:
-                self.print(f"gptlab: no loss plot: {exc}")
+                self.progress.write(f"gptlab: no loss plot: {exc}")
                 self.plot_warned = True
 
     def log(self, record: dict) -> None:
@@ -549,23 +640,14 @@ class Trainer:
     def save_checkpoint(self, record: dict) -> None:
         # Weights that overflowed (a finite loss can come before them) are never saved, so the
         # checkpoint the divergence message names always holds a usable model.
-        finite = all(torch.isfinite(local_shard(p)).all() for p in self.model.parameters())
-        if self.sharded:  # each rank sees only its shards: all must agree before anyone raises
-            finite = mean_across_ranks([float(finite)], self.context, self.device)[0] == 1.0
-        if not finite:
+        if not self.parallel.all_finite(self.model):
             raise GptlabError(self.diverged_message("the weights became inf or nan"))
         # Every rank's RNG and loader position are needed to continue exactly; rank 0 writes them all.
-        rank_states = [rank_state(self.train_batches)]
-        if self.context.enabled:
-            rank_states = [None] * self.context.world_size
-            torch.distributed.all_gather_object(rank_states, rank_state(self.train_batches))
-        model, optimizer_state = self.model, None
-        if self.sharded:  # gathered onto rank 0 (collective), so the checkpoint loads in 1 process
-            model_state = gathered_model_state(self.model)
-            optimizer_state = gathered_optimizer_state(self.model, self.optimizer)
-            if self.context.is_main:
-                model = self.unsharded_copy(model_state)
-        if self.context.is_main:
+        rank_states = self.parallel.gather(rank_state(self.train_batches))
+        model, optimizer_state = self.parallel.checkpoint_parts(
+            self.model, self.optimizer, lambda: GPT(self.config.model)
+        )
+        if self.parallel.is_main:
             ckpt.save_checkpoint(
                 self.run_dir,
                 model=model,
@@ -580,50 +662,13 @@ class Trainer:
                     "best_val_loss": self.best_val_loss,
                 },
                 training_state=training_state(
-                    optimizer_state if self.sharded else self.optimizer.state_dict(),
-                    self.scaler,
-                    rank_states,
-                    self.cfg.distributed,
+                    optimizer_state, self.scaler, rank_states, self.config.train.distributed
                 ),
-                keep_last=self.cfg.keep_last,
+                keep_last=self.config.train.keep_last,
             )
-        barrier(self.context)
+        self.parallel.barrier()
 
-    def unsharded_copy(self, state: dict) -> GPT:
-        """Rank 0's plain CPU GPT holding a gathered FSDP state (made once, refilled per save)."""
-        if self.unsharded_model is None:
-            self.unsharded_model = GPT(self.config.model)
-        load_state_checked(self.unsharded_model, state, source="the gathered FSDP state")
-        return self.unsharded_model
 
-    def load_weights(self, checkpoint: Path) -> dict:
-        """Check that `checkpoint` can be continued and load its weights; returns its training state."""
-        state = ckpt.load_training_state(checkpoint)
-        check_resumable(
-            state,
-            str(checkpoint),
-            world_size=self.context.world_size,
-            optimizer=self.cfg.optimizer,
-            distributed=self.cfg.distributed,
-        )
-        load_state_checked(
-            self.model, load_file(str(checkpoint / WEIGHTS_FILE)), source=str(checkpoint)
-        )
-        return state
-
-    def restore(self, checkpoint: Path, state: dict) -> None:
-        """The rest of a resume, once the optimizer exists: its state, RNGs, loader, counters."""
-        restore_training_state(
-            state,
-            rank=self.context.rank,
-            optimizer=self.optimizer,
-            scaler=self.scaler,
-            loader=self.train_batches,
-            sharded_model=self.model if self.sharded else None,
-        )
-        info = ckpt.read_info(checkpoint)
-        self.step, self.tokens, self.train_seconds = info["step"], info["tokens"], info["elapsed_s"]
-        self.best_val_loss = info["best_val_loss"]
-        if self.context.is_main:
-            truncate_metrics(self.run_dir, self.step)  # the steps after the checkpoint run again
-            truncate_samples(self.run_dir, self.step)
+def due(step: int, every: int) -> bool:
+    """Whether something done every `every` steps (0: never) is due at `step`."""
+    return bool(every) and step % every == 0
