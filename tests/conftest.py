@@ -1,6 +1,8 @@
 """Shared test set-up: offline tokenizer files, an isolated cache, paths to the real data."""
 
+import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,8 +13,17 @@ REPO = Path(__file__).resolve().parents[1]
 # no test depends on a folder beside the checkout.
 SAMPLES = REPO / "data" / "samples"
 
-# tiktoken's GPT-2 files come from the copy the repository ships (data/samples/gpt2_bpe, read by
-# gptlab.tokenizers.base.gpt2_encoding), so no test downloads them and a fresh clone needs nothing.
+# gptlab reads GPT-2's BPE files from the copy the repository ships (data/samples/gpt2_bpe). Tests
+# that call tiktoken itself as the reference get a tiktoken cache seeded with the same files (it
+# keeps each under the sha1 of its address, and checks their sha256), so nothing is downloaded and
+# a fresh clone needs nothing beside it.
+if "TIKTOKEN_CACHE_DIR" not in os.environ:
+    _tiktoken_cache = Path(tempfile.mkdtemp(prefix="gptlab-test-tiktoken-"))
+    for _name in ("vocab.bpe", "encoder.json"):
+        _url = f"https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/{_name}"
+        _key = hashlib.sha1(_url.encode()).hexdigest()
+        shutil.copyfile(SAMPLES / "gpt2_bpe" / _name, _tiktoken_cache / _key)
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(_tiktoken_cache)
 # Every test session gets its own gptlab cache so tests never see a user's downloads.
 os.environ["GPTLAB_HOME"] = tempfile.mkdtemp(prefix="gptlab-test-home-")
 # Tiny test models gain nothing from threads, and OpenMP threads contending for 2 busy cores make

@@ -82,24 +82,12 @@ def test_gpt2_round_trip_property(text):
     assert gpt2.decode(gpt2.encode(text)) == text
 
 
-def test_the_shipped_gpt2_files_tokenize_as_tiktokens_own_download(
-    gpt2, shared_data, tmp_path, monkeypatch
-):
-    """The repository's copy of the two GPT-2 files gives tiktoken's own encoding, token for token.
-
-    tiktoken's cache keeps each file under the sha1 of its address, so a cache seeded with the
-    shipped files is what `tiktoken.get_encoding("gpt2")` reads after a real download."""
-    import hashlib
-
+def test_the_shipped_gpt2_files_tokenize_as_tiktokens_own_download(gpt2, shared_data):
+    """The repository's copy of the two GPT-2 files gives tiktoken's own encoding, token for token
+    (tiktoken loads its reference through its own cache, which conftest seeds with the same files
+    under the names a real download gets, so tiktoken's sha256 checks pass on them)."""
     import tiktoken
-    import tiktoken.registry
 
-    base = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
-    for name in ("vocab.bpe", "encoder.json"):
-        key = hashlib.sha1((base + name).encode()).hexdigest()
-        (tmp_path / key).write_bytes((shared_data / "gpt2_bpe" / name).read_bytes())
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # load it anew, from that cache
     reference = tiktoken.get_encoding("gpt2")
     text = (shared_data / "openwebtext" / "openwebtext_sample.txt").read_text(encoding="utf-8")
     assert gpt2.encode(text) == reference.encode_ordinary(text)
