@@ -46,6 +46,17 @@ def is_run_folder(path: str | Path) -> bool:
     return (path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_FILE).is_file()
 
 
+def holds_run_files(path: str | Path) -> bool:
+    """A folder with a run's own files in it: its metrics log, or a checkpoint named step-N.
+    Stricter than is_run_folder, for folders nobody named as a run (the folders above an --out,
+    those inside a corpus): a project's own `checkpoints/` folder does not make it a run."""
+    path = Path(path)
+    checkpoints = path / CHECKPOINTS_DIR
+    return (path / METRICS_FILE).is_file() or (
+        checkpoints.is_dir() and any(checkpoints.glob("step-*"))
+    )
+
+
 def is_prepared_folder(path: str | Path) -> bool:
     return (Path(path) / PREPARED_META_FILE).is_file()
 
