@@ -5,7 +5,11 @@ mid-write leaves either the old file or the new one, never a half-written file t
 
 A read of a file the user named fails with one line that says what is wrong with it (missing, a
 folder, not UTF-8, not JSON on line N), never a traceback. Corpora are read elsewhere
-(gptlab.data.files): there a bad byte is replaced and counted, not refused.
+(gptlab.data.files): there a bad byte is replaced and counted, not refused. All JSON is parsed by
+loads_json, which refuses values nested too deeply to walk.
+
+The folders gptlab writes (a training run, a prepared dataset) are recognised here, on every floor,
+and refuse_overlap keeps an output off the inputs a command reads.
 """
 
 from __future__ import annotations
