@@ -155,6 +155,7 @@ CASES = [
     ("inspect loss --checkpoint {model} --batch 1000000000", "memory"),
     ("inspect ablate --checkpoint {model} --data {prepared} --batch-size 1000000000", "memory"),
     ("prepare {text} --tokenizer char --workers 100000 --out {new}", "workers"),
+    ("inspect ablate --checkpoint {model} --data {prepared} --batches 100000000000", "memory"),
     # params, export, plot
     ("params --preset nope", "preset"),
     ("params --checkpoint {missing}", "does not exist"),

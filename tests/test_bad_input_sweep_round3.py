@@ -52,6 +52,34 @@ def test_a_corpus_folder_skips_prepared_datasets_and_runs_inside_it(tmp_path):
         LocalFiles(str(elsewhere))
 
 
+def test_a_folder_with_its_own_checkpoints_folder_is_not_taken_for_a_run(tmp_path, capsys):
+    """Above an --out, only a run's own files (metrics.jsonl, a step-N checkpoint) make a run:
+    a project that keeps a `checkpoints/` folder of its own may export under it."""
+    import torch
+
+    from gptlab.checkpoints.model_folder import save_model
+    from gptlab.model import GPT
+    from gptlab.model.config import ModelConfig
+    from gptlab.tokenizers.base import CharTokenizer
+
+    tokenizer = CharTokenizer.from_text("abc ")
+    torch.manual_seed(0)
+    model = tmp_path / "model"
+    save_model(
+        model,
+        GPT(ModelConfig(vocab_size=4, block_size=8, n_layer=1, n_head=1, n_embd=8)),
+        tokenizer,
+    )
+    project = tmp_path / "project"
+    (project / "checkpoints").mkdir(parents=True)
+    assert main(["export", "--checkpoint", str(model), "--out", str(project / "hf")]) == 0
+    (project / "checkpoints" / "step-0000010").mkdir()  # now it is a run's
+    line = one_error_line(
+        capsys, ["export", "--checkpoint", str(model), "--out", str(project / "hf2")]
+    )
+    assert "training run" in line, line
+
+
 # ---- full disk: the writers that are not Python's own raise other errors ----------------------
 
 FULL_DISK_ERRORS = {

@@ -50,7 +50,10 @@ def test_bad_training_numbers(override, message):
 
 def test_a_sample_seed_out_of_range(capsys, char_model):
     argv = ["sample", "--checkpoint", str(char_model), "--prompt", "ab", "--seed", str(2**70)]
-    assert "seed must be in [0, 2**63)" in one_line_error(capsys, [*argv, "--device", "cpu"])
+    with pytest.raises(SystemExit) as refused:  # refused while parsing, before the model loads
+        main([*argv, "--device", "cpu"])
+    assert refused.value.code == 2
+    assert "seed must be in [0, 2**63)" in capsys.readouterr().err.splitlines()[-1]
     with pytest.raises(GptlabError):
         GenerationConfig(seed=-5)
 

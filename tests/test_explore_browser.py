@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import threading
 
 import pytest
@@ -30,6 +31,7 @@ from gptlab.explore.export import export_page  # noqa: E402
 from gptlab.explore.server import bind, http_server  # noqa: E402
 from gptlab.explore.sources import Source, load_sources  # noqa: E402
 from gptlab.inference.generate import GenerationConfig, generate_text  # noqa: E402
+from gptlab.train.run_folder import LOCK_FILE  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -240,7 +242,11 @@ def test_every_view_in_a_real_browser(browser, server, folders, library, tmp_pat
     assert len(browser.find_elements(By.CSS_SELECTOR, "#abl-ablated .bar-row")) == 10
     browser.save_screenshot(str(tmp_path / "ablation.png"))
 
-    # Training run: the run's curves, its samples, and two new steps arriving while we watch.
+    # Training run: the run's curves, its samples, and two new steps arriving while we watch. A
+    # process stands for the trainer, named in the run's lock file as a trainer names itself;
+    # the page polls only while it lives.
+    trainer = subprocess.Popen(["sleep", "300"])
+    (folders["run"] / LOCK_FILE).write_text(f"{trainer.pid}\n")
     before = drawn(browser)
     Select(browser.find_element(By.ID, "model")).select_by_value("run")
     wait_for_draw(browser, "ablation", before)
@@ -256,6 +262,11 @@ def test_every_view_in_a_real_browser(browser, server, folders, library, tmp_pat
         lambda d: "22 logged steps" in d.find_element(By.ID, "run-status").text
     )
     browser.save_screenshot(str(tmp_path / "run.png"))
+    trainer.kill()  # the run ends: the next poll says so, and polling stops
+    trainer.wait()
+    WebDriverWait(browser, 20).until(
+        lambda d: "not training now" in d.find_element(By.ID, "run-status").text
+    )
 
     assert only_loopback(loaded_urls(browser)), loaded_urls(browser)
 

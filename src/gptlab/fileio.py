@@ -5,7 +5,11 @@ mid-write leaves either the old file or the new one, never a half-written file t
 
 A read of a file the user named fails with one line that says what is wrong with it (missing, a
 folder, not UTF-8, not JSON on line N), never a traceback. Corpora are read elsewhere
-(gptlab.data.local_files): there a bad byte is replaced and counted, not refused.
+(gptlab.data.local_files): there a bad byte is replaced and counted, not refused. All JSON is parsed by
+loads_json, which refuses values nested too deeply to walk.
+
+The folders gptlab writes (a training run, a prepared dataset) are recognised here, on every floor,
+and refuse_overlap keeps an output off the inputs a command reads.
 """
 
 from __future__ import annotations
@@ -56,6 +60,17 @@ def is_run_folder(path: str | Path) -> bool:
     """A training run's folder (its checkpoints or its metrics): never a place to write a model."""
     path = Path(path)
     return (path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_LOG_FILE).is_file()
+
+
+def holds_run_files(path: str | Path) -> bool:
+    """A folder with a run's own files in it: its metrics log, or a checkpoint named step-N.
+    Stricter than is_run_folder, for folders nobody named as a run (the folders above an --out,
+    those inside a corpus): a project's own `checkpoints/` folder does not make it a run."""
+    path = Path(path)
+    checkpoints = path / CHECKPOINTS_DIR
+    return (path / METRICS_LOG_FILE).is_file() or (
+        checkpoints.is_dir() and any(checkpoints.glob("step-*"))
+    )
 
 
 def is_prepared_folder(path: str | Path) -> bool:

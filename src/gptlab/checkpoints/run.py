@@ -24,7 +24,13 @@ import torch
 
 from gptlab.checkpoints.model_folder import CONFIG_FILE, WEIGHTS_FILE, save_model
 from gptlab.errors import GptlabError
-from gptlab.fileio import CHECKPOINTS_DIR, is_run_folder, read_json, writer_errors_as_os_errors
+from gptlab.fileio import (
+    CHECKPOINTS_DIR,
+    holds_run_files,
+    is_run_folder,
+    read_json,
+    writer_errors_as_os_errors,
+)
 
 STATE_FILE = "training_state.pt"
 INFO_FILE = "checkpoint.json"
@@ -40,7 +46,8 @@ def refuse_in_run_folder(out: str | Path, flag: str = "--out") -> None:
     checkpoint): the run's own checkpoints would be replaced by a folder it cannot resume from."""
     target = Path(out).resolve()
     for folder in (target, *target.parents):
-        if is_run_folder(folder):
+        named = folder == target  # --out itself: any sign of a run; a folder above: its files
+        if is_run_folder(folder) if named else holds_run_files(folder):
             where = "is" if folder == target else f"lies in {folder},"
             raise GptlabError(
                 f"{flag} {out} {where} a training run folder; write the model somewhere else"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.errors import GptlabError
-from gptlab.fileio import is_prepared_folder, is_run_folder, loads_json
+from gptlab.fileio import holds_run_files, is_prepared_folder, loads_json
 from gptlab.optional import import_optional
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet", ".csv")
@@ -95,7 +95,7 @@ def _corpus_files(folder: Path) -> Iterator[Path]:
     """The supported files under a corpus folder, leaving out hidden entries and what gptlab
     wrote there: a prepared dataset or a training run (its metrics, its checkpoints' JSON) read
     back as documents would train on gptlab's own output."""
-    if is_prepared_folder(folder) or is_run_folder(folder):
+    if is_prepared_folder(folder) or holds_run_files(folder):
         raise GptlabError(
             f"{folder} is a {'prepared dataset' if is_prepared_folder(folder) else 'training run'} "
             "written by gptlab, not a corpus; name the folder of your text files"
@@ -107,7 +107,7 @@ def _corpus_files(folder: Path) -> Iterator[Path]:
             for d in dirs
             if not d.startswith(".")
             and not is_prepared_folder(here / d)
-            and not is_run_folder(here / d)
+            and not holds_run_files(here / d)
         )
         for name in names:
             if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES:

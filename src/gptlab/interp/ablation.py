@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from gptlab.data.loader import TokenLoader
 from gptlab.data.prepared_folder import check_same_tokenizer
-from gptlab.device import model_device
+from gptlab.device import model_device, require_memory
 from gptlab.errors import GptlabError
 from gptlab.interp.indices import require_forward_fits
 from gptlab.model.batching import IGNORE_INDEX
@@ -144,6 +144,12 @@ def dataset_sample(
         )
     require_forward_fits(
         model, batch_size, block_size, f"batches of {batch_size} x {block_size} tokens"
+    )
+    # Every batch is kept (inputs and targets, int64) to run once per ablated head.
+    require_memory(
+        batches * batch_size * block_size * 16,
+        f"{batches} batches of {batch_size} x {block_size} tokens",
+        model_device(model),
     )
     loader = TokenLoader(
         data_dir,
