@@ -8,14 +8,9 @@ import torch
 from model_testing import spiky_model
 
 from gptlab.errors import GptlabError
-from gptlab.inference.generate import (
-    CACHE_KINDS,
-    GenerationConfig,
-    compiled_decode_step,
-    generate,
-    new_cache,
-    next_token_logits,
-)
+from gptlab.inference.config import CACHE_KINDS, GenerationConfig
+from gptlab.inference.forward import compiled_decode_step, new_cache, next_token_logits
+from gptlab.inference.generate import generate
 from gptlab.model import GPT, KVCache
 from gptlab.model.config import ModelConfig
 from gptlab.model.static_cache import StaticKVCache

@@ -19,7 +19,7 @@ from model_testing import save_tiny_gpt2_model, spiky_model
 from torch.overrides import TorchFunctionMode
 
 from gptlab.cli import main
-from gptlab.inference.generate import GenerationConfig, generate, generate_text
+from gptlab.inference.generate import GenerationConfig, decode_steps, generate, generate_text
 from gptlab.model import GPT
 from gptlab.model.config import ModelConfig
 from gptlab.tokenizers.base import CharTokenizer
@@ -86,6 +86,24 @@ def test_generate(model, watch, cache):
 
 def test_generate_text(model, tokenizer, watch):
     generate_text(model, tokenizer, "hello", SAMPLED)
+
+
+def test_decode_steps_computes_in_inference_mode_and_leaves_the_caller_alone(model):
+    """Every step's forward pass runs in inference mode, while the code between steps (the
+    caller's) keeps its own grad mode: a generator must not leak its mode across yields."""
+    modes = []
+    hook = model.register_forward_hook(
+        lambda *_: modes.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+    )
+    try:
+        steps = decode_steps(model, [[1, 2, 3]], SAMPLED, logits=True)
+        for step in steps:
+            assert not step.logits.requires_grad
+            assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    finally:
+        hook.remove()
+    assert len(modes) == SAMPLED.max_new_tokens
+    assert all(inference and not grad for inference, grad in modes)
 
 
 def test_speculative_decoding(model, watch):

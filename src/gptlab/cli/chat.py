@@ -50,7 +50,7 @@ def run(args) -> int:
     from gptlab.device import resolve_device
     from gptlab.errors import GptlabError
     from gptlab.finetune.instruct import answer_config, answer_room, prompt_ids
-    from gptlab.inference.generate import generate
+    from gptlab.inference.decode import decode_steps
 
     device = resolve_device(args.device)
     if (Path(args.checkpoint) / TASK_FILE).is_file():
@@ -71,10 +71,6 @@ def run(args) -> int:
     config = answer_config(args.max_new_tokens, args.temperature, args.top_k, args.seed)
     interactive = sys.stdin.isatty()
 
-    def write(index: int, piece: str) -> None:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-
     while True:
         if interactive:
             print("> ", end="", file=sys.stderr, flush=True)
@@ -88,11 +84,8 @@ def run(args) -> int:
             print(f"gptlab: {exc}", file=sys.stderr)
             continue
         room = answer_room(ids, model.config.block_size, args.max_new_tokens)
-        generate(
-            model,
-            ids,
-            dataclasses.replace(config, max_new_tokens=room),
-            tokenizer=tokenizer,
-            on_text=write,
-        )
+        answer = dataclasses.replace(config, max_new_tokens=room)
+        for step in decode_steps(model, ids, answer, tokenizer=tokenizer):
+            sys.stdout.write(step.text[0])
+            sys.stdout.flush()
         print(flush=True)

@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from gptlab.device import model_device
 from gptlab.eval.perplexity import evaluate_text
-from gptlab.inference.generate import GenerationConfig, generate
+from gptlab.inference.config import GenerationConfig
+from gptlab.inference.decode import decode_steps
 from gptlab.inference.precision import dtype_for_device, prepare_model, weight_bytes
 from gptlab.inference.speculative import speculative_generate
 from gptlab.model.hf import to_hf_model
@@ -105,7 +106,11 @@ def gptlab_row(name: str, model, batch: int = 1, **config) -> BenchRow:
         settings = GenerationConfig(
             max_new_tokens=new_tokens, temperature=0, stop_at_eot=False, **config
         )
-        return generate(model, prompt, settings, on_step=on_step)[0].token_ids
+        tokens = []
+        for step in decode_steps(model, prompt, settings):
+            on_step(step.index)
+            tokens.append(step.tokens[0])
+        return tokens
 
     return BenchRow(name, batch, run)
 
