@@ -54,8 +54,8 @@ def test_static_cache_holds_what_the_dynamic_cache_holds(model):
     assert static.seq_len == dynamic.seq_len == 7
     assert static.keys[0].shape == (2, 4, 12, 8)  # preallocated, never reallocated
     for layer in range(model.config.n_layer):
-        torch.testing.assert_close(static.keys[layer][:, :, :7], dynamic.keys[layer])
-        torch.testing.assert_close(static.values[layer][:, :, :7], dynamic.values[layer])
+        torch.testing.assert_close(static.keys[layer][:, :, :7], dynamic.keys[layer][:, :, :7])
+        torch.testing.assert_close(static.values[layer][:, :, :7], dynamic.values[layer][:, :, :7])
     static.crop(5)
     dynamic.crop(5)
     assert static.seq_len == dynamic.seq_len == 5
