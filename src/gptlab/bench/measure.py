@@ -95,13 +95,13 @@ def read_bytes_per_token(model: nn.Module) -> int:
     head = getattr(model, "lm_head", None)
     head_weight = getattr(head, "weight", None)
     tied_table = head_weight if isinstance(head_weight, torch.Tensor) else None
-    seen: set[int] = set()
+    seen: list[torch.Tensor] = []  # kept alive, so that identity means the same tensor
     total = 0
     for module in model.modules():
         for tensor in module_weights(module):
-            if id(tensor) in seen:
+            if any(tensor is other for other in seen):
                 continue
-            seen.add(id(tensor))
+            seen.append(tensor)
             if isinstance(module, nn.Embedding) and tensor is not tied_table:
                 continue
             total += tensor.numel() * tensor.element_size()
