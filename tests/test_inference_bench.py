@@ -82,3 +82,23 @@ def test_quick_keeps_the_values_given_explicitly(checkpoint, tmp_path, capsys):
     assert main(["bench", "generate", *flags]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["new_tokens"] == 5 and result["repeats"] == 1  # given, and --quick's
+
+
+def test_bytes_read_per_token_by_hand():
+    """A step reads every matrix once (the tied head reads the token table once) and one row of
+    the position table, which is left out; int8 linears count one byte per weight."""
+    from gptlab.bench.measure import bandwidth_gb_s, read_bytes_per_token
+    from gptlab.inference.precision import prepare_model
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=len(CHARS), block_size=32, n_layer=2, n_head=4, n_embd=32))
+    every = dict(model.named_parameters())  # the tied head appears once, as wte.weight
+    expected = sum(p.numel() for name, p in every.items() if not name.startswith("wpe")) * 4
+    assert read_bytes_per_token(model) == expected
+    quantized = prepare_model(model, quantize="int8")
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    weights = sum(m.weight.numel() for m in linears)  # int8: one byte each
+    biases = sum(m.bias.numel() for m in linears if m.bias is not None) * 4
+    norms = sum(p.numel() for n, p in every.items() if ".ln_" in n or n.startswith("ln_f")) * 4
+    assert read_bytes_per_token(quantized) == weights + biases + norms
+    assert bandwidth_gb_s(torch.device("cpu"), repeats=1) > 0

@@ -8,14 +8,9 @@ import torch
 from model_testing import spiky_model
 
 from gptlab.errors import GptlabError
-from gptlab.inference.generate import (
-    CACHE_KINDS,
-    GenerationConfig,
-    compiled_decode_step,
-    generate,
-    new_cache,
-    next_token_logits,
-)
+from gptlab.inference.config import CACHE_KINDS, GenerationConfig
+from gptlab.inference.forward import compiled_decode_step, new_cache, next_token_logits
+from gptlab.inference.generate import generate
 from gptlab.model import GPT, KVCache
 from gptlab.model.config import ModelConfig
 from gptlab.model.static_cache import StaticKVCache
@@ -59,8 +54,8 @@ def test_static_cache_holds_what_the_dynamic_cache_holds(model):
     assert static.seq_len == dynamic.seq_len == 7
     assert static.keys[0].shape == (2, 4, 12, 8)  # preallocated, never reallocated
     for layer in range(model.config.n_layer):
-        torch.testing.assert_close(static.keys[layer][:, :, :7], dynamic.keys[layer])
-        torch.testing.assert_close(static.values[layer][:, :, :7], dynamic.values[layer])
+        torch.testing.assert_close(static.keys[layer][:, :, :7], dynamic.keys[layer][:, :, :7])
+        torch.testing.assert_close(static.values[layer][:, :, :7], dynamic.values[layer][:, :, :7])
     static.crop(5)
     dynamic.crop(5)
     assert static.seq_len == dynamic.seq_len == 5

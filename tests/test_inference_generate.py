@@ -11,20 +11,22 @@ import torch
 from model_testing import spiky_model
 
 from gptlab.errors import GptlabError
-from gptlab.inference.generate import (
+from gptlab.inference.config import (
     CACHE_KINDS,
     FINISH_EOT,
     FINISH_LENGTH,
     FINISH_STOP,
     GenerationConfig,
-    TextStream,
+)
+from gptlab.inference.decode import decode_steps
+from gptlab.inference.generate import generate, generate_text
+from gptlab.inference.sampling import (
     apply_repetition_penalty,
     choose_next_tokens,
-    generate,
-    generate_text,
     top_k_filter,
     top_p_filter,
 )
+from gptlab.inference.text_stream import TextStream
 from gptlab.model import GPT
 from gptlab.model.config import ModelConfig
 from gptlab.tokenizers.base import CharTokenizer, GPT2Tokenizer
@@ -190,17 +192,86 @@ def test_eot_stops_and_is_not_kept(model):
 
 def test_streaming_pieces_add_up_to_the_final_text(model, tokenizer):
     config = GenerationConfig(max_new_tokens=25, num_samples=3, seed=3, stop_strings=("e", "ab"))
-    pieces: dict[int, str] = {}
-    generations = generate_text(
-        model,
-        tokenizer,
-        ["hi", "hello there"],
-        config,
-        on_text=lambda i, s: pieces.update({i: pieces.get(i, "") + s}),
-    )
-    assert len(generations) == 6
+    prompts = [tokenizer.encode("hi"), tokenizer.encode("hello there")]
+    pieces = [""] * 6
+    finished = {}
+    for step in decode_steps(model, prompts, config, tokenizer=tokenizer):
+        for row, piece in enumerate(step.text):
+            pieces[row] += piece
+        assert not finished.keys() & step.finished.keys()  # a row finishes once
+        finished |= step.finished
+    generations = generate_text(model, tokenizer, ["hi", "hello there"], config)
+    assert len(generations) == 6 and len(finished) == 6
     for row, generation in enumerate(generations):
-        assert pieces.get(row, "") == generation.text
+        assert pieces[row] == generation.text
+        assert finished[row] == generation.finish_reason
+
+
+# Drawn by the decoding loop as it was before decode_steps (commit 8a8c274's generate, a
+# 118-line function with callbacks), on the `model` fixture, with
+# generate(model, [[1, 2, 3], [5] * 6], GenerationConfig(max_new_tokens=20, seed=1234,
+# num_samples=2, **settings)). The second prompt outgrows block_size 16, so the context-window
+# path is pinned too.
+PINNED_SAMPLES = {
+    "plain": (
+        dict(temperature=1.0),
+        [
+            [49, 35, 0, 58, 37, 28, 42, 54, 41, 32, 0, 56, 56, 3, 10, 44, 44, 42, 5, 1],
+            [41, 30, 48, 32, 0, 18, 35, 44, 36, 36, 26, 35, 35, 36, 37, 2, 40, 31, 41, 18],
+            [41, 30, 31, 54, 1, 27, 31, 8, 41, 31, 9, 21, 21, 1, 35, 58, 50, 35, 31, 58],
+            [30, 1, 53, 45, 58, 31, 35, 58, 26, 22, 35, 50, 42, 22, 35, 41, 18, 1, 9, 4],
+        ],
+    ),
+    "filters": (
+        dict(temperature=0.8, top_k=10, top_p=0.9, repetition_penalty=1.3),
+        [
+            [49, 36, 36, 35, 56, 0, 31, 45, 35, 42, 29, 49, 58, 37, 53, 5, 50, 12, 35, 56],
+            [41, 37, 42, 44, 36, 35, 56, 44, 49, 36, 31, 35, 35, 43, 49, 2, 40, 28, 5, 18],
+            [31, 58, 31, 52, 35, 45, 28, 20, 41, 31, 9, 44, 41, 40, 49, 49, 0, 39, 35, 15],
+            [30, 31, 35, 26, 58, 31, 35, 58, 35, 31, 2, 47, 2, 1, 49, 44, 43, 0, 17, 32],
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", PINNED_SAMPLES)
+@pytest.mark.parametrize("cache", CACHE_KINDS)
+def test_seeded_samples_are_the_tokens_the_old_loop_drew(model, name, cache):
+    settings, expected = PINNED_SAMPLES[name]
+    if name == "plain" and cache != "dynamic":
+        pytest.skip("pinned on the dynamic cache only")
+    config = GenerationConfig(max_new_tokens=20, seed=1234, num_samples=2, cache=cache, **settings)
+    generations = generate(model, [[1, 2, 3], [5] * 6], config)
+    assert [g.token_ids for g in generations] == expected
+
+
+def test_stopping_the_iteration_cancels(model):
+    steps = decode_steps(model, [1, 2, 3], greedy(40))
+    first = [step.tokens[0] for step, _ in zip(steps, range(5), strict=False)]
+    steps.close()  # the generator is done: no more forward passes
+    assert list(steps) == []
+    assert first == generate(model, [1, 2, 3], greedy(5))[0].token_ids
+
+
+def test_steps_hand_the_logits_the_tokens_were_chosen_from(model):
+    for step in decode_steps(model, [[1, 2], [3, 4, 5]], greedy(6), logits=True):
+        assert step.logits.shape == (2, len(CHARS))
+        assert step.tokens == step.logits.argmax(-1).tolist()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(temperature=1e-45),
+        dict(temperature=1e-45, top_k=5),
+        dict(top_p=1e-300, temperature=1e-40),
+    ],
+)
+def test_numerically_empty_distributions_fall_back_to_greedy(model, settings):
+    """A temperature of 1e-45 makes every logit +-inf (softmax NaN): torch.multinomial raised.
+    The limit of such settings is greedy decoding, and that is what they now give."""
+    sampled = generate(model, [1, 2, 3], GenerationConfig(max_new_tokens=10, seed=0, **settings))
+    assert sampled[0].token_ids == generate(model, [1, 2, 3], greedy(10))[0].token_ids
 
 
 def test_text_stream_handles_characters_split_across_bpe_tokens():

@@ -17,7 +17,7 @@ PACKAGE = Path(gptlab.__file__).parent
 FLOORS = [
     ("cli",),
     ("experiment", "finetune", "explore"),
-    ("train",),
+    ("train", "bench"),
     ("inference",),
     ("eval", "interp", "checkpoints"),
     ("data", "model"),

@@ -27,7 +27,7 @@ PUBLIC = {
     "save_model": "gptlab.checkpoints.model_folder",
     "generate": "gptlab.inference.generate",
     "generate_text": "gptlab.inference.generate",
-    "GenerationConfig": "gptlab.inference.generate",
+    "GenerationConfig": "gptlab.inference.config",
     "build_run_config": "gptlab.train.config",
 }
 

@@ -122,9 +122,10 @@ QUICK = {"new_tokens": 8, "repeats": 1, "batches": [1, 2], "ppl_tokens": 256}
 def generate_main(args: argparse.Namespace) -> int:
     import json
 
+    from gptlab.bench.generate import bench_generate
+    from gptlab.bench.report import format_generate_table, plot_generate
     from gptlab.cli.common import load_model_from_args
     from gptlab.errors import require
-    from gptlab.inference.bench import bench_generate, format_generate_table, plot_generate
 
     # Explicit values win over both the --quick values and the defaults.
     defaults = QUICK if args.quick else DEFAULTS

@@ -1,19 +1,22 @@
-"""`gptlab chat`: talk to an instruction-tuned model, one instruction per line."""
+"""`gptlab chat`: talk to an instruction-tuned model, one instruction per line, with memory."""
 
 from __future__ import annotations
 
 from gptlab.cli.common import add_threads_arg, seed_arg
 
 EXIT_WORDS = ("exit", "quit")
+RESET_WORD = "/reset"
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "chat",
         help="chat with an instruction-tuned model (one instruction per line)",
-        description="Read instructions from stdin, one per line; wrap each in the Alpaca template used by "
-        "gptlab finetune instruct and stream the model's answer. Ends at end of input, an empty line or "
-        "'exit'. Each line is answered on its own (no conversation memory).",
+        description="Read instructions from stdin, one per line, and stream the model's answers. The "
+        "conversation is kept in the Alpaca template used by gptlab finetune instruct (one instruction / "
+        "response block per turn) and read once: the KV cache carries it from turn to turn. When it "
+        "would pass the model's context the oldest turns are dropped, with a notice. '/reset' starts "
+        "over; end of input, an empty line or 'exit' ends.",
         epilog="example: gptlab chat --checkpoint runs/alpaca",
     )
     parser.add_argument(
@@ -42,15 +45,14 @@ def register(subparsers) -> None:
 
 
 def main(args) -> int:
-    import dataclasses
     import sys
     from pathlib import Path
 
     from gptlab.checkpoints.finetuned import TASK_FILE, load_finetuned
     from gptlab.device import resolve_device
     from gptlab.errors import GptlabError
-    from gptlab.finetune.instruct import answer_config, answer_room, prompt_ids
-    from gptlab.inference.generate import generate
+    from gptlab.finetune.chat import Conversation
+    from gptlab.finetune.instruct import answer_config
 
     device = resolve_device(args.device)
     if (Path(args.checkpoint) / TASK_FILE).is_file():
@@ -69,12 +71,8 @@ def main(args) -> int:
                 f"{args.checkpoint} has no tokenizer.json; it cannot turn text into tokens"
             )
     config = answer_config(args.max_new_tokens, args.temperature, args.top_k, args.seed)
+    conversation = Conversation(model, tokenizer, config)
     interactive = sys.stdin.isatty()
-
-    def write(index: int, piece: str) -> None:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-
     while True:
         if interactive:
             print("> ", end="", file=sys.stderr, flush=True)
@@ -82,17 +80,22 @@ def main(args) -> int:
         instruction = line.strip()
         if not line or not instruction or instruction.lower() in EXIT_WORDS:
             return 0
+        if instruction == RESET_WORD:
+            conversation.reset()
+            print("gptlab: conversation cleared", file=sys.stderr)
+            continue
         try:
-            ids = prompt_ids(tokenizer, instruction, "", model.config.block_size)
+            dropped, pieces = conversation.ask(instruction)
         except GptlabError as exc:  # one instruction too long: say so and take the next
             print(f"gptlab: {exc}", file=sys.stderr)
             continue
-        room = answer_room(ids, model.config.block_size, args.max_new_tokens)
-        generate(
-            model,
-            ids,
-            dataclasses.replace(config, max_new_tokens=room),
-            tokenizer=tokenizer,
-            on_text=write,
-        )
+        if dropped:
+            print(
+                f"gptlab: the conversation outgrew the model's context "
+                f"({model.config.block_size} tokens); dropped the oldest {dropped} turn(s)",
+                file=sys.stderr,
+            )
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
         print(flush=True)

@@ -136,7 +136,7 @@ def sample(args: argparse.Namespace) -> int:
     from gptlab.cli.common import load_model_from_args
     from gptlab.device import dtype_name
     from gptlab.errors import require
-    from gptlab.inference.generate import GenerationConfig, generate_text
+    from gptlab.inference.config import GenerationConfig
     from gptlab.inference.precision import prepare_model
 
     require(len(args.prompt) > 0, "--prompt is empty; give some text to continue")
@@ -163,21 +163,27 @@ def sample(args: argparse.Namespace) -> int:
         return sample_speculative(args, model, tokenizer)
 
     # One sequence streams as it grows; several are printed one after another when done.
-    stream = config.num_samples == 1 and not args.no_stream
-    on_text = None
-    if stream:
+    if config.num_samples == 1 and not args.no_stream:
+        return stream_one(model, tokenizer, args.prompt, config)
+    from gptlab.inference.generate import generate_text
 
-        def on_text(_row: int, piece: str) -> None:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-
-    generations = generate_text(model, tokenizer, args.prompt, config, on_text=on_text)
-    for generation in generations:
+    for generation in generate_text(model, tokenizer, args.prompt, config):
         if config.num_samples > 1:
             print(f"--- sample {generation.sample_index + 1}/{config.num_samples} ---")
-        if not stream:
-            sys.stdout.write(generation.text)
+        sys.stdout.write(generation.text)
         print()
+    return 0
+
+
+def stream_one(model, tokenizer, prompt: str, config) -> int:
+    """Print one continuation piece by piece as decode_steps produces it."""
+    from gptlab.inference.decode import decode_steps
+    from gptlab.inference.generate import encode_prompts
+
+    for step in decode_steps(model, encode_prompts(tokenizer, prompt), config, tokenizer=tokenizer):
+        sys.stdout.write(step.text[0])
+        sys.stdout.flush()
+    print()
     return 0
 
 

@@ -20,7 +20,6 @@ check and the request-head timeout.
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at definition
 # time, and the request models are imported inside create_app (pydantic comes with the extra).
 
-import json
 import logging
 import mimetypes
 from collections.abc import Callable
@@ -144,18 +143,23 @@ def create_app(explorers: dict[str, Explorer]):
             body.k,
         )
 
+    streams = streaming.StreamLimit()
+
     @app.post(
         "/api/generate",
         summary="stream a continuation: one JSON line per token, then a 'done' line",
         response_class=StreamingResponse,
     )
-    def generate(body: GenerateRequest):
+    async def generate(body: GenerateRequest):
         explorer = explorer_for(body.model)
         config = streaming.generation_config(
             body.max_new_tokens, body.temperature, body.top_k, body.top_p, body.seed
         )
-        events = streaming.stream_generation(explorer, body.prompt, config)
-        lines = (json.dumps(event) + "\n" for event in events)
+        events = streaming.stream_events(explorer, body.prompt, config)  # checks, no compute
+        if not streams.try_open():
+            events.close()
+            return error(429, streams.busy_message())
+        lines = streaming.ndjson_lines(events, streams)
         return StreamingResponse(lines, media_type="application/x-ndjson")
 
     @app.post("/api/attention", summary="every head's attention pattern and one head in full")

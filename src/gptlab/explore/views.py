@@ -14,7 +14,8 @@ import torch
 
 from gptlab.errors import require
 from gptlab.explore.session import Explorer, PromptPass
-from gptlab.inference.generate import GenerationConfig, shape_logits
+from gptlab.inference.config import GenerationConfig
+from gptlab.inference.sampling import draw_probabilities
 from gptlab.interp.ablation import ABLATION_MODES, ablation_hooks, mlp_ablation_hooks
 from gptlab.interp.attention import patterns_from_cache
 from gptlab.interp.attribution import attribution_from_cache
@@ -69,11 +70,7 @@ def next_token(
     run = explorer.prompt_pass(prompt)
     logits = run.logits[0, -1]  # (V,)
     probs = logits.softmax(-1)
-    if config.greedy:
-        sampled = torch.zeros_like(probs)
-        sampled[logits.argmax()] = 1.0
-    else:
-        sampled = shape_logits(logits[None], config)[0].softmax(-1)
+    sampled = draw_probabilities(logits[None], config)[0]  # one-hot when greedy
     top_probs, top_ids = probs.topk(min(k, probs.numel()))
     candidates = token_list(explorer, top_ids.tolist(), top_probs.tolist())
     for row in candidates:

@@ -37,7 +37,8 @@ import torch
 from gptlab.errors import GptlabError
 from gptlab.finetune.examples import InstructionExample
 from gptlab.finetune.loop import StepResult
-from gptlab.inference.generate import GenerationConfig, generate
+from gptlab.inference.config import GenerationConfig
+from gptlab.inference.generate import generate
 from gptlab.model.batching import IGNORE_INDEX, right_pad
 from gptlab.model.gpt import GPT
 from gptlab.tokenizers.base import Tokenizer

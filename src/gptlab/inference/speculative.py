@@ -2,7 +2,8 @@
 
 Each round:
 
-    draft   proposes k tokens d1..dk, one at a time (cheap: a small model)
+    draft   proposes k tokens d1..dk, one at a time (cheap: a small model; decode_steps on the
+            draft's own KV cache)
     target  runs [last token, d1..dk] in ONE forward pass; its greedy choice after each prefix
             gives g1..g(k+1)
     accept  the longest prefix with d_i == g_i (n tokens), then g(n+1): the target's own token
@@ -24,6 +25,8 @@ import torch
 
 from gptlab.device import model_device
 from gptlab.errors import GptlabError, require
+from gptlab.inference.config import GenerationConfig
+from gptlab.inference.decode import decode_steps
 from gptlab.model.kv_cache import KVCache
 
 
@@ -54,6 +57,15 @@ def _feed(model, cache: KVCache, tokens: list[int], device) -> torch.Tensor:
     new = torch.tensor([tokens[cache.seq_len :]], device=device)  # (1, T_new)
     logits, _ = model(new, kv_cache=cache)
     return logits[0]
+
+
+def propose(draft, cache: KVCache, tokens: list[int], k: int) -> list[int]:
+    """The draft's k greedy tokens after `tokens`, decoded by the shared loop on its own cache
+    (which then holds tokens + all guesses but the last)."""
+    if k == 0:
+        return []
+    config = GenerationConfig(max_new_tokens=k, temperature=0, stop_at_eot=False)
+    return [step.tokens[0] for step in decode_steps(draft, tokens, config, cache=cache)]
 
 
 @torch.inference_mode()
@@ -93,10 +105,7 @@ def speculative_generate(
         # The last round's final token is always the target's own, so at most
         # max_new_tokens - len(new) - 1 draft tokens can still be useful.
         k = min(draft_tokens, max_new_tokens - len(new) - 1)
-        guesses: list[int] = []
-        for _ in range(k):
-            logits = _feed(draft, draft_cache, tokens + guesses, device)
-            guesses.append(int(logits[-1].argmax()))
+        guesses = propose(draft, draft_cache, tokens, k)
         # Target: logits after each of the last k + 1 tokens of tokens + guesses.
         logits = _feed(target, target_cache, tokens + guesses, device)  # (T_new, V)
         choices = logits[-(k + 1) :].argmax(dim=-1).tolist()  # g1 .. g(k+1)

@@ -138,7 +138,11 @@ class CausalSelfAttention(nn.Module):
 
         dropout_p = self.dropout if self.training else 0.0
         # The fused kernel never materialises the weights; hooks on them need the explicit path.
-        if self.use_sdpa and not (self.hook_attn_scores.active or self.hook_pattern.active):
+        # A single query (a decode step) takes it too: its scores are one row per head, and the
+        # fused CPU kernel's thread fan-out cost 26 ms per call on a busy 2-core machine where
+        # the two small matmuls cost well under one (BENCHMARKS.md, decoding).
+        hooked = self.hook_attn_scores.active or self.hook_pattern.active
+        if self.use_sdpa and not hooked and not (T == 1 and not self.training):
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=inputs.mask, dropout_p=dropout_p, is_causal=inputs.is_causal
             )

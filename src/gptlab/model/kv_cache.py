@@ -3,9 +3,12 @@
 During generation each new token only needs its own query; the keys and values of the tokens
 before it do not change, so we keep them instead of recomputing the whole prefix every step.
 
-KVCacheLike is what the model asks of a cache. KVCache grows by concatenation: its keys are
-exactly the positions seen so far. The preallocated StaticKVCache (gptlab.model.static_cache)
-keeps one shape for the whole generation.
+KVCacheLike is what the model asks of a cache. KVCache grows as the sequence does, but not by
+concatenation: each layer's keys and values live in a buffer allocated CHUNK positions at a time,
+a step writes its new positions in place, and attention reads a view of the positions written so
+far. A `torch.cat` per layer per step copied the whole cache every token (O(T) bytes and one more
+parallel kernel each time: on a busy 2-core CPU, a third of a GPT-2 step). The preallocated
+StaticKVCache (gptlab.model.static_cache) keeps one shape for the whole generation.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
+
+CHUNK = 128  # positions added to a buffer when it is full
 
 
 class KVCacheLike(Protocol):
@@ -44,38 +49,57 @@ class KVCacheLike(Protocol):
 
 
 class KVCache:
-    """A growing per-layer cache of keys and values, each (B, n_head, T_past, head_dim)."""
+    """Per-layer keys and values, each a buffer (B, n_head, capacity, head_dim) of which the
+    first seq_len positions are written."""
 
     def __init__(self, n_layer: int) -> None:
         self.keys: list[torch.Tensor | None] = [None] * n_layer
         self.values: list[torch.Tensor | None] = [None] * n_layer
+        self._len = 0  # positions written by completed forward passes
 
     @property
     def seq_len(self) -> int:
         """How many positions are cached (the same for every layer between forward passes)."""
-        k = self.keys[0]
-        return 0 if k is None else k.shape[2]
+        return self._len
 
     def key_len(self, new_tokens: int) -> int:
         """How many keys attention sees after this call appends `new_tokens` positions."""
-        return self.seq_len + new_tokens
+        return self._len + new_tokens
 
     def update(
         self, layer: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append this step's k, v for `layer`; return all keys and values so far."""
-        if self.keys[layer] is None:
-            self.keys[layer], self.values[layer] = k, v
-        else:
-            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
-            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
-        return self.keys[layer], self.values[layer]
+        """Write this step's k, v (B, n_head, T, head_dim) for `layer`; return views of all keys
+        and values so far (B, n_head, seq_len + T, head_dim)."""
+        start, end = self._len, self._len + k.shape[2]
+        buffer = self.keys[layer]
+        if buffer is None or buffer.shape[2] < end or buffer.shape[:2] != k.shape[:2]:
+            self.keys[layer] = self._grown(buffer, k, start, end)
+            self.values[layer] = self._grown(self.values[layer], v, start, end)
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        if layer == len(self.keys) - 1:  # the forward pass is complete: every layer has T more
+            self._len = end
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    @staticmethod
+    def _grown(
+        buffer: torch.Tensor | None, new: torch.Tensor, start: int, end: int
+    ) -> torch.Tensor:
+        """A buffer with room for `end` positions (rounded up to CHUNK), holding the first
+        `start` positions of the old one."""
+        B, H, _, D = new.shape
+        capacity = -(-end // CHUNK) * CHUNK
+        grown = new.new_empty(B, H, capacity, D)
+        if buffer is not None and start > 0:
+            grown[:, :, :start] = buffer[:, :, :start]
+        return grown
 
     def crop(self, n: int) -> None:
         """Forget every position from n on (speculative decoding drops rejected tokens)."""
-        self.keys = [None if k is None else k[:, :, :n] for k in self.keys]
-        self.values = [None if v is None else v[:, :, :n] for v in self.values]
+        self._len = min(self._len, n)
 
     def reset(self) -> None:
         self.keys = [None] * len(self.keys)
         self.values = [None] * len(self.values)
+        self._len = 0

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from gptlab.inference.generate import GenerationConfig, generate_text
+from gptlab.inference.config import GenerationConfig
+from gptlab.inference.generate import generate_text
 from gptlab.train.distributed import DistributedContext, mean_across_ranks
 
 

@@ -40,7 +40,7 @@ from gptlab.checkpoints.model_folder import WEIGHTS_FILE
 from gptlab.device import use_threads
 from gptlab.errors import GptlabError
 from gptlab.eval.hellaswag import hellaswag_training_eval
-from gptlab.inference.generate import GenerationConfig
+from gptlab.inference.config import GenerationConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.params import require_model_fits
 from gptlab.model.state import load_state_checked
