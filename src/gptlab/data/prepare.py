@@ -233,7 +233,7 @@ class _Job:
                 )
                 if budget_reached:
                     tokens, lengths = _cut_to(tokens, lengths, self.max_tokens - written)
-                is_train = _is_train_document(
+                is_train = is_train_document(
                     first_doc + np.arange(len(lengths)), self.val_fraction
                 )
                 offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -328,7 +328,7 @@ def _corpus_characters(batches: Iterator[list[str]], max_tokens: int | None) -> 
     return sorted(chars)
 
 
-def _is_train_document(indices: np.ndarray, val_fraction: Fraction) -> np.ndarray:
+def is_train_document(indices: np.ndarray, val_fraction: Fraction) -> np.ndarray:
     """Which documents (by stream index) are training documents (see the module docstring)."""
     keep, whole = val_fraction.denominator - val_fraction.numerator, val_fraction.denominator
     return (indices + 1) * keep // whole > indices * keep // whole
