@@ -44,6 +44,7 @@ from gptlab.data.folder import (
     is_prepared,
     settings_hash,
 )
+from gptlab.data.own_bpe import is_own_bpe, own_bpe_path, own_bpe_vocab_size
 from gptlab.data.parallel import batch_documents, encode_in_order, split_at_token_boundaries
 from gptlab.data.progress import PrepareProgress
 from gptlab.data.shards import ShardWriter, token_dtype
@@ -72,7 +73,9 @@ def prepare_dataset(
     """Tokenize `source` into a prepared folder and return its path (see the module docstring).
 
     tokenizer: "gpt2", "char" (a character vocabulary built from the corpus itself, which costs
-        one extra pass over the documents: a hub stream is streamed twice) or a tokenizer JSON.
+        one extra pass over the documents: a hub stream is streamed twice), "bpe:N" (an N-token
+        BPE trained on the corpus's training documents first, or reused: gptlab.data.own_bpe)
+        or a tokenizer JSON.
     max_docs / max_tokens: budgets; the stream stops there (the last document is cut so that
         exactly max_tokens tokens are kept).
     workers: tokenizer processes (default: one per available CPU core).
@@ -90,7 +93,22 @@ def prepare_dataset(
     src = resolve_source(
         source, text_column=text_column, hf_config=hf_config, show_progress=show_progress
     )
-    fixed_tokenizer = None if tokenizer == "char" else get_tokenizer(tokenizer)
+    if is_own_bpe(tokenizer):  # "bpe:N": train one on this corpus, or reuse the one from before
+        own_bpe_vocab_size(tokenizer)  # a bad N fails before the source is read
+        fixed_tokenizer = get_tokenizer(
+            str(
+                own_bpe_path(
+                    tokenizer,
+                    src,
+                    val_fraction=val_fraction,
+                    max_docs=max_docs,
+                    log=log,
+                    show_progress=show_progress,
+                )
+            )
+        )
+    else:
+        fixed_tokenizer = None if tokenizer == "char" else get_tokenizer(tokenizer)
     settings = {
         "format": FORMAT_VERSION,
         "source": src.describe(),
@@ -233,9 +251,7 @@ class _Job:
                 )
                 if budget_reached:
                     tokens, lengths = _cut_to(tokens, lengths, self.max_tokens - written)
-                is_train = is_train_document(
-                    first_doc + np.arange(len(lengths)), self.val_fraction
-                )
+                is_train = is_train_document(first_doc + np.arange(len(lengths)), self.val_fraction)
                 offsets = np.concatenate([[0], np.cumsum(lengths)])
                 # One write per run of consecutive documents of the same split.
                 run_starts = np.concatenate([[0], np.flatnonzero(np.diff(is_train)) + 1])

@@ -22,6 +22,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gptlab.data.own_bpe import is_own_bpe, own_bpe_vocab_size
 from gptlab.data.sources import check_source_spec
 from gptlab.device import dtype_name, threads_setting
 from gptlab.errors import GptlabError
@@ -52,7 +53,7 @@ class DataConfig:
     # A source name (tinyshakespeare, openwebtext, fineweb-edu, hf:NAME) or a local file or folder;
     # see `gptlab prepare --help`. Ignored when prepared_dir names an already prepared folder.
     source: str = "tinyshakespeare"
-    tokenizer: str = "char"  # char | gpt2 | path of a tokenizer JSON
+    tokenizer: str = "char"  # char | gpt2 | bpe:N (trained on the source) | a tokenizer JSON
     prepared_dir: str | None = None  # where the prepared shards are (default: in the gptlab cache)
     val_fraction: float = 0.1
     max_docs: int | None = None  # cap the corpus (useful for quick runs on big sources)
@@ -65,6 +66,8 @@ class DataConfig:
 
     def validate(self) -> None:
         check_source_spec(self.source)
+        if is_own_bpe(self.tokenizer):
+            own_bpe_vocab_size(self.tokenizer)
         if not 0.0 < self.val_fraction < 1.0:
             raise GptlabError(f"data.val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.loader_mode not in LOADER_MODES:
