@@ -40,6 +40,7 @@ from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
 from gptlab.rng import seed_everything
 from gptlab.train.config import RunConfig, TrainConfig
+from gptlab.train.cost import RunCost
 from gptlab.train.data_checks import training_data_warnings
 from gptlab.train.distributed import (
     DistributedContext,
@@ -322,6 +323,16 @@ class Trainer:
                     run_dir=self.run_dir,
                 )
             )
+        cost = RunCost(
+            cfg.tokens_per_step,
+            cfg.max_steps,
+            cfg.max_seconds,
+            self.step,
+            self.flops_per_token,
+            on_cpu=self.device.type == "cpu",
+        )
+        if context.is_main:
+            print(cost.plan())
         progress = ProgressLine(
             total_steps=cfg.max_steps,
             total_seconds=cfg.max_seconds,
@@ -338,6 +349,9 @@ class Trainer:
                 )
             while not finished:
                 finished = self.advance(progress)
+                for line in cost.after_step(self.step, self.train_seconds):
+                    if context.is_main:
+                        self.print(line)
         finally:
             progress.close()
             if self.logger is not None:
