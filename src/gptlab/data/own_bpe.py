@@ -84,7 +84,11 @@ def own_bpe_path(
     # One text (a .txt file): prepare splits it by its tail, so the whole text trains the BPE.
     if not src.single_text:
         documents = training_documents(documents, fraction)
-    log(f"training a {vocab_size:,}-token BPE on the training documents of {src.describe()}")
+    described = src.describe()
+    log(
+        f"training a {vocab_size:,}-token BPE on the training documents of "
+        f"{described.get('spec', src.slug)} (once: later runs on this corpus reuse it)"
+    )
     started = time.perf_counter()
     tokenizer = train_bpe(documents, vocab_size, progress=show_progress)
     path.parent.mkdir(parents=True, exist_ok=True)
