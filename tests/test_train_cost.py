@@ -54,3 +54,7 @@ def test_time_budget_and_resumed_runs():
 )
 def test_human_duration(seconds, text):
     assert human_duration(seconds) == text
+
+
+def test_small_plans_count_tokens_not_fractions_of_millions():
+    assert "= 24,576 tokens" in cost(max_steps=3, tokens_per_step=8_192).plan()

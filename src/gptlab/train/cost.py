@@ -33,6 +33,10 @@ def human_duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def human_tokens(tokens: float) -> str:
+    return f"{tokens:,.0f} tokens" if tokens < 1e6 else f"{tokens / 1e6:,.1f}M tokens"
+
+
 @dataclass
 class RunCost:
     """The cost lines of one run: `plan()` before it starts, `after_step()` once measured."""
@@ -61,7 +65,7 @@ class RunCost:
             )
         steps = self.max_steps - self.start_step
         return (
-            f"cost: {steps:,} steps x {self.tokens_per_step:,} tokens = {tokens / 1e6:,.1f}M tokens, "
+            f"cost: {steps:,} steps x {self.tokens_per_step:,} tokens = {human_tokens(tokens)}, "
             f"{tokens * self.flops_per_token:.2g} FLOPs; the time it takes here is measured "
             "after the first steps"
         )
@@ -86,7 +90,7 @@ class RunCost:
         lines = [
             f"cost: measured {tokens_per_s:,.0f} tokens/s over the first {done} step(s) "
             f"({seconds_per_step:.2f} s/step): the run takes about {human_duration(total)} of "
-            f"training here for {tokens / 1e6:,.1f}M tokens (ETA in the progress bar)"
+            f"training here for {human_tokens(tokens)} (ETA in the progress bar)"
         ]
         if self.on_cpu and total > CPU_HOURS_POINTER * 3600:
             lines.append(f"cost: {LAPTOP_POINTER}")
