@@ -84,13 +84,14 @@ TRAIN = {"gptlab": train_gptlab, "hf-tokenizers": train_hf, "rustbpe": train_rus
 
 def run_one(trainer: str, path: str, vocab_size: int) -> dict:
     train, held_out = split_corpus(path)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     count_tokens = TRAIN[trainer](train, vocab_size)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     held_out_bytes = sum(len(d.encode("utf-8")) for d in held_out)
     return {
         "trainer": trainer,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,  # all threads: on a shared machine, steadier than wall time
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "train_bytes": sum(len(d.encode("utf-8")) for d in train),
         "held_out_bytes": held_out_bytes,
@@ -121,7 +122,7 @@ def main() -> None:
             result = json.loads(out.stdout.strip().splitlines()[-1])
             results[trainer].append(result)
             print(
-                f"round {round_ + 1} {trainer:14s} {result['seconds']:7.1f} s  "
+                f"round {round_ + 1} {trainer:14s} {result['seconds']:7.1f} s ({result['cpu_seconds']:.1f} CPU s)  "
                 f"peak {result['peak_rss_mb']:6.0f} MB  held-out {result['held_out_bytes_per_token']:.4f} "
                 f"bytes/token  load {result['load_average']:.2f}",
                 flush=True,
@@ -132,13 +133,16 @@ def main() -> None:
         f"\n{first['train_bytes'] / 1e6:.1f} MB of training text, {first['held_out_bytes'] / 1e6:.1f} MB "
         f"held out, vocabulary {args.vocab_size}, load average {os.getloadavg()}"
     )
-    print("| trainer | median wall s | x gptlab | peak RSS MB | held-out bytes/token |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(
+        "| trainer | median wall s | x gptlab | median CPU s | peak RSS MB | held-out bytes/token |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     ours = statistics.median(r["seconds"] for r in results.get("gptlab", first and [first]))
     for trainer, runs in results.items():
         seconds = statistics.median(r["seconds"] for r in runs)
+        cpu = statistics.median(r["cpu_seconds"] for r in runs)
         print(
-            f"| {trainer} | {seconds:.1f} | {seconds / ours:.2f} | "
+            f"| {trainer} | {seconds:.1f} | {seconds / ours:.2f} | {cpu:.1f} | "
             f"{max(r['peak_rss_mb'] for r in runs):.0f} | {runs[0]['held_out_bytes_per_token']:.4f} |"
         )
 
