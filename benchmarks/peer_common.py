@@ -23,6 +23,7 @@ import torch
 
 from gptlab.data.prepare import is_train_document
 from gptlab.data.sources import iter_documents
+from gptlab.device import use_threads
 from gptlab.eval.bits_per_byte import score_documents, take_bytes
 
 HELD_OUT_BYTES = 1_000_000
@@ -68,9 +69,14 @@ class ScoredTokenizer:
         )
 
 
-def held_out_bits_per_byte(model, tokenizer, held_out: list[str]) -> dict:
+def held_out_bits_per_byte(
+    model, tokenizer, held_out: list[str], max_bytes: int = HELD_OUT_BYTES
+) -> dict:
+    """gptlab eval bpb's numbers for the first max_bytes of the held-out documents (with the
+    thread count `gptlab eval` would pick on this machine)."""
+    use_threads("auto")
     score = score_documents(
-        model, tokenizer, take_bytes(held_out, HELD_OUT_BYTES), total_bytes=HELD_OUT_BYTES
+        model, tokenizer, take_bytes(held_out, max_bytes), total_bytes=max_bytes
     )
     return score.to_dict()
 

@@ -88,6 +88,12 @@ def main() -> None:
     parser.add_argument("corpus", help="the .jsonl corpus")
     parser.add_argument("--seconds", type=float, default=600.0, help="base_train wall time")
     parser.add_argument("--save-every", type=int, default=2, help="base_train steps per checkpoint")
+    parser.add_argument(
+        "--held-out-bytes",
+        type=int,
+        default=1_000_000,
+        help="score the held-out documents up to this many bytes (gptlab eval bpb --max-bytes)",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/peer-nanochat"))
     parser.add_argument("--smoke", action="store_true", help="tiny data, tiny model, 2 steps")
     args = parser.parse_args()
@@ -122,7 +128,7 @@ def main() -> None:
     os.environ.update(env)
     model, tokenizer = load_nanochat(checkout)
     with torch.inference_mode():
-        result = held_out_bits_per_byte(model, tokenizer, held_out)
+        result = held_out_bits_per_byte(model, tokenizer, held_out, args.held_out_bytes)
     print(
         json.dumps(
             {"peer": "nanochat", "wall_seconds": wall, "load_average": os.getloadavg(), **result}

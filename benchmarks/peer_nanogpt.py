@@ -85,6 +85,12 @@ def main() -> None:
     parser.add_argument("corpus", help="the .jsonl corpus")
     parser.add_argument("--seconds", type=float, default=600.0, help="training wall time")
     parser.add_argument("--eval-interval", type=int, default=50)
+    parser.add_argument(
+        "--held-out-bytes",
+        type=int,
+        default=1_000_000,
+        help="score the held-out documents up to this many bytes (gptlab eval bpb --max-bytes)",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/peer-nanogpt"))
     parser.add_argument("--smoke", action="store_true", help="200 documents, 20 iterations")
     args = parser.parse_args()
@@ -117,7 +123,7 @@ def main() -> None:
     encoding = tiktoken.get_encoding("gpt2")
     tokenizer = ScoredTokenizer(encoding, eot_id=50256, vocab_size=encoding.n_vocab)
     with torch.inference_mode():
-        result = held_out_bits_per_byte(model, tokenizer, held_out)
+        result = held_out_bits_per_byte(model, tokenizer, held_out, args.held_out_bytes)
     print(
         json.dumps(
             {"peer": "nanoGPT", "wall_seconds": wall, "load_average": os.getloadavg(), **result}
