@@ -26,8 +26,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from gptlab.data.prepare import is_train_document
 from gptlab.data.sources import iter_documents
+from gptlab.data.splits import is_train_document
 from gptlab.tokenizers.bpe import END_OF_TEXT, GPT2_SPLIT_PATTERN, train_bpe
 
 TRAINERS = ("gptlab", "hf-tokenizers", "rustbpe")

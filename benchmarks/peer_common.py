@@ -21,8 +21,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from gptlab.data.prepare import is_train_document
 from gptlab.data.sources import iter_documents
+from gptlab.data.splits import is_train_document
 from gptlab.device import use_threads
 from gptlab.eval.bits_per_byte import score_documents, take_bytes
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gptlab.cli import main
-from gptlab.data.prepare import is_train_document
+from gptlab.data.splits import is_train_document
 from gptlab.eval.bits_per_byte import held_out_documents, score_documents, take_bytes
 from gptlab.model import GPT
 from gptlab.model.config import ModelConfig

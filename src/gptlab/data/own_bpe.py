@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
 from gptlab.data.cache import gptlab_home
 from gptlab.data.folder import settings_hash
+from gptlab.data.splits import documents_of_split
 from gptlab.errors import GptlabError
 from gptlab.tokenizers.base import load_tokenizer, save_tokenizer
 from gptlab.tokenizers.bpe import MIN_VOCAB_SIZE, train_bpe
@@ -40,15 +39,6 @@ def own_bpe_vocab_size(spec: str) -> int:
             f"number >= {MIN_VOCAB_SIZE}, e.g. bpe:8192"
         )
     return int(size)
-
-
-def training_documents(documents: Iterator[str], val_fraction: Fraction) -> Iterator[str]:
-    """The documents prepare puts in the training split (see gptlab.data.prepare)."""
-    from gptlab.data.prepare import is_train_document  # prepare imports this module
-
-    for index, document in enumerate(documents):
-        if is_train_document(np.array([index]), val_fraction)[0]:
-            yield document
 
 
 def own_bpe_path(
@@ -83,7 +73,7 @@ def own_bpe_path(
         documents = (d for _, d in zip(range(max_docs), documents, strict=False))
     # One text (a .txt file): prepare splits it by its tail, so the whole text trains the BPE.
     if not src.single_text:
-        documents = training_documents(documents, fraction)
+        documents = documents_of_split(documents, fraction, "train")
     described = src.describe()
     log(
         f"training a {vocab_size:,}-token BPE on the training documents of "

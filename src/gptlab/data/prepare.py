@@ -49,6 +49,7 @@ from gptlab.data.parallel import batch_documents, encode_in_order, split_at_toke
 from gptlab.data.progress import PrepareProgress
 from gptlab.data.shards import ShardWriter, token_dtype
 from gptlab.data.sources import resolve_source
+from gptlab.data.splits import is_train_document
 from gptlab.errors import GptlabError, require
 from gptlab.tokenizers.base import CharTokenizer, Tokenizer, get_tokenizer, save_tokenizer
 
@@ -342,12 +343,6 @@ def _corpus_characters(batches: Iterator[list[str]], max_tokens: int | None) -> 
     if not chars:
         raise GptlabError("the source gave no text: there is nothing to prepare")
     return sorted(chars)
-
-
-def is_train_document(indices: np.ndarray, val_fraction: Fraction) -> np.ndarray:
-    """Which documents (by stream index) are training documents (see the module docstring)."""
-    keep, whole = val_fraction.denominator - val_fraction.numerator, val_fraction.denominator
-    return (indices + 1) * keep // whole > indices * keep // whole
 
 
 def _cut_to(tokens: np.ndarray, lengths: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:

@@ -30,13 +30,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from gptlab.data.prepare import is_train_document
 from gptlab.data.sources import iter_documents
+from gptlab.data.splits import documents_of_split
 from gptlab.errors import GptlabError, require
 from gptlab.eval.perplexity import evaluate_tokens, text_tokens, token_byte_lengths
 
@@ -83,10 +81,7 @@ def held_out_documents(documents: Iterable[str], val_fraction: float) -> Iterato
     """The documents `gptlab prepare` (and so `gptlab train`) puts in the validation split at
     `val_fraction`: a run trained on the same source never saw them."""
     require(0 < val_fraction < 1, f"--val-fraction must be in (0, 1), not {val_fraction}")
-    fraction = Fraction(val_fraction).limit_denominator(1_000_000)
-    for index, document in enumerate(documents):
-        if not is_train_document(np.array([index]), fraction)[0]:
-            yield document
+    return documents_of_split(documents, val_fraction, "val")
 
 
 def take_bytes(documents: Iterable[str], max_bytes: int | None) -> Iterator[str]:
