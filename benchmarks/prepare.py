@@ -1,9 +1,12 @@
 """Benchmark `gptlab prepare` with GPT-2 BPE against raw tiktoken, and its peak memory.
 
     python benchmarks/prepare.py [--mb 200] [--workers N] [--repeats 2]
+    python benchmarks/prepare.py --corpus ../shared/data/wikipedia/enwiki2015.jsonl [--tokenizer FILE]
 
 1. Builds a corpus of about --mb megabytes of UTF-8 text as a .jsonl file, by repeating the
-   real documents of ../shared/data (FineWeb-Edu and FineWeb samples) in order.
+   real documents of ../shared/data (FineWeb-Edu and FineWeb samples) in order; or takes the
+   .jsonl file --corpus names. --tokenizer: gpt2 (default) or a trained BPE's JSON (its tiktoken
+   encoding is then the raw reference).
 2. Raw reference: tiktoken's `encode_ordinary_batch` with one thread per core on the same
    documents, already in memory, fed in ~4 MB batches whose results are dropped (the reference
    pays for tokenization only: no file reading, no writing).
@@ -52,11 +55,11 @@ def build_corpus(path: Path, megabytes: float) -> tuple[int, int]:
     return docs, size
 
 
-def raw_tiktoken_seconds(corpus: Path, threads: int) -> tuple[float, float]:
+def raw_tiktoken_seconds(corpus: Path, threads: int, tokenizer: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of encode_ordinary_batch over the corpus's documents."""
-    import tiktoken
+    from gptlab.tokenizers.base import get_tokenizer
 
-    enc = tiktoken.get_encoding("gpt2")
+    enc = get_tokenizer(tokenizer).encoding  # the tiktoken Encoding that prepare's workers use
     texts = [json.loads(line)["text"] for line in corpus.open(encoding="utf-8")]
     batches, batch, chars = [], [], 0
     for text in texts:
@@ -79,7 +82,7 @@ def cpu():
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker processes, once joined
     return time.process_time() + children.ru_utime + children.ru_stime
 started, cpu_started = time.perf_counter(), cpu()
-prepare_dataset(sys.argv[1], tokenizer="gpt2", out=sys.argv[2], workers=int(sys.argv[3]), show_progress=False)
+prepare_dataset(sys.argv[1], tokenizer=sys.argv[4], out=sys.argv[2], workers=int(sys.argv[3]), show_progress=False)
 print(time.perf_counter() - started, cpu() - cpu_started)
 """
 
@@ -101,10 +104,12 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
-def prepare_seconds_and_peak_rss(corpus: Path, out: Path, workers: int) -> tuple[float, float, int]:
+def prepare_seconds_and_peak_rss(
+    corpus: Path, out: Path, workers: int, tokenizer: str
+) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of the process and its workers, peak RSS bytes) of a prepare."""
     child = subprocess.Popen(
-        [sys.executable, "-c", PREPARE_CHILD, str(corpus), str(out), str(workers)],
+        [sys.executable, "-c", PREPARE_CHILD, str(corpus), str(out), str(workers), tokenizer],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -135,11 +140,21 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--corpus", type=Path, help="a .jsonl corpus to use instead of building one"
+    )
+    parser.add_argument("--tokenizer", default="gpt2", help="gpt2 or a tokenizer JSON")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
-        corpus = Path(tmp) / "corpus.jsonl"
-        docs, text_bytes = build_corpus(corpus, args.mb)
+        if args.corpus:
+            corpus = args.corpus
+            texts = [json.loads(line)["text"] for line in corpus.open(encoding="utf-8")]
+            docs, text_bytes = len(texts), sum(len(t.encode("utf-8")) for t in texts)
+            del texts
+        else:
+            corpus = Path(tmp) / "corpus.jsonl"
+            docs, text_bytes = build_corpus(corpus, args.mb)
         mb = text_bytes / 1e6
         print(
             f"corpus: {docs:,} documents, {mb:.1f} MB of text, file {corpus.stat().st_size / 1e6:.1f} MB"
@@ -149,9 +164,9 @@ def main() -> None:
         )
         results = []
         for repeat in range(args.repeats):
-            raw, raw_cpu = raw_tiktoken_seconds(corpus, args.workers)
+            raw, raw_cpu = raw_tiktoken_seconds(corpus, args.workers, args.tokenizer)
             prep, prep_cpu, peak = prepare_seconds_and_peak_rss(
-                corpus, Path(tmp) / f"out{repeat}", args.workers
+                corpus, Path(tmp) / f"out{repeat}", args.workers, args.tokenizer
             )
             results.append((raw, prep, peak))
             print(

@@ -1,4 +1,4 @@
-"""`gptlab eval perplexity|hellaswag`: how good a model is, in numbers comparable with papers."""
+"""`gptlab eval perplexity|bpb|hellaswag`: how good a model is, in numbers comparable with papers."""
 
 from __future__ import annotations
 
@@ -54,6 +54,48 @@ def register(subparsers) -> None:
     )
     perplexity.add_argument("--json", action="store_true", help="print one JSON object")
     perplexity.set_defaults(func=perplexity_main)
+
+    bpb = tasks.add_parser(
+        "bpb",
+        help="bits per byte on a text or JSONL file, each document scored on its own",
+        description="Bits per byte of any model (any tokenizer) on the documents of a file: "
+        ".txt is one document, .jsonl one per line. Each document is scored separately after "
+        "the end-of-text token (so every byte counts; a tokenizer without one leaves its first "
+        "token as context and its bytes uncounted), with a sliding window at the model's context.",
+    )
+    add_model_source_args(bpb, presets=False)
+    bpb.add_argument("file", metavar="FILE", help="a .txt or .jsonl file (or any prepare source)")
+    bpb.add_argument(
+        "--text-column", default="text", metavar="NAME", help="JSONL text field (default: text)"
+    )
+    bpb.add_argument(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        help="score only the documents `gptlab train` holds out of FILE at this data.val_fraction "
+        "(0.1 by default there): articles the run never trained on",
+    )
+    bpb.add_argument(
+        "--max-bytes",
+        type=int,
+        metavar="N",
+        help="stop after the document that reaches N bytes (whole documents only)",
+    )
+    bpb.add_argument(
+        "--stride",
+        type=int,
+        metavar="N",
+        help="tokens each window moves on (default: half the model's context)",
+    )
+    bpb.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        metavar="N",
+        help="windows per forward pass (default 8)",
+    )
+    bpb.add_argument("--json", action="store_true", help="print one JSON object")
+    bpb.set_defaults(func=bpb_main)
 
     hellaswag = tasks.add_parser(
         "hellaswag",
@@ -126,6 +168,42 @@ def perplexity_main(args: argparse.Namespace) -> int:
     print(f"  perplexity     {result.perplexity:.3f}")
     print(f"  bits per byte  {result.bits_per_byte:.4f}")
     print(f"  context {result.context}, stride {result.stride}")
+    return 0
+
+
+def bpb_main(args: argparse.Namespace) -> int:
+    from gptlab.data.sources import check_source_spec
+    from gptlab.eval.bits_per_byte import score_file
+
+    for flag in ("--stride", "--batch-size", "--max-bytes"):
+        check_positive(flag, getattr(args, flag[2:].replace("-", "_")))
+    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
+        raise GptlabError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    check_source_spec(args.file)
+    model, tokenizer = load_model_from_args(args)
+    score = score_file(
+        model,
+        tokenizer,
+        args.file,
+        text_column=args.text_column,
+        val_fraction=args.val_fraction,
+        max_bytes=args.max_bytes,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps({"model": model_name(args), "file": args.file, **score.to_dict()}))
+        return 0
+    held_out = f", held out at val_fraction {args.val_fraction}" if args.val_fraction else ""
+    print(f"{model_name(args)} on {args.file}{held_out}")
+    print(f"  documents      {score.documents:,} scored separately ({score.skipped} too short)")
+    print(f"  bytes          {score.bytes:,} in {score.tokens:,} predicted tokens")
+    print(
+        f"  mean loss      {score.mean_loss:.4f} nats/token ({score.bytes_per_token:.2f} bytes/token)"
+    )
+    print(f"  bits per byte  {score.bits_per_byte:.4f}")
+    print(f"  context {score.context}, stride {score.stride}")
     return 0
 
 

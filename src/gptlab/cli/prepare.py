@@ -23,7 +23,8 @@ def register(subparsers) -> None:
         "--tokenizer",
         default="gpt2",
         metavar="gpt2|char|PATH",
-        help="gpt2 (default), char (vocabulary from the corpus) or a tokenizer JSON file",
+        help="gpt2 (default), char (vocabulary from the corpus), bpe:N (an N-token BPE trained on "
+        "the corpus first, or the one trained before) or a tokenizer JSON file",
     )
     parser.add_argument(
         "--out", metavar="DIR", help="output folder (default: $GPTLAB_HOME/prepared/<name>)"

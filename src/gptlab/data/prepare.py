@@ -42,6 +42,7 @@ import numpy as np
 from gptlab import __version__
 from gptlab.data.cache import prepared_root
 from gptlab.data.local_files import TextStats
+from gptlab.data.own_bpe import is_own_bpe, own_bpe_path, own_bpe_vocab_size
 from gptlab.data.parallel import (
     batch_documents,
     encode_in_order,
@@ -59,6 +60,7 @@ from gptlab.data.prepared_folder import (
 from gptlab.data.progress import PrepareProgress
 from gptlab.data.shards import ShardWriter, token_dtype
 from gptlab.data.sources import resolve_source
+from gptlab.data.splits import is_train_document
 from gptlab.errors import GptlabError, require
 from gptlab.tokenizers.base import CharTokenizer, Tokenizer, get_tokenizer, save_tokenizer
 
@@ -83,7 +85,9 @@ def prepare_dataset(
     """Tokenize `source` into a prepared folder and return its path (see the module docstring).
 
     tokenizer: "gpt2", "char" (a character vocabulary built from the corpus itself, which costs
-        one extra pass over the documents: a hub stream is streamed twice) or a tokenizer JSON.
+        one extra pass over the documents: a hub stream is streamed twice), "bpe:N" (an N-token
+        BPE trained on the corpus's training documents first, or reused: gptlab.data.own_bpe)
+        or a tokenizer JSON.
     max_docs / max_tokens: budgets; the stream stops there (the last document is cut so that
         exactly max_tokens tokens are kept).
     workers: tokenizer processes (default: one per available CPU core).
@@ -104,7 +108,22 @@ def prepare_dataset(
     src = resolve_source(
         source, text_column=text_column, hf_config=hf_config, show_progress=show_progress
     )
-    fixed_tokenizer = None if tokenizer == "char" else get_tokenizer(tokenizer)
+    if is_own_bpe(tokenizer):  # "bpe:N": train one on this corpus, or reuse the one from before
+        own_bpe_vocab_size(tokenizer)  # a bad N fails before the source is read
+        fixed_tokenizer = get_tokenizer(
+            str(
+                own_bpe_path(
+                    tokenizer,
+                    src,
+                    val_fraction=val_fraction,
+                    max_docs=max_docs,
+                    log=log,
+                    show_progress=show_progress,
+                )
+            )
+        )
+    else:
+        fixed_tokenizer = None if tokenizer == "char" else get_tokenizer(tokenizer)
     settings = {
         "format": FORMAT_VERSION,
         "source": src.describe(),
@@ -248,9 +267,7 @@ class _Job:
                 )
                 if budget_reached:
                     tokens, lengths = _cut_to(tokens, lengths, self.max_tokens - written)
-                is_train = _is_train_document(
-                    first_doc + np.arange(len(lengths)), self.val_fraction
-                )
+                is_train = is_train_document(first_doc + np.arange(len(lengths)), self.val_fraction)
                 offsets = np.concatenate([[0], np.cumsum(lengths)])
                 # A large document is a run of its own (route -1), split by its tail; otherwise
                 # one write per run of consecutive documents of the same split.
@@ -370,12 +387,6 @@ def _corpus_characters(batches: Iterator[list[str]], max_tokens: int | None) -> 
 # Documents this long are split by their tail (see the module docstring): a book or a dump, large
 # enough that sending it whole to one split would unbalance the splits of all but huge corpora.
 LARGE_DOCUMENT_TOKENS = 100_000
-
-
-def _is_train_document(indices: np.ndarray, val_fraction: Fraction) -> np.ndarray:
-    """Which documents (by stream index) are training documents (see the module docstring)."""
-    keep, whole = val_fraction.denominator - val_fraction.numerator, val_fraction.denominator
-    return (indices + 1) * keep // whole > indices * keep // whole
 
 
 def _cut_to(tokens: np.ndarray, lengths: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:

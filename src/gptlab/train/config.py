@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from gptlab.data.own_bpe import is_own_bpe, own_bpe_vocab_size
 from gptlab.data.sources import check_source_spec
 from gptlab.device import dtype_name, threads_setting
 from gptlab.errors import GptlabError
@@ -42,7 +43,7 @@ class DataConfig:
     # A source name (tinyshakespeare, openwebtext, fineweb-edu, hf:NAME) or a local file or folder;
     # see `gptlab prepare --help`. Ignored when prepared_dir names an already prepared folder.
     source: str = "tinyshakespeare"
-    tokenizer: str = "char"  # char | gpt2 | path of a tokenizer JSON
+    tokenizer: str = "char"  # char | gpt2 | bpe:N (trained on the source) | a tokenizer JSON
     prepared_dir: str | None = None  # where the prepared shards are (default: in the gptlab cache)
     val_fraction: float = setting(0.1, gt=0, lt=1)
     max_docs: int | None = None  # cap the corpus (useful for quick runs on big sources)
@@ -59,6 +60,8 @@ class DataConfig:
 
     def validate(self) -> None:
         check_source_spec(self.source)  # a rule of its own: the spec's grammar (data/sources.py)
+        if is_own_bpe(self.tokenizer):
+            own_bpe_vocab_size(self.tokenizer)  # bpe:N with N a valid vocabulary size
 
 
 @dataclass

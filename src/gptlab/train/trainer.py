@@ -47,6 +47,7 @@ from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
 from gptlab.rng import seed_everything
 from gptlab.train.config import RunConfig, TrainConfig
+from gptlab.train.cost import RunCost
 from gptlab.train.data_checks import training_data_warnings
 from gptlab.train.distributed import Parallelism, maybe_no_sync, start_parallelism
 from gptlab.train.flops import device_peak_flops, flops_per_token, mfu
@@ -422,6 +423,16 @@ class Trainer:
                     run_dir=self.run_dir,
                 )
             )
+        cost = RunCost(
+            train_config.tokens_per_step,
+            train_config.max_steps,
+            train_config.max_seconds,
+            self.step,
+            self.flops_per_token,
+            on_cpu=self.parallel.device.type == "cpu",
+        )
+        if self.parallel.is_main:
+            print(cost.plan())
         try:
             finished = self.budget_spent()
             if finished:
@@ -431,6 +442,9 @@ class Trainer:
                 )
             while not finished:
                 finished = self.advance()
+                for line in cost.after_step(self.step, self.train_seconds):
+                    if self.parallel.is_main:
+                        self.progress.write(line)
         finally:
             self.progress.close()
             if self.logger is not None:
