@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from gptlab.data.folder import load_prepared_tokenizer
 
 from gptlab.data.prepare import prepare_dataset
+from gptlab.data.prepared_folder import load_prepared_tokenizer
 from gptlab.errors import GptlabError
 from gptlab.tokenizers.bpe import train_bpe
 from gptlab.train.config import DataConfig

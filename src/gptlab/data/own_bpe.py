@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from gptlab.data.cache import gptlab_home
-from gptlab.data.folder import settings_hash
+from gptlab.data.prepared_folder import settings_hash
 from gptlab.data.splits import documents_of_split
 from gptlab.errors import GptlabError
 from gptlab.tokenizers.base import load_tokenizer, save_tokenizer
