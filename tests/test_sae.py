@@ -228,3 +228,33 @@ def test_an_occupied_out_folder_is_refused(tiny_sae, tiny_run, capsys):
     assert "already holds an SAE; pass --overwrite" in capsys.readouterr().err
     assert main(["sae", "train", "--print-options", "k=8"]) == 0
     assert "k = 8" in capsys.readouterr().out
+
+
+# -- evaluation ----------------------------------------------------------------------------------------
+
+
+def test_fve_l0_density_and_loss_recovered_by_hand():
+    from gptlab.sae.evaluate import ReconstructionStats, loss_recovered
+
+    stats = ReconstructionStats(d_sae=3)
+    x = torch.tensor([[1.0, 0.0], [3.0, 2.0]])  # mean (2, 1): sum |x - mean|^2 = 2 + 2 = 4
+    x_hat = torch.tensor([[1.0, 1.0], [3.0, 2.0]])  # error 1
+    f = torch.tensor([[0.5, 0.0, 0.0], [1.0, 2.0, 0.0]])
+    stats.add(x[:1], x_hat[:1], f[:1])  # two batches add up to the same as one
+    stats.add(x[1:], x_hat[1:], f[1:])
+    assert stats.fve() == pytest.approx(1 - 1 / 4)
+    assert stats.l0() == pytest.approx(1.5)
+    assert stats.density().tolist() == [1.0, 0.5, 0.0]
+    assert loss_recovered(clean=2.0, spliced=2.5, zero=4.0) == pytest.approx(0.75)
+
+
+def test_eval_reports_and_plots(tiny_sae):
+    from gptlab.sae.evaluate import evaluate_sae
+
+    report = evaluate_sae(tiny_sae, tokens=1024, device="cpu", show_progress=False)
+    assert report["tokens"] == 1024 and report["l0"] <= 4
+    assert report["loss_zero_ablated"] > report["loss_spliced"] >= report["loss_clean"] - 0.05
+    assert 0 < report["loss_recovered"] <= 1.05
+    assert report["dead"] + report["dense"] <= report["features"]
+    assert json.loads((tiny_sae / "eval.json").read_text())["fve"] == report["fve"]
+    assert (tiny_sae / "feature-density.png").read_bytes()[:4] == b"\x89PNG"

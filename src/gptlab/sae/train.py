@@ -212,13 +212,16 @@ def train_step(
     for group in optimizer.param_groups:
         group["lr"] = options.lr_at(step)
     pre = sae.pre_activations(x)
-    f = sae.activate(pre)
-    x_hat = sae.decode(f)
-    mse = (x_hat - x).pow(2).sum(dim=-1).mean()
     dead = since_fired >= options.dead_window
     if sae.kind == "topk":
+        values, indices = sae.top_k(pre, sae.k)
+        x_hat = sae.decode_sparse(values, indices)
+        mse = (x_hat - x).pow(2).sum(dim=-1).mean()
         sparsity = options.aux_coefficient * auxk_loss(sae, x, x_hat, pre, dead)
     else:
+        f = sae.activate(pre)
+        x_hat = sae.decode(f)
+        mse = (x_hat - x).pow(2).sum(dim=-1).mean()
         sparsity = options.l1_coefficient * l1_penalty(sae, f)
     optimizer.zero_grad(set_to_none=True)
     (mse + sparsity).backward()
@@ -228,7 +231,13 @@ def train_step(
     optimizer.step()
     sae.normalize_decoder()
     with torch.no_grad():
-        fired = (f > 0).any(dim=0)
+        if sae.kind == "topk":
+            active = values > 0
+            fired = torch.zeros_like(since_fired, dtype=torch.bool)
+            fired[indices[active]] = True
+        else:
+            active = f > 0
+            fired = active.any(dim=0)
         since_fired.add_(x.shape[0]).masked_fill_(fired, 0)
         variance = (x - x.mean(dim=0)).pow(2).sum()
         return {
@@ -236,7 +245,7 @@ def train_step(
             "mse": mse.item(),
             "sparsity_loss": sparsity.item(),
             "fve": 1.0 - ((x_hat - x).pow(2).sum() / variance).item(),
-            "l0": (f > 0).float().sum(dim=-1).mean().item(),
+            "l0": active.float().sum(dim=-1).mean().item(),
             "dead": int(dead.sum()),
         }
 
