@@ -258,3 +258,32 @@ def test_eval_reports_and_plots(tiny_sae):
     assert report["dead"] + report["dense"] <= report["features"]
     assert json.loads((tiny_sae / "eval.json").read_text())["fve"] == report["fve"]
     assert (tiny_sae / "feature-density.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# -- SAELens, the independent reference ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["topk", "relu"])
+def test_the_saelens_export_loads_in_saelens_and_encodes_and_decodes_the_same(tmp_path, kind):
+    sae_lens = pytest.importorskip("sae_lens", reason="SAELens is the reference: pip install sae-lens")
+    from gptlab.sae.folder import export_saelens, save_sae
+
+    sae = SparseAutoencoder(d_in=16, d_sae=48, kind=kind, k=5)
+    sae.reset_parameters(torch.Generator().manual_seed(0))
+    with torch.no_grad():  # biases and a non-transposed encoder, so every term is exercised
+        sae.W_enc.add_(0.3 * torch.randn(16, 48))
+        sae.b_enc.copy_(0.1 * torch.randn(48))
+        sae.b_dec.copy_(torch.randn(16))
+    save_sae(sae, tmp_path / "ours", {"model": "runs/x", "hook": "blocks.0.hook_resid_post"})
+    exported = export_saelens(tmp_path / "ours", tmp_path / "saelens")
+
+    theirs = sae_lens.SAE.load_from_disk(str(exported), device="cpu")
+    assert theirs.cfg.d_in == 16 and theirs.cfg.d_sae == 48
+    assert theirs.cfg.metadata.hook_name == "blocks.0.hook_resid_post"
+    x = torch.randn(2, 7, 16)
+    with torch.no_grad():
+        f_ours, f_theirs = sae.encode(x), theirs.encode(x)
+        torch.testing.assert_close(f_ours, f_theirs, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(sae.decode(f_ours), theirs.decode(f_theirs), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(sae(x), theirs(x), rtol=1e-5, atol=1e-5)
+    assert (f_ours > 0).sum(-1).max() <= (5 if kind == "topk" else 48)

@@ -32,6 +32,7 @@ FORMAT = "gptlab-sae"
 # SAELens' file names (sae_lens.constants), for the export.
 SAELENS_WEIGHTS_FILE = "sae_weights.safetensors"
 SAELENS_CONFIG_FILE = "cfg.json"
+SAELENS_FORMAT_VERSION = "6.0.0"  # the cfg.json layout written here: SAELens 6's
 
 
 def save_weights(sae: SparseAutoencoder, path: Path) -> None:
@@ -174,6 +175,8 @@ def saelens_config(config: dict) -> dict:
             "hook_name": config["hook"],
             "context_size": config.get("context_size"),
             "prepend_bos": False,
+            # SAELens reads a config without this as its pre-6.0 layout and drops the metadata.
+            "sae_lens_version": SAELENS_FORMAT_VERSION,
         },
     }
     if config["kind"] == "topk":
