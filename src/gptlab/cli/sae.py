@@ -173,7 +173,12 @@ def run_features(args) -> int:
         write_page(scan, out, top=args.top)
         print(f"wrote {out}")
         return 0
-    print(feature_report(scan, features=args.feature, limit=args.limit, top=args.top))
+    import sys
+
+    report = feature_report(
+        scan, features=args.feature, limit=args.limit, top=args.top, color=sys.stdout.isatty()
+    )
+    print(report)
     return 0
 
 
