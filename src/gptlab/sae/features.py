@@ -131,11 +131,11 @@ class FeatureScan:
         down = (-effect).topk(min(n, effect.numel()))
         promoted = [
             (self.token_text(i), round(v, 3))
-            for v, i in zip(up.values.tolist(), up.indices.tolist())
+            for v, i in zip(up.values.tolist(), up.indices.tolist(), strict=True)
         ]
         suppressed = [
             (self.token_text(i), round(-v, 3))
-            for v, i in zip(down.values.tolist(), down.indices.tolist())
+            for v, i in zip(down.values.tolist(), down.indices.tolist(), strict=True)
         ]
         return promoted, suppressed
 
@@ -260,7 +260,7 @@ def context_line(context: dict, color: bool) -> str:
     shaded by the feature's activation on it (ANSI 256 colours, white to orange)."""
     peak = max(max(context["acts"]), 1e-9)
     parts = []
-    for i, (token, act) in enumerate(zip(context["tokens"], context["acts"])):
+    for i, (token, act) in enumerate(zip(context["tokens"], context["acts"], strict=True)):
         text = shown_text(token)
         if i == context["max_at"]:
             text = f"[{text}]"
