@@ -265,7 +265,9 @@ def test_eval_reports_and_plots(tiny_sae):
 
 @pytest.mark.parametrize("kind", ["topk", "relu"])
 def test_the_saelens_export_loads_in_saelens_and_encodes_and_decodes_the_same(tmp_path, kind):
-    sae_lens = pytest.importorskip("sae_lens", reason="SAELens is the reference: pip install sae-lens")
+    sae_lens = pytest.importorskip(
+        "sae_lens", reason="SAELens is the reference: pip install sae-lens"
+    )
     from gptlab.sae.folder import export_saelens, save_sae
 
     sae = SparseAutoencoder(d_in=16, d_sae=48, kind=kind, k=5)
@@ -284,6 +286,116 @@ def test_the_saelens_export_loads_in_saelens_and_encodes_and_decodes_the_same(tm
     with torch.no_grad():
         f_ours, f_theirs = sae.encode(x), theirs.encode(x)
         torch.testing.assert_close(f_ours, f_theirs, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(sae.decode(f_ours), theirs.decode(f_theirs), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            sae.decode(f_ours), theirs.decode(f_theirs), rtol=1e-5, atol=1e-5
+        )
         torch.testing.assert_close(sae(x), theirs(x), rtol=1e-5, atol=1e-5)
     assert (f_ours > 0).sum(-1).max() <= (5 if kind == "topk" else 48)
+
+
+# -- features, the page, interventions -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_scan(tiny_sae):
+    from gptlab.sae.features import scan_features
+
+    return scan_features(tiny_sae, tokens=512, device="cpu", show_progress=False)
+
+
+def test_dashboards_match_a_dense_recomputation(tiny_scan):
+    from gptlab.sae.activations import activations_at
+
+    scan = tiny_scan
+    f = scan.sae.encode(activations_at(scan.model, scan.tokens, scan.config["hook"])).detach()
+    feature = max(scan.live_features(), key=lambda i: (f[..., i] > 0).sum().item())
+    board = scan.dashboard(feature, top=3)
+    assert board["density"] == pytest.approx((f[..., feature] > 0).float().mean().item())
+    assert board["max_act"] == pytest.approx(f[..., feature].max().item(), rel=1e-5)
+    first = board["contexts"][0]
+    assert first["acts"][first["max_at"]] == pytest.approx(board["max_act"], rel=1e-4)
+    assert sum(board["histogram"]["counts"]) == (f[..., feature] > 0).sum().item()
+    # The logit effect by hand: ln_f (a LayerNorm) linearised: centre, times the gain, unembed.
+    d = scan.sae.W_dec[feature].detach()
+    by_hand = scan.model.lm_head.weight @ ((d - d.mean()) * scan.model.ln_f.weight)
+    best = by_hand.argmax().item()
+    token, value = board["promoted"][0]
+    assert token == scan.tokenizer.decode([best]) and value == pytest.approx(
+        by_hand[best].item(), abs=1e-3
+    )
+
+
+def test_the_page_embeds_its_data_so_no_markup_can_break_it(tiny_scan, tmp_path):
+    from gptlab.sae.page import embed_json, write_page
+
+    hostile = {"tokens": ["</script><script>alert(1)</script>", "<!--"]}
+    assert "<" not in embed_json(hostile) and json.loads(embed_json(hostile)) == hostile
+    page = write_page(tiny_scan, tmp_path / "features.html", top=3, show_progress=False).read_text()
+    assert page.count("</script>") == 2  # the data's and the code's, nothing from the contexts
+    data = page.split('id="data">')[1].split("</script>")[0]
+    assert len(json.loads(data)["features"]) == len(tiny_scan.live_features())
+
+
+def test_steering_adds_the_feature_direction_and_ablation_removes_its_part(tiny_sae):
+    from gptlab.sae.folder import load_sae_and_model
+    from gptlab.sae.intervene import ablation_effect, steer_model
+
+    sae, config, model, tokenizer = load_sae_and_model(tiny_sae)
+    hook = config["hook"]
+    idx = torch.tensor([tokenizer.encode("ROMEO: what")])
+    _, clean = model.run_with_cache(idx, [hook])
+    with steer_model(model, tiny_sae, ["3:2.5", "5:-1"]):
+        _, steered = model.run_with_cache(idx, [hook])
+    added = 2.5 * sae.W_dec[3] - sae.W_dec[5]
+    torch.testing.assert_close(steered[hook] - clean[hook], added.detach().expand_as(clean[hook]))
+
+    f = sae.encode(clean[hook])[0]
+    feature = int(f[-1].argmax())  # active on the last token: its next-token distribution moves
+    result = ablation_effect(model, tokenizer, sae, hook, feature, "ROMEO: what")
+    assert result["acts"] == pytest.approx(f[:, feature].tolist(), rel=1e-5)
+    assert result["loss_clean"] == pytest.approx(model(idx[:, :-1], idx[:, 1:])[1].item(), rel=1e-5)
+    assert result["kl"] > 0
+    never = int((f.sum(0) == 0).nonzero()[0])  # a feature silent on the prompt changes nothing
+    assert ablation_effect(model, tokenizer, sae, hook, never, "ROMEO: what")[
+        "kl"
+    ] == pytest.approx(0, abs=1e-9)
+
+
+def test_the_cli_verbs(tiny_sae, tiny_run, tmp_path, capsys):
+    assert main(["sae", "eval", str(tiny_sae), "--tokens", "512", "--threads", "1"]) == 0
+    assert "loss recovered" in capsys.readouterr().out
+    assert (
+        main(["sae", "features", str(tiny_sae), "--top", "2", "--limit", "2", "--tokens", "512"])
+        == 0
+    )
+    assert "promotes:" in capsys.readouterr().out
+    out = tmp_path / "page.html"
+    assert main(["sae", "features", str(tiny_sae), "--tokens", "512", "--export", str(out)]) == 0
+    assert out.read_text().startswith("<!doctype html>")
+    assert main(["sae", "ablate", str(tiny_sae), "--feature", "1", "--prompt", "ROMEO:"]) == 0
+    assert "next token after the prompt" in capsys.readouterr().out
+    sample = ["sample", "--checkpoint", str(tiny_run), "--prompt", "ROMEO:", "--seed", "1"]
+    assert main([*sample, "--max-new-tokens", "30", "--no-stream"]) == 0
+    plain = capsys.readouterr().out
+    assert (
+        main(
+            [
+                *sample,
+                "--max-new-tokens",
+                "30",
+                "--no-stream",
+                "--sae",
+                str(tiny_sae),
+                "--steer",
+                "1:40",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out != plain
+    assert main([*sample, "--steer", "1:4"]) == 1
+    assert "--steer needs --sae" in capsys.readouterr().err
+    assert main([*sample, "--sae", str(tiny_sae), "--steer", "1"]) == 1
+    assert "not ID:SCALE" in capsys.readouterr().err
+    assert main(["sae", "export", str(tiny_sae), "--out", str(tmp_path / "lens")]) == 0
+    assert (tmp_path / "lens" / "cfg.json").is_file()
