@@ -9,7 +9,7 @@ size and token budget. Each library keeps its own other defaults (gptlab: AuxK w
 b_dec started at the data mean, sparse decoding; SAELens: AuxK weight 1, decoder norm 0.1 at
 init, rescale_acts_by_decoder_norm). Both are then measured by the same code on the held-out
 activations: variance explained and L0. Throughput is activations per second of training alone
-(the caching is shared), gptlab, SAELens, then gptlab again (a shared machine drifts).
+(the caching is shared), by default gptlab, SAELens, then gptlab again (a shared machine drifts).
 """
 
 from __future__ import annotations
@@ -105,6 +105,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument(
+        "--order",
+        default="gptlab,SAELens,gptlab",
+        help="trainers in turn (a shared machine drifts)",
+    )
     args = parser.parse_args()
 
     options = SaeOptions(
@@ -114,6 +120,7 @@ def main() -> None:
         k=args.k,
         lr=args.lr,
         batch_size=args.batch_size,
+        warmup_steps=args.warmup_steps,
         tokens=args.tokens,
         buffer_size=max(2 * args.batch_size, 65_536),
         dead_window=250 * args.batch_size,
@@ -124,7 +131,7 @@ def main() -> None:
     held_out = cache_activations(args.run, args.hook, args.held_out, "val", seed=2)
 
     rows = []
-    for name in ("gptlab", "SAELens", "gptlab"):
+    for name in args.order.split(","):
         if name == "gptlab":
             sae, seconds = train_gptlab(train, options)
             fve, l0 = measure(sae.encode, sae.decode, held_out, args.features)
