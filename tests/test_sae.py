@@ -399,3 +399,12 @@ def test_the_cli_verbs(tiny_sae, tiny_run, tmp_path, capsys):
     assert "not ID:SCALE" in capsys.readouterr().err
     assert main(["sae", "export", str(tiny_sae), "--out", str(tmp_path / "lens")]) == 0
     assert (tmp_path / "lens" / "cfg.json").is_file()
+
+
+def test_overwrite_never_deletes_files_an_sae_did_not_write(tiny_run, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(GptlabError, match=r"holds files that are not an SAE's \(notes.txt\)"):
+        train_sae(tiny_options(tiny_run, out), overwrite=True, show_progress=False)
+    assert (out / "notes.txt").read_text() == "keep me"

@@ -34,6 +34,7 @@ from gptlab.sae.folder import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     METRICS_FILE,
+    WEIGHTS_FILE,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -43,6 +44,17 @@ from gptlab.sae.model import SparseAutoencoder, auxk_loss, l1_penalty
 from gptlab.sae.options import SaeOptions
 
 LOG_EVERY = 10  # steps between metrics.jsonl lines
+# What an SAE folder may hold (written here and by gptlab sae eval / features).
+OWNED = {
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    METRICS_FILE,
+    CHECKPOINTS_DIR,
+    "eval.json",
+    "feature-density.png",
+    "features.safetensors",
+    "features.html",
+}
 # Settings a resumed run may change: they do not alter the steps it takes.
 RESUMABLE_CHANGES = {"max_seconds", "device", "checkpoint_every", "out", "tokens"}
 
@@ -58,12 +70,28 @@ def check_out_folder(out: Path, resume: bool, overwrite: bool) -> Path | None:
         if checkpoint is None:
             raise GptlabError(f"nothing to resume: {out} holds no SAE checkpoint")
         return checkpoint
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        what = "an SAE" if (out / CONFIG_FILE).is_file() or checkpoint else "other files"
-        raise GptlabError(
-            f"{out} already holds {what}; pass --overwrite, or --resume to continue it"
-        )
+    if out.is_dir() and any(out.iterdir()):
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OWNED)
+        if foreign:  # --overwrite deletes what an SAE run wrote, never anything else
+            raise GptlabError(
+                f"{out} holds files that are not an SAE's ({', '.join(foreign[:3])}); "
+                "pick another --out"
+            )
+        if not overwrite:
+            raise GptlabError(
+                f"{out} already holds an SAE; pass --overwrite, or --resume to continue it"
+            )
     return None
+
+
+def clear_out_folder(out: Path) -> None:
+    """Delete what an SAE run and its evaluations wrote in `out` (nothing else)."""
+    for name in OWNED:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def train_sae(
@@ -91,7 +119,7 @@ def train_sae(
             "give the data the model was trained on (data=DIR)"
         )
     if overwrite and out.exists():
-        shutil.rmtree(out)
+        clear_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(options.seed)
