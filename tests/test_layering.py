@@ -17,6 +17,7 @@ PACKAGE = Path(gptlab.__file__).parent
 FLOORS = [
     ("cli",),
     ("experiment", "finetune", "explore"),
+    ("sae",),
     ("train", "bench"),
     ("inference",),
     ("eval", "interp", "checkpoints"),

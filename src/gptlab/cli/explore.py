@@ -11,6 +11,7 @@ EXAMPLES = """examples:
   gptlab explore --hf hf-gpt2/ --port 8100
   gptlab explore runs/a runs/b               # several models or runs, switchable in the page
   gptlab explore runs/shakespeare --export page.html --prompt "ROMEO:"   # one page, no server
+  gptlab explore runs/my-run --sae runs/sae        # adds a Features tab (sparse autoencoder)
 """
 
 
@@ -48,6 +49,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing --export file"
     )
+    parser.add_argument(
+        "--sae",
+        metavar="DIR",
+        help="an SAE folder (gptlab sae train) for the first model: adds the Features tab",
+    )
     add_threads_arg(parser)
     parser.set_defaults(func=main)
 
@@ -65,6 +71,10 @@ def main(args: argparse.Namespace) -> int:
             raise GptlabError("--export writes one model's page: name exactly one folder")
         # Before the model loads: a page that cannot be written must not cost the wait.
         export_file = check_output_file(args.export, args.overwrite, "--export", "page.html")
+    if args.sae and args.export:
+        raise GptlabError(
+            "--sae serves a live Features tab; for a page of features use gptlab sae features --export"
+        )
     elif args.prompt:
         raise GptlabError("--prompt goes with --export (the served page has its own prompt box)")
     if args.export:
@@ -79,7 +89,12 @@ def main(args: argparse.Namespace) -> int:
     require_web_stack()
     sock = bind(args.host, args.port)  # a port in use fails before minutes of model loading
     try:
-        serve(load_sources(sources, resolve_device(args.device)), sock)
+        explorers = load_sources(sources, resolve_device(args.device))
+        if args.sae:
+            from gptlab.explore.features import attach_sae
+
+            attach_sae(next(iter(explorers.values())), args.sae)
+        serve(explorers, sock)
     finally:
         sock.close()
     return 0

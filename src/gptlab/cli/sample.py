@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 
@@ -79,6 +80,15 @@ def register(subparsers) -> None:
         "--no-stream",
         action="store_true",
         help="print the text when it is complete, not as it comes",
+    )
+    sae = parser.add_argument_group("steering with a sparse autoencoder (gptlab sae train)")
+    sae.add_argument("--sae", metavar="DIR", help="an SAE folder trained on this model")
+    sae.add_argument(
+        "--steer",
+        action="append",
+        default=[],
+        metavar="ID:SCALE",
+        help="add SCALE x feature ID's direction at the SAE's hook while sampling (repeatable)",
     )
     speed = parser.add_argument_group("speed (see `gptlab bench generate` for what each buys)")
     speed.add_argument(
@@ -157,17 +167,28 @@ def sample(args: argparse.Namespace) -> int:
         cache="static" if args.compile else args.cache,
         compile=args.compile,
     )
+    require(not args.steer or args.sae, "--steer needs --sae DIR, the SAE whose features it adds")
+    require(
+        not (args.sae and (args.draft or args.compile)), "--sae works without --draft and --compile"
+    )
     model, tokenizer = load_model_from_args(args)
     model = prepare_model(model, args.dtype, args.quantize)
     if args.draft:
         return sample_speculative(args, model, tokenizer)
+    steering = contextlib.nullcontext()
+    if args.sae:
+        from gptlab.sae.intervene import steer_model
+
+        steering = steer_model(model, args.sae, args.steer)
 
     # One sequence streams as it grows; several are printed one after another when done.
-    if config.num_samples == 1 and not args.no_stream:
-        return stream_one(model, tokenizer, args.prompt, config)
-    from gptlab.inference.generate import generate_text
+    with steering:
+        if config.num_samples == 1 and not args.no_stream:
+            return stream_one(model, tokenizer, args.prompt, config)
+        from gptlab.inference.generate import generate_text
 
-    for generation in generate_text(model, tokenizer, args.prompt, config):
+        generations = generate_text(model, tokenizer, args.prompt, config)
+    for generation in generations:
         if config.num_samples > 1:
             print(f"--- sample {generation.sample_index + 1}/{config.num_samples} ---")
         sys.stdout.write(generation.text)

@@ -8,6 +8,7 @@
                                                      POST /api/attribution   per-head logit split
                                                      POST /api/ablation      intact vs ablated
                                                      GET  /api/run           curves + samples
+                                                     /api/sae/...            the Features tab (features.py)
 
 Safety: the static files are read into memory when the app is built, and a request's path is
 only ever looked up in that table, so no URL reaches the file system; requests name models by
@@ -29,6 +30,7 @@ import torch
 
 from gptlab.errors import GptlabError
 from gptlab.explore import runs, streaming, views
+from gptlab.explore.features import add_sae_routes
 from gptlab.explore.guards import BodyLimit
 from gptlab.explore.session import Explorer
 from gptlab.optional import import_optional
@@ -189,6 +191,8 @@ def create_app(explorers: dict[str, Explorer]):
             body.target,
             body.k,
         )
+
+    add_sae_routes(app, answer, explorer_for)  # the Features tab (gptlab explore --sae DIR)
 
     @app.get("/api/run", summary="a training run's metrics (from record `since` on) and samples")
     def run(model: str | None = None, since: int = 0) -> dict:

@@ -4,6 +4,7 @@ import { exported, listModels } from "./api.js";
 import { initAblation, renderAblation } from "./ablation.js";
 import { initAttention, renderAttention } from "./attention.js";
 import { initAttribution, renderAttribution } from "./attribution.js";
+import { initFeatures, renderFeatures } from "./features.js";
 import { initLens, renderLens } from "./lens.js";
 import { initNextToken, renderNextToken } from "./next_token.js";
 import { initRun, renderRun } from "./run.js";
@@ -14,6 +15,7 @@ const VIEWS = [
   { id: "lens", title: "Logit lens", init: initLens, render: renderLens, needsModel: true },
   { id: "attribution", title: "Attribution", init: initAttribution, render: renderAttribution, needsModel: true },
   { id: "ablation", title: "Ablation", init: initAblation, render: renderAblation, needsModel: true },
+  { id: "features", title: "Features", init: initFeatures, render: renderFeatures, needsModel: true },
   { id: "run", title: "Training run", init: initRun, render: renderRun, needsModel: false },
 ];
 

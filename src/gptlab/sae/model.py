@@ -1,0 +1,129 @@
+"""The sparse autoencoder itself: x -> sparse feature activations f -> reconstruction x_hat.
+
+    f     = activation((x - b_dec) @ W_enc + b_enc)       (tokens, d_sae)
+    x_hat = f @ W_dec + b_dec                              (tokens, d_in)
+
+b_dec is the "pre-encoder bias" of Gao et al. (2024): it is subtracted before encoding and added
+back after decoding, so the features only describe how an activation differs from a typical one.
+The rows of W_dec are the feature directions, kept at unit norm during training, so a feature's
+activation is the length of its contribution to the reconstruction.
+
+Two kinds behind one setting:
+- "topk" (default): keep the k largest pre-activations of each token (ReLU'd), zero the rest.
+  Sparsity is exact (L0 <= k); no penalty to tune.
+- "relu": ReLU, with sparsity from an L1 penalty on f weighted by the decoder norms (Anthropic's
+  April 2024 recipe); L0 then follows from the penalty's coefficient.
+
+The tensor names and shapes match SAELens' (W_enc (d_in, d_sae), W_dec (d_sae, d_in)), so
+exporting is a copy (gptlab.sae.folder.export_saelens).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+KINDS = ("topk", "relu")
+
+
+class SparseAutoencoder(nn.Module):
+    def __init__(self, d_in: int, d_sae: int, kind: str = "topk", k: int = 32) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")  # callers validate
+        self.d_in, self.d_sae, self.kind, self.k = d_in, d_sae, kind, k
+        self.W_enc = nn.Parameter(torch.empty(d_in, d_sae))
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.W_dec = nn.Parameter(torch.empty(d_sae, d_in))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Random unit-norm decoder rows, the encoder their transpose (Gao et al. section 2.4:
+        the SAE starts close to the identity on the features it has), zero biases."""
+        self.W_dec.copy_(torch.randn(self.d_sae, self.d_in, generator=generator))
+        self.normalize_decoder()
+        self.W_enc.copy_(self.W_dec.t())
+        self.b_enc.zero_()
+        self.b_dec.zero_()
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.b_dec) @ self.W_enc + self.b_enc
+
+    def activate(self, pre: torch.Tensor) -> torch.Tensor:
+        if self.kind == "relu":
+            return torch.relu(pre)
+        values, indices = self.top_k(pre, self.k)
+        return torch.zeros_like(pre).scatter_(-1, indices, values)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature activations (..., d_sae) of activations x (..., d_in)."""
+        return self.activate(self.pre_activations(x))
+
+    def decode(self, f: torch.Tensor) -> torch.Tensor:
+        return f @ self.W_dec + self.b_dec
+
+    def top_k(self, pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, indices) of the k largest pre-activations per token, ReLU'd: (N, k) each."""
+        values, indices = pre.topk(k, dim=-1, sorted=False)
+        return values.relu(), indices
+
+    def decode_sparse(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """decode() of activations given as (N, k) values at (N, k) feature indices, without
+        the dense (N, d_sae) matrix: sum_j values[:, j] * W_dec[indices[:, j]], as one
+        embedding_bag (its backward scatters into only the k rows used). This is what makes
+        a training step cost about two matmuls instead of four."""
+        summed = nn.functional.embedding_bag(
+            indices, self.W_dec, per_sample_weights=values, mode="sum"
+        )
+        return summed + self.b_dec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp(min=1e-8))
+
+    @torch.no_grad()
+    def remove_parallel_decoder_gradient(self) -> None:
+        """Drop the part of each decoder row's gradient along the row itself: with unit-norm rows,
+        that part only changes the norm, which normalize_decoder undoes anyway, and letting Adam
+        see it distorts its moment estimates (Gao et al. appendix B.5)."""
+        grad = self.W_dec.grad
+        if grad is None:
+            return
+        along = (grad * self.W_dec).sum(dim=-1, keepdim=True)
+        grad.sub_(along * self.W_dec)
+
+
+def auxk_loss(
+    sae: SparseAutoencoder,
+    x: torch.Tensor,
+    x_hat: torch.Tensor,
+    pre: torch.Tensor,
+    dead: torch.Tensor,
+) -> torch.Tensor:
+    """The AuxK auxiliary loss of Gao et al. (2024, appendix A.2) against dead features.
+
+    The k_aux = d_in / 2 largest pre-activations among the dead features try to reconstruct the
+    main reconstruction's error e = x - x_hat (without b_dec, which e already accounts for). Its
+    gradient reaches only dead features, pulling them towards directions the live ones miss.
+    Scaled down while fewer features are dead than k_aux (as SAELens and EleutherAI's sparsify
+    do), so a handful of dead features does not dominate the loss.
+    """
+    n_dead = int(dead.sum())
+    if n_dead == 0:
+        return x.new_zeros(())
+    k_aux = min(sae.d_in // 2, n_dead)
+    scale = min(n_dead / (sae.d_in // 2), 1.0)
+    masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
+    values, indices = sae.top_k(masked, k_aux)
+    error = (x - x_hat).detach()
+    recon = sae.decode_sparse(values, indices) - sae.b_dec  # e_hat = f_aux @ W_dec, no bias
+    return scale * (recon - error).pow(2).sum(dim=-1).mean()
+
+
+def l1_penalty(sae: SparseAutoencoder, f: torch.Tensor) -> torch.Tensor:
+    """sum_i f_i * ||W_dec_i|| per token, averaged over tokens (the "relu" kind's sparsity)."""
+    return (f * sae.W_dec.norm(dim=-1)).sum(dim=-1).mean()
