@@ -20,10 +20,14 @@ exporting is a copy (gptlab.sae.folder.export_saelens).
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 from torch import nn
 
-KINDS = ("topk", "relu")
+SaeKind = Literal["topk", "relu"]
+KINDS: tuple[str, ...] = typing.get_args(SaeKind)
 
 
 class SparseAutoencoder(nn.Module):

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from gptlab.data.folder import read_meta
+from gptlab.data.prepared_folder import read_meta
 from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
