@@ -46,30 +46,12 @@ def register(subparsers) -> None:
 
 def main(args) -> int:
     import sys
-    from pathlib import Path
 
-    from gptlab.checkpoints.finetuned import TASK_FILE, load_finetuned
     from gptlab.device import resolve_device
-    from gptlab.errors import GptlabError
     from gptlab.finetune.chat import Conversation
     from gptlab.finetune.instruct import answer_config
 
-    device = resolve_device(args.device)
-    if (Path(args.checkpoint) / TASK_FILE).is_file():
-        loaded = load_finetuned(args.checkpoint, device)
-        if loaded.task["kind"] != "instruct":
-            raise GptlabError(
-                f"{args.checkpoint} is a {loaded.task['kind']}, not an instruction model; use gptlab classify"
-            )
-        model, tokenizer = loaded.body, loaded.tokenizer
-    else:  # a plain model folder: the template still applies, whatever the model learned
-        from gptlab.checkpoints.load import load_model
-
-        model, tokenizer = load_model(args.checkpoint, device)
-        if tokenizer is None:
-            raise GptlabError(
-                f"{args.checkpoint} has no tokenizer.json; it cannot turn text into tokens"
-            )
+    model, tokenizer = load_chat_model(args.checkpoint, resolve_device(args.device))
     config = answer_config(args.max_new_tokens, args.temperature, args.top_k, args.seed)
     conversation = Conversation(model, tokenizer, config)
     interactive = sys.stdin.isatty()
@@ -84,18 +66,50 @@ def main(args) -> int:
             conversation.reset()
             print("gptlab: conversation cleared", file=sys.stderr)
             continue
-        try:
-            dropped, pieces = conversation.ask(instruction)
-        except GptlabError as exc:  # one instruction too long: say so and take the next
-            print(f"gptlab: {exc}", file=sys.stderr)
-            continue
-        if dropped:
-            print(
-                f"gptlab: the conversation outgrew the model's context "
-                f"({model.config.block_size} tokens); dropped the oldest {dropped} turn(s)",
-                file=sys.stderr,
+        answer_turn(conversation, instruction)
+
+
+def load_chat_model(checkpoint: str, device):
+    """(model, tokenizer) of an instruction model's folder, or of any model folder (the
+    template still applies, whatever the model learned)."""
+    from pathlib import Path
+
+    from gptlab.checkpoints.finetuned import TASK_FILE, load_finetuned
+    from gptlab.errors import GptlabError
+
+    if (Path(checkpoint) / TASK_FILE).is_file():
+        loaded = load_finetuned(checkpoint, device)
+        if loaded.task["kind"] != "instruct":
+            raise GptlabError(
+                f"{checkpoint} is a {loaded.task['kind']}, not an instruction model; use gptlab classify"
             )
-        for piece in pieces:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        print(flush=True)
+        return loaded.body, loaded.tokenizer
+    from gptlab.checkpoints.load import load_model
+
+    model, tokenizer = load_model(checkpoint, device)
+    if tokenizer is None:
+        raise GptlabError(f"{checkpoint} has no tokenizer.json; it cannot turn text into tokens")
+    return model, tokenizer
+
+
+def answer_turn(conversation, instruction: str) -> None:
+    """Stream one answer; a turn that cannot fit, or history dropped to fit, is one line."""
+    import sys
+
+    from gptlab.errors import GptlabError
+
+    try:
+        dropped, pieces = conversation.ask(instruction)
+    except GptlabError as exc:  # one instruction too long: say so and take the next
+        print(f"gptlab: {exc}", file=sys.stderr)
+        return
+    if dropped:
+        print(
+            f"gptlab: the conversation outgrew the model's context "
+            f"({conversation.model.config.block_size} tokens); dropped the oldest {dropped} turn(s)",
+            file=sys.stderr,
+        )
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    print(flush=True)

@@ -7,6 +7,6 @@ sampling.py      the logits processors and the choice of the next token
 forward.py       the model side: padding, KV caches, the context window, the compiled step
 text_stream.py   tokens -> text as they arrive, stop strings
 speculative.py   draft-and-verify greedy decoding
-precision.py     the model in bf16/fp16, int8 weight-only quantization
-bench.py         `gptlab bench generate`: every decode path timed side by side
+precision.py     the model in bf16/fp16, int8 weights (dynamic quantization)
+(the decode benchmark, `gptlab bench generate`, lives one floor up in gptlab/bench/)
 """
