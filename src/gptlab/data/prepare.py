@@ -109,6 +109,7 @@ def prepare_dataset(
                 )
             )
         )
+        src.stats = TextStats()  # a pass that trained the BPE counted them; prepare counts again
     else:
         fixed_tokenizer = None if tokenizer == "char" else get_tokenizer(tokenizer)
     settings = {
