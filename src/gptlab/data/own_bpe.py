@@ -71,7 +71,8 @@ def own_bpe_path(
     documents = src.documents()
     if max_docs is not None:
         documents = (d for _, d in zip(range(max_docs), documents, strict=False))
-    # One text (a .txt file): prepare splits it by its tail, so the whole text trains the BPE.
+    # One text (a .txt file) is split by prepare at a token count the tokenizer decides, so the
+    # whole text, its validation tail included, trains the BPE.
     if not src.single_text:
         documents = documents_of_split(documents, fraction, "train")
     described = src.describe()

@@ -7,7 +7,8 @@ local files: their paths, sizes and modification times), the tokenizer, the budg
 validation fraction and the shard size; the number of workers does not change the result.
 
 Splits are deterministic:
-- several documents: whole documents go to one split or the other. With val_fraction = p/q,
+- several documents: whole documents go to one split or the other (gptlab.data.splits, the rule
+  the own-BPE trainer and `gptlab eval bpb --val-fraction` share). With val_fraction = p/q,
   document i is a training document when floor((i+1)(q-p)/q) > floor(i(q-p)/q): the
   ceil(N p/q) validation documents are spread evenly through the stream (0, 10, 20, ... at 0.1).
 - one text (tinyshakespeare, a single .txt file): the last val_fraction of its tokens is the
@@ -122,6 +123,7 @@ def prepare_dataset(
                 )
             )
         )
+        src.stats = TextStats()  # a pass that trained the BPE counted them; prepare counts again
     else:
         fixed_tokenizer = None if tokenizer == "char" else get_tokenizer(tokenizer)
     settings = {
