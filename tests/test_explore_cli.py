@@ -160,7 +160,7 @@ def test_the_bundle_holds_every_module_once_in_dependency_order():
     assert modules[-1] == "main.js" and modules.index("draw.js") < modules.index("attention.js")
     assert (
         modules.index("api.js") < modules.index("next_token.js")
-        and len(set(modules)) == len(modules) == 9
+        and len(set(modules)) == len(modules) == 10  # features.js: the SAE Features tab
     )
     assert not re.search(r"^export ", bundle, re.MULTILINE) and not re.search(
         r"^import ", bundle, re.MULTILINE

@@ -133,7 +133,7 @@ def test_unit_norm_decoder_and_parallel_gradient_removal():
     sae = SparseAutoencoder(d_in=8, d_sae=16)
     sae.reset_parameters(torch.Generator().manual_seed(0))
     assert sae.W_dec.detach().norm(dim=-1).tolist() == pytest.approx([1.0] * 16, abs=1e-6)
-    assert torch.equal(sae.W_enc, sae.W_dec.t())
+    assert torch.allclose(sae.W_enc, 0.1 * sae.W_dec.t())
     sae.W_dec.grad = torch.randn(16, 8)
     sae.remove_parallel_decoder_gradient()
     assert (sae.W_dec.grad * sae.W_dec).sum(dim=-1).abs().max() < 1e-6

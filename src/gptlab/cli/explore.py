@@ -64,6 +64,10 @@ def main(args: argparse.Namespace) -> int:
     from gptlab.explore.sources import Source, load_sources
 
     sources = [Source(path) for path in args.folders] + [Source(path, hf=True) for path in args.hf]
+    if args.sae and args.export:
+        raise GptlabError(
+            "--sae serves a live Features tab; for a page of features use gptlab sae features --export"
+        )
     if args.export:
         if not args.prompt:
             raise GptlabError("--export needs --prompt: the text the page shows")
@@ -71,10 +75,6 @@ def main(args: argparse.Namespace) -> int:
             raise GptlabError("--export writes one model's page: name exactly one folder")
         # Before the model loads: a page that cannot be written must not cost the wait.
         export_file = check_output_file(args.export, args.overwrite, "--export", "page.html")
-    if args.sae and args.export:
-        raise GptlabError(
-            "--sae serves a live Features tab; for a page of features use gptlab sae features --export"
-        )
     elif args.prompt:
         raise GptlabError("--prompt goes with --export (the served page has its own prompt box)")
     if args.export:

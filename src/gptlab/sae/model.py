@@ -28,6 +28,10 @@ from torch import nn
 
 SaeKind = Literal["topk", "relu"]
 KINDS: tuple[str, ...] = typing.get_args(SaeKind)
+# The encoder starts as the decoder's transpose scaled down (Gao et al. start it at the transpose;
+# Anthropic's April 2024 update at a small norm): a unit-scale start makes the first
+# reconstructions k times too large, and the first hundred steps go to shrinking them.
+ENCODER_INIT_SCALE = 0.1
 
 
 class SparseAutoencoder(nn.Module):
@@ -44,10 +48,10 @@ class SparseAutoencoder(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Random unit-norm decoder rows, the encoder their transpose (Gao et al. section 2.4:
-        the SAE starts close to the identity on the features it has), zero biases."""
+        the SAE starts close to a scaled identity on the features it has), zero biases."""
         self.W_dec.copy_(torch.randn(self.d_sae, self.d_in, generator=generator))
         self.normalize_decoder()
-        self.W_enc.copy_(self.W_dec.t())
+        self.W_enc.copy_(ENCODER_INIT_SCALE * self.W_dec.t())
         self.b_enc.zero_()
         self.b_dec.zero_()
 
