@@ -169,8 +169,8 @@ def check_page_size(n_layers: int, n_heads: int, T: int) -> None:
     if count > MAX_PAGE_WEIGHTS:
         raise GptlabError(
             f"the HTML page would hold {count:,} attention weights ({n_layers} layers x {n_heads} "
-            f"heads x {T} tokens), more than {MAX_PAGE_WEIGHTS:,}; choose layers/heads with "
-            "--layer/--head or shorten the prompt"
+            f"heads x {T} tokens), more than {MAX_PAGE_WEIGHTS:,}; show fewer layers or heads, "
+            "or shorten the prompt"
         )
 
 
