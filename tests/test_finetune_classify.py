@@ -260,7 +260,7 @@ def test_progress_into_a_log_redraws_at_the_interval_not_every_step(
     assert steps > 10 and err.count("epoch 1/1") <= 3  # first draw, final draw, close
 
 
-def test_an_unmerged_lora_folder_samples_with_its_base_or_says_to_merge(
+def test_an_unmerged_lora_folder_samples_and_loads_with_its_base_and_merges(
     tiny_gpt2_dir, sms_slice, tmp_path, capsys
 ):
     from gptlab.checkpoints.load import load_model
@@ -272,9 +272,9 @@ def test_an_unmerged_lora_folder_samples_with_its_base_or_says_to_merge(
     assert main([*argv, "--max-new-tokens", "3"]) == 0  # the base with the adapter applied
     expected = load_finetuned(out).body
     assert capsys.readouterr().out.strip()
-    with pytest.raises(GptlabError, match="holds a LoRA adapter, not a whole model: .*merge"):
-        load_model(out)
+    adapted, _ = load_model(out)  # load_model opens what `gptlab sample` opens
+    idx = torch.tensor([[1, 2, 3, 4]])
+    torch.testing.assert_close(adapted.eval()(idx)[0], expected(idx)[0])
     merge_checkpoint(out)
     merged, _ = load_model(out)
-    idx = torch.tensor([[1, 2, 3, 4]])
     torch.testing.assert_close(merged.eval()(idx)[0], expected(idx)[0], atol=1e-5, rtol=1e-5)

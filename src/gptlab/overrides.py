@@ -181,8 +181,9 @@ def all_keys(obj) -> list[str]:
     return [f"{s}.{name}" for s in sections for name in field_names(getattr(obj, s))]
 
 
-def resolve_key(obj, key: str) -> tuple[object, str]:
-    """(the config that holds `key`, its field name); an unknown key names the nearest one."""
+def resolve_key(obj, key: str, prefix: str = "") -> tuple[object, str]:
+    """(the config that holds `key`, its field name); an unknown key names the nearest one
+    (on a flat config, written with `prefix`, e.g. "model.")."""
     sections = section_names(obj)
     if sections:
         section, _, name = key.partition(".")
@@ -194,7 +195,8 @@ def resolve_key(obj, key: str) -> tuple[object, str]:
         )
     if key in field_names(obj):
         return obj, key
-    raise GptlabError(f"unknown setting {key!r}; did you mean {nearest_key(key, all_keys(obj))!r}?")
+    nearest = nearest_key(key, all_keys(obj))
+    raise GptlabError(f"unknown setting {prefix + key!r}; did you mean {prefix + nearest!r}?")
 
 
 def override(obj, assignments: list[str]) -> None:
@@ -225,15 +227,7 @@ def apply_table(obj, table: dict, source: str, *, prefix: str = "") -> None:
         )
         for key, item in items:
             try:
-                try:
-                    target, field = resolve_key(obj, key)
-                except GptlabError:
-                    if sections:
-                        raise
-                    nearest = nearest_key(key, all_keys(obj))
-                    raise GptlabError(
-                        f"unknown setting {prefix + key!r}; did you mean {prefix + nearest!r}?"
-                    ) from None
+                target, field = resolve_key(obj, key, prefix)
                 set_field(target, field, item, prefix + key)
             except GptlabError as exc:
                 raise GptlabError(f"{source}: {exc}") from None

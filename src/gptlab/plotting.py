@@ -92,6 +92,22 @@ def heatmap(
     return save_figure(figure, path)
 
 
+def head_grid_heatmap(path: str | Path, values, title: str, label: str) -> Path:
+    """A layer x head heatmap, values (n_layer, n_head), on a scale centred on zero."""
+    n_layer, n_head = values.shape
+    return heatmap(
+        path,
+        np.asarray(values),
+        title=title,
+        xlabel="head",
+        ylabel="layer",
+        x_labels=[str(h) for h in range(n_head)],
+        y_labels=[str(layer) for layer in range(n_layer)],
+        colorbar_label=label,
+        diverging=True,
+    )
+
+
 def attention_grid(
     path: str | Path,
     patterns: np.ndarray,

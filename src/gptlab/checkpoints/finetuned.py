@@ -35,8 +35,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from gptlab.checkpoints.hf_hub import load_hf_model
-from gptlab.checkpoints.load import load_model
+from gptlab.checkpoints.adapter_folder import (
+    ADAPTER_DIR,
+    TASK_FILE,
+    read_task,
+)
 from gptlab.checkpoints.model_folder import (
     CONFIG_FILE,
     TOKENIZER_FILE,
@@ -44,23 +47,20 @@ from gptlab.checkpoints.model_folder import (
     is_model_dir,
     save_model,
 )
+from gptlab.checkpoints.open import open_model
 from gptlab.checkpoints.run import refuse_in_run_folder
 from gptlab.errors import GptlabError
 from gptlab.fileio import (
     atomic_write,
     atomic_write_text,
-    read_json,
     refuse_overlap,
     removed_on_failure,
 )
 from gptlab.model.gpt import GPT
-from gptlab.model.lora import LoRAConfig, load_adapter, merge_lora, save_adapter
+from gptlab.model.lora import LoRAConfig, merge_lora, save_adapter
 from gptlab.tokenizers.base import Tokenizer
 
-TASK_FILE = "task.json"
 HEAD_FILE = "classifier_head.safetensors"
-ADAPTER_DIR = "adapter"
-KINDS = ("classifier", "instruct")
 OUTPUT_FILES = (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, TASK_FILE, HEAD_FILE)
 # What the fine-tuning runs write beside the model.
 FINAL_METRICS_FILE = "metrics.json"
@@ -76,23 +76,6 @@ OWNED = (
     CONFUSION_PNG_FILE,
     ANSWERS_FILE,
 )
-
-
-def load_init_model(spec: str, device: torch.device | str = "cpu") -> tuple[GPT, Tokenizer]:
-    """The model fine-tuning starts from: a gptlab folder, or hf:NAME (Hugging Face GPT-2)."""
-    if spec.startswith("hf:"):
-        model, tokenizer = load_hf_model(spec[3:])
-    else:
-        if not Path(spec).exists():
-            raise GptlabError(
-                f"--init {spec} does not exist: give a gptlab model or training-run folder, or hf:NAME"
-            )
-        model, tokenizer = load_model(spec)
-        if tokenizer is None:
-            raise GptlabError(
-                f"{spec} has no {TOKENIZER_FILE}; fine-tuning needs the model's tokenizer"
-            )
-    return model.to(device), tokenizer
 
 
 def init_reference(spec: str) -> str:
@@ -186,16 +169,6 @@ def save_finetuned(
     atomic_write_text(out / TASK_FILE, json.dumps(task, indent=2, ensure_ascii=False))
 
 
-def read_task(directory: str | Path) -> dict:
-    path = Path(directory) / TASK_FILE
-    if not path.is_file():
-        raise GptlabError(f"{directory} has no {TASK_FILE}: it is not a fine-tuned gptlab folder")
-    task = read_json(path, "fine-tuning task")
-    if task.get("kind") not in KINDS:
-        raise GptlabError(f"{path} names no task kind ({' or '.join(KINDS)})")
-    return task
-
-
 @dataclass
 class FineTuned:
     body: GPT  # the language model, adapters applied when the LoRA adapter is not merged
@@ -204,50 +177,20 @@ class FineTuned:
     head: nn.Linear | None  # classifiers only
 
 
-def is_unmerged_adapter(directory: str | Path) -> bool:
-    """A LoRA folder with no merged model.safetensors: its base must be loaded under it."""
-    directory = Path(directory)
-    return (directory / ADAPTER_DIR).is_dir() and not (directory / WEIGHTS_FILE).exists()
-
-
 def load_finetuned(directory: str | Path, device: torch.device | str = "cpu") -> FineTuned:
-    """Load a folder written by save_finetuned, in eval mode."""
+    """Load a folder written by save_finetuned, in eval mode: its language model (the base with
+    the adapter applied when the LoRA adapter is not merged; see open_model), task and head."""
     directory = Path(directory)
     if not directory.is_dir():
         raise GptlabError(f"checkpoint {directory} does not exist")
     task = read_task(directory)
-    lora = task.get("lora")
-    if lora is not None and not task.get("merged", False):
-        if "base" not in task:
-            raise GptlabError(
-                f"{directory / TASK_FILE} does not say which base model the adapter belongs to"
-            )
-        body, tokenizer = load_init_model(task["base"], device)
-        load_adapter(directory / ADAPTER_DIR, body)
-    else:
-        body, tokenizer = load_model(directory, device)
-        if tokenizer is None:
-            raise GptlabError(
-                f"{directory} has no {TOKENIZER_FILE}; it cannot turn text into tokens"
-            )
+    body, tokenizer = open_model(directory, device)
     head = None
     if task["kind"] == "classifier":
         head = load_head(directory, body.config.n_embd, len(task["labels"]))
     return FineTuned(
         body.to(device).eval(), tokenizer, task, None if head is None else head.to(device).eval()
     )
-
-
-def load_language_model(directory: str | Path, device: torch.device | str = "cpu"):
-    """(model, tokenizer) for text in and text out, from any gptlab folder a user names: a model
-    folder, a training run, or an unmerged LoRA folder (its base with the adapter applied)."""
-    if is_unmerged_adapter(directory):
-        loaded = load_finetuned(directory, device)
-        return loaded.body, loaded.tokenizer
-    model, tokenizer = load_model(directory, device=device)
-    if tokenizer is None:
-        raise GptlabError(f"{directory} has no {TOKENIZER_FILE}; it cannot turn text into tokens")
-    return model, tokenizer
 
 
 def load_head(directory: Path, n_embd: int, n_classes: int) -> nn.Linear:

@@ -26,7 +26,10 @@ def add_model_source_args(parser: argparse.ArgumentParser, presets: bool = True)
     """--checkpoint DIR | --hf DIR_OR_NAME | --preset NAME: where the model comes from."""
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument(
-        "--checkpoint", metavar="DIR", help="a gptlab model folder or training run folder"
+        "--checkpoint",
+        metavar="DIR",
+        help="a gptlab model, fine-tuned or LoRA folder, or a training run folder (its best "
+        "checkpoint; RUN@last or RUN@STEP for another)",
     )
     group.add_argument(
         "--hf",
@@ -66,35 +69,16 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
 
 def load_model_from_args(args: argparse.Namespace):
     """(model, tokenizer) from --checkpoint, --hf or --preset, on the chosen device, in eval mode."""
+    from gptlab.checkpoints.open import open_model
     from gptlab.device import resolve_device
 
-    device = resolve_device(args.device)
     if args.checkpoint:
-        from gptlab.checkpoints.finetuned import load_language_model
-
-        model, tokenizer = load_language_model(args.checkpoint, device)
+        spec = args.checkpoint
     elif args.hf:
-        from gptlab.checkpoints.hf_hub import load_hf_model
-
-        model, tokenizer = load_hf_model(args.hf)
-        model = model.to(device)
+        spec = f"hf:{args.hf}"
     else:
-        import torch
-
-        from gptlab.model import GPT
-        from gptlab.model.config import model_preset
-        from gptlab.model.params import require_model_fits
-        from gptlab.tokenizers.base import GPT2Tokenizer
-
-        config = model_preset(args.preset)
-        if config.vocab_size != 50257:
-            raise GptlabError(
-                f"preset {args.preset!r} is a character-level shape whose vocabulary comes from its "
-                "training data; train it first (gptlab train) and use --checkpoint"
-            )
-        require_model_fits(config, device)
-        torch.manual_seed(0)  # the same random preset model every time; --seed is for sampling
-        model, tokenizer = GPT(config).to(device), GPT2Tokenizer()
+        spec = f"preset:{args.preset}"
+    model, tokenizer = open_model(spec, resolve_device(args.device))
     return model.eval(), tokenizer
 
 

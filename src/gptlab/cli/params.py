@@ -28,8 +28,8 @@ def main(args: argparse.Namespace) -> int:
 
         config, title = model_preset(args.preset), args.preset
     else:
-        from gptlab.checkpoints.load import resolve_model_dir
         from gptlab.checkpoints.model_folder import read_model_config
+        from gptlab.checkpoints.open import resolve_model_dir
 
         directory = resolve_model_dir(args.checkpoint)
         config, title = read_model_config(directory), str(directory)

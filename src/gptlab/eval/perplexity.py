@@ -278,7 +278,7 @@ def read_text_file(path: str | Path) -> str:
         raise GptlabError(f"text file {path} does not exist") from None
     except IsADirectoryError:
         raise GptlabError(
-            f"{path} is a folder; --text takes a UTF-8 text file (use --data for a prepared folder)"
+            f"{path} is a folder; the text to score is a UTF-8 text file (a prepared folder is scored as data)"
         ) from None
     except UnicodeDecodeError as exc:
         raise GptlabError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None

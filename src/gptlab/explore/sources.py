@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gptlab.checkpoints.finetuned import load_language_model
+from gptlab.checkpoints.open import open_model
 from gptlab.checkpoints.run import find_run_checkpoint
 from gptlab.errors import GptlabError
 from gptlab.explore.session import Explorer
@@ -64,5 +64,5 @@ def load_source(name: str, source: Source, device) -> Explorer:
     run_dir = path if is_run_folder(path) else None
     if run_dir is not None and find_run_checkpoint(path) is None:
         return Explorer(name, None, None, run_dir=run_dir)  # curves only, until a checkpoint lands
-    model, tokenizer = load_language_model(path, device)
+    model, tokenizer = open_model(path, device)
     return Explorer(name, model.eval(), tokenizer, run_dir=run_dir)

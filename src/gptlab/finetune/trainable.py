@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gptlab.checkpoints.finetuned import load_init_model
+from gptlab.checkpoints.open import open_model
 from gptlab.errors import GptlabError
 from gptlab.finetune.options import FinetuneOptions, Log
 from gptlab.model.gpt import GPT
@@ -74,7 +74,7 @@ def load_trainable_model(
     options: FinetuneOptions, device: torch.device, log: Log
 ) -> tuple[GPT, Tokenizer]:
     """The `init` model on `device`, with LoRA adapters added or the `train` parameters unfrozen."""
-    body, tokenizer = load_init_model(options.init, device)
+    body, tokenizer = open_model(options.init, device)
     lora = options.lora()
     if lora is not None:
         wrapped = add_lora(body, lora)

@@ -25,7 +25,7 @@ from gptlab.device import model_device, require_memory
 from gptlab.errors import GptlabError
 from gptlab.interp.indices import require_forward_fits
 from gptlab.model.batching import IGNORE_INDEX
-from gptlab.plotting import heatmap
+from gptlab.plotting import head_grid_heatmap
 from gptlab.tables import format_table, ranked_cells
 
 ABLATION_MODES = ("zero", "mean")
@@ -240,17 +240,11 @@ def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 def save_ablation_heatmap(path: str | Path, result: HeadAblation) -> Path:
-    n_layer, n_head = result.ablated_loss.shape
-    return heatmap(
+    return head_grid_heatmap(
         path,
-        result.loss_increase.numpy(),
-        title=f"{result.mode}-ablation: loss increase per head (clean loss {result.clean_loss:.4f})",
-        xlabel="head",
-        ylabel="layer",
-        x_labels=[str(h) for h in range(n_head)],
-        y_labels=[str(layer) for layer in range(n_layer)],
-        colorbar_label="loss increase (nats/token)",
-        diverging=True,
+        result.loss_increase,
+        f"{result.mode}-ablation: loss increase per head (clean loss {result.clean_loss:.4f})",
+        "loss increase (nats/token)",
     )
 
 

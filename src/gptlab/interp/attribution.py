@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.plotting import bar_chart, heatmap
+from gptlab.plotting import bar_chart, head_grid_heatmap
 from gptlab.tables import format_table, quoted
 
 
@@ -172,17 +172,12 @@ def save_attribution_plots(
 ) -> list[Path]:
     """attribute_heads.png (layer x head heatmap) and attribute_components.png (bars: embeddings, MLPs, head sums)."""
     directory = Path(directory)
-    n_layer, n_head = result.heads.shape
-    head_map = heatmap(
+    n_layer = result.heads.shape[0]
+    head_map = head_grid_heatmap(
         directory / "attribute_heads.png",
-        result.heads.numpy(),
-        title=f"direct logit attribution of {target!r} per head",
-        xlabel="head",
-        ylabel="layer",
-        x_labels=[str(h) for h in range(n_head)],
-        y_labels=[str(layer) for layer in range(n_layer)],
-        colorbar_label="logit contribution",
-        diverging=True,
+        result.heads,
+        f"direct logit attribution of {target!r} per head",
+        "logit contribution",
     )
     labels = ["embed", "pos_embed"]
     values = [result.embed, result.pos_embed]

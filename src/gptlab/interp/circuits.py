@@ -316,9 +316,9 @@ def source_tokens(model, tokenizer: Tokenizer, text: str | None) -> list[int]:
     if text is not None:
         ids = list(dict.fromkeys(tokenizer.encode(text)))
         if not ids:
-            raise GptlabError("--tokens is empty; give some text, e.g. --tokens 'abc'")
+            raise GptlabError("the source tokens' text is empty; give some text, e.g. 'abc'")
         if max(ids) >= model.config.vocab_size:
-            raise GptlabError("--tokens holds ids beyond the model's vocabulary")
+            raise GptlabError("the source tokens hold ids beyond the model's vocabulary")
         return ids
     vocab = model.config.vocab_size
     spread = torch.linspace(0, vocab - 1, min(SOURCE_TOKENS, vocab)).round().long().tolist()

@@ -93,7 +93,7 @@ def load_target_pattern(path: str | Path, length: int) -> torch.Tensor:
     if target.dim() != 2 or target.shape != (length, length):
         raise GptlabError(
             f"pattern file {path} holds a {tuple(target.shape)} array but the sequences are "
-            f"{length} tokens: give a ({length}, {length}) matrix, or change --length/--repeats"
+            f"{length} tokens: give a ({length}, {length}) matrix, or change the length or the repeats"
         )
     if not bool(((target >= 0) & (target <= 1)).all()):
         raise GptlabError(f"pattern file {path} has weights outside [0, 1]")

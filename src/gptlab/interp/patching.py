@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gptlab.errors import GptlabError
-from gptlab.plotting import heatmap
+from gptlab.plotting import head_grid_heatmap, heatmap
 from gptlab.tables import format_table, quoted, ranked_cells
 
 # metric(logits (B, T, V)) -> (B,): one number per sequence, read at the last position.
@@ -191,7 +191,7 @@ def save_patching_heatmaps(
 ) -> list[Path]:
     """patch_resid.png (layer x position) and patch_heads.png (layer x head) of the normalised score."""
     directory = Path(directory)
-    n_layer, n_head = result.heads.shape
+    n_layer = result.heads.shape[0]
     layers = [str(layer) for layer in range(n_layer)]
     subtitle = (
         f"{metric_name}: clean {result.clean_metric:.3f}, corrupted {result.corrupted_metric:.3f}"
@@ -208,16 +208,11 @@ def save_patching_heatmaps(
             colorbar_label="restored (clean = 1, corrupted = 0)",
             diverging=True,
         ),
-        heatmap(
+        head_grid_heatmap(
             directory / "patch_heads.png",
-            result.normalise(result.heads).numpy(),
-            title=f"patching each head's output (all positions)\n{subtitle}",
-            xlabel="head",
-            ylabel="layer",
-            x_labels=[str(h) for h in range(n_head)],
-            y_labels=layers,
-            colorbar_label="restored (clean = 1, corrupted = 0)",
-            diverging=True,
+            result.normalise(result.heads),
+            f"patching each head's output (all positions)\n{subtitle}",
+            "restored (clean = 1, corrupted = 0)",
         ),
     ]
 

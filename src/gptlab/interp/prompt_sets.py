@@ -165,7 +165,7 @@ def single_token_names(tokenizer: Tokenizer) -> tuple[list[str], bool]:
     if len(letters) < 3:
         raise GptlabError(
             "the tokenizer has fewer than 3 single-token names (or capital letters) for IOI "
-            "prompts; write a prompt set file instead (--prompts FILE)"
+            "prompts; write a prompt set file instead (one JSON object per line)"
         )
     return letters, False
 

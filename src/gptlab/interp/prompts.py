@@ -53,7 +53,9 @@ def rank_answer(model, tokenizer: Tokenizer, prompt: str, answer: str, k: int = 
     prompt_ids = encode_prompt(model, tokenizer, prompt)  # (1, T)
     answer_ids = tokenizer.encode(answer)
     if not answer_ids:
-        raise GptlabError("the answer is empty; give --answer TEXT (e.g. ' Paris')")
+        raise GptlabError(
+            "the answer is empty; give the text expected after the prompt (e.g. ' Paris')"
+        )
     full = torch.cat([prompt_ids, torch.tensor([answer_ids], device=prompt_ids.device)], dim=1)
     if full.shape[1] - 1 > model.config.block_size:
         raise GptlabError(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -20,7 +19,6 @@ from gptlab.errors import GptlabError
 from gptlab.interp.ablation import ABLATION_MODES, ablation_hooks, z_hook_name
 from gptlab.interp.attribution import direct_logit_attribution
 from gptlab.interp.prompt_sets import PromptSet
-from gptlab.plotting import heatmap
 from gptlab.tables import format_table, ranked_cells
 
 HEAD_TERM = re.compile(r"L\d+H\d+")  # a head's term in LogitAttribution.components()
@@ -99,22 +97,6 @@ def set_head_ablation(model, prompts: PromptSet, mode: str = "zero") -> SetAblat
                 logits_ablated, _ = model(prompts.clean, only_last=True)
             ablated[layer, head] = prompts.logit_diff(logits_ablated).mean().cpu()
     return SetAblation(mode, float(prompts.logit_diff(logits).mean()), ablated)
-
-
-def head_grid_heatmap(path: str | Path, values: torch.Tensor, title: str, label: str) -> Path:
-    """A layer x head heatmap on a scale centred on zero."""
-    n_layer, n_head = values.shape
-    return heatmap(
-        path,
-        values.numpy(),
-        title=title,
-        xlabel="head",
-        ylabel="layer",
-        x_labels=[str(h) for h in range(n_head)],
-        y_labels=[str(layer) for layer in range(n_layer)],
-        colorbar_label=label,
-        diverging=True,
-    )
 
 
 def head_grid_table(values: torch.Tensor, column: str, top_k: int, by_size: bool = True) -> str:

@@ -34,7 +34,7 @@ def encode_prompt(model, tokenizer: Tokenizer, text: str, min_tokens: int = 1) -
     if len(ids) < min_tokens:
         raise GptlabError(
             f"the prompt {text!r} is {len(ids)} token(s) but this needs at least {min_tokens}; "
-            "give a longer --prompt"
+            "give a longer prompt"
         )
     block_size = model.config.block_size
     if len(ids) > block_size:

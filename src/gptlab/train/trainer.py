@@ -166,15 +166,17 @@ def accumulate_gradients(model, next_batch, steps: int, autocast, scaler) -> tor
     return loss_sum / steps
 
 
-def check_sample_settings(cfg: TrainConfig, tokenizer) -> None:
+def check_sample_settings(train_config: TrainConfig, tokenizer) -> None:
     """The samples' prompt and temperature, checked before training (a sample comes at the end)."""
     try:
-        tokenizer.encode(cfg.sample_prompt)
+        tokenizer.encode(train_config.sample_prompt)
     except GptlabError as exc:
         raise GptlabError(
-            f"train.sample_prompt {cfg.sample_prompt!r} cannot be encoded: {exc}"
+            f"train.sample_prompt {train_config.sample_prompt!r} cannot be encoded: {exc}"
         ) from None
-    GenerationConfig(max_new_tokens=cfg.sample_tokens, temperature=cfg.sample_temperature)
+    GenerationConfig(
+        max_new_tokens=train_config.sample_tokens, temperature=train_config.sample_temperature
+    )
 
 
 def build_trainer(

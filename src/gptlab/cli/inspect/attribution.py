@@ -142,11 +142,11 @@ def prompt_set_arguments(parser: argparse.ArgumentParser) -> None:
 def prompt_set_main(args: argparse.Namespace) -> int:
     """Direct logit attribution and head ablation averaged over a prompt set, on the logit difference."""
     from gptlab.interp.set_metrics import (
-        head_grid_heatmap,
         head_grid_table,
         set_head_ablation,
         set_logit_attribution,
     )
+    from gptlab.plotting import head_grid_heatmap
 
     model, _, prompts = load_prompt_set_args(args)
     attribution = set_logit_attribution(model, prompts)
