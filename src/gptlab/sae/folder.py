@@ -106,7 +106,7 @@ def load_sae(
 
 def load_sae_and_model(folder: str | Path, device: str | torch.device = "cpu"):
     """(sae, config, model, tokenizer): the SAE and the model it was trained on, checked to match."""
-    from gptlab.checkpoints.finetuned import load_language_model
+    from gptlab.checkpoints.open import open_model
     from gptlab.sae.activations import check_hook
 
     sae, config = load_sae(folder, device)
@@ -114,7 +114,7 @@ def load_sae_and_model(folder: str | Path, device: str | torch.device = "cpu"):
         raise GptlabError(
             f"the model this SAE reads, {config['model']}, is not there any more (sae.json names it)"
         )
-    model, tokenizer = load_language_model(config["model"], device)
+    model, tokenizer = open_model(config["model"], device)
     check_hook(model, config["hook"])
     return sae, config, model.eval(), tokenizer
 

@@ -103,13 +103,13 @@ def train_sae(
     on_step: Callable[[dict], None] | None = None,
 ) -> Path:
     """Train the SAE the options describe into options.out; returns the folder."""
-    from gptlab.checkpoints.finetuned import load_language_model
+    from gptlab.checkpoints.open import open_model
 
     options.validate()
     out = Path(options.out)
     checkpoint = check_out_folder(out, resume, overwrite)
     device = resolve_device(options.device, "device=")
-    model, _ = load_language_model(options.model, device)
+    model, _ = open_model(options.model, device)
     model.eval().requires_grad_(False)
     hook = check_hook(model, options.hook)
     folder = data_folder(options.model, options.data)
