@@ -1,0 +1,163 @@
+"""The outsider's audit of issue 27 (after the SAE verb, the decode engine, eval bpb and declared
+settings landed): each case is one argv that once ended in a traceback, was accepted with a
+meaningless value, or destroyed what the user had. Each must now end in one error line naming the
+problem, a non-zero exit, and no file changed under the fixtures' root.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+
+import pytest
+import torch
+
+from gptlab.checkpoints.model_folder import save_model
+from gptlab.cli import main
+from gptlab.model import GPT
+from gptlab.model.config import ModelConfig
+from gptlab.sae.folder import save_sae
+from gptlab.sae.model import SparseAutoencoder
+from gptlab.tokenizers.base import CharTokenizer
+
+VOCAB_TEXT = "abcdefgh \n"
+TINY_TRAIN = (
+    "model.n_layer=1 model.n_head=2 model.n_embd=16 model.block_size=16 train.micro_batch_size=4 "
+    "train.tokens_per_step=64 train.max_steps=1 train.max_seconds=none train.eval_every=0 "
+    "train.sample_every=0 train.threads=1"
+)
+
+CASES = [
+    # an SAE folder whose sae.json was edited or damaged: one line, not a tensor traceback
+    ("sae eval {sae_negative}", "d_sae must be a positive integer"),
+    ("sae features {sae_negative}", "d_sae must be a positive integer"),
+    ("sae eval {sae_k_too_big}", "k (1000) is more than d_sae"),
+    ("sae eval {sae_huge}", "memory"),
+    ("sample --checkpoint {model} --prompt a --sae {sae_negative} --steer 0:1", "d_sae"),
+    # an SAE's size is checked against memory before anything is built or --out made
+    (
+        "sae train {model} --data {prepared} --hook blocks.0.hook_resid_post --features 1000000000000 --out {new}",
+        "memory",
+    ),
+    (
+        "sae train {model} --data {prepared} --hook blocks.0.hook_resid_post --out {new} buffer_size=100000000000",
+        "buffer_size",
+    ),
+    # a damaged SAE is not exported as if it were whole
+    ("sae export {sae_truncated} --out {new}", "safetensors"),
+    # outputs never land on what the command reads, and --overwrite deletes only an old export
+    ("sae features {sae} --export {sae}/sae.json --overwrite", "sae.json it reads"),
+    ("sae features {sae} --export {sae}/sae.safetensors --overwrite", "it reads"),
+    ("sae features {sae} --export {model}/page.html", "inside the SAE's model"),
+    ("sae export {sae} --out {root} --overwrite", "holds the SAE_DIR"),
+    ("sae export {sae} --out {sae} --overwrite", "is the SAE_DIR"),
+    ("sae export {sae} --out {sae}/inner", "inside the SAE_DIR"),
+    ("sae export {sae} --out {other} --overwrite", "replaces only an earlier export"),
+    ("sae export {sae} --out {text} --overwrite", "is a file"),
+    # an infinite setting passes a one-sided bound (lr > 0) and then poisons the work
+    ("train --out {new} data.source={text} {tiny_train} train.lr=inf", "finite"),
+    ("train --out {new} data.source={text} {tiny_train} train.max_seconds=inf", "finite"),
+    (
+        "sae train {model} --data {prepared} --hook blocks.0.hook_resid_post --out {new} lr=inf",
+        "finite",
+    ),
+    ("sample --checkpoint {model} --prompt a --temperature inf", "finite"),
+    ("sample --checkpoint {model} --prompt a --repetition-penalty inf", "finite"),
+    # sizes: the token buffer decode keeps, and a weight matrix past what bytes can address
+    ("sample --checkpoint {model} --prompt a --max-new-tokens 100000000000", "memory"),
+    ("sample --checkpoint {model} --prompt a --max-new-tokens 100000000000 --cache none", "memory"),
+    (
+        "train --out {new} data.source={text} {tiny_train} model.n_embd=1000000000 model.n_head=1",
+        "too large",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audit")
+    tokenizer = CharTokenizer.from_text(VOCAB_TEXT)
+    config = ModelConfig(
+        vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=8
+    )
+    torch.manual_seed(0)
+    model = root / "model"
+    save_model(model, GPT(config), tokenizer)
+    text = root / "corpus.txt"
+    text.write_text(VOCAB_TEXT * 400, encoding="utf-8")
+    prepared = root / "prepared"
+    assert (
+        main(["prepare", str(text), "--tokenizer", "char", "--out", str(prepared), "--quiet"]) == 0
+    )
+
+    sae_model = SparseAutoencoder(8, 16, "topk", 4)
+    sae_model.reset_parameters(torch.Generator().manual_seed(0))
+    sae = root / "sae"
+    save_sae(sae_model, sae, {"model": str(model), "hook": "blocks.0.hook_resid_post"})
+
+    def damaged(name, change):
+        folder = root / name
+        shutil.copytree(sae, folder)
+        change(folder)
+        return folder
+
+    def edited(**values):
+        def change(folder):
+            config = json.loads((folder / "sae.json").read_text())
+            (folder / "sae.json").write_text(json.dumps({**config, **values}))
+
+        return change
+
+    other = root / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    return {
+        "root": root,
+        "model": model,
+        "text": text,
+        "prepared": prepared,
+        "sae": sae,
+        "other": other,
+        "new": root / "new-output",
+        "sae_negative": damaged("sae-negative", edited(d_sae=-1, k="four")),
+        "sae_k_too_big": damaged("sae-k", edited(k=1000)),
+        "sae_huge": damaged("sae-huge", edited(d_sae=10**12)),
+        "sae_truncated": damaged(
+            "sae-truncated",
+            lambda f: (f / "sae.safetensors").write_bytes(
+                (f / "sae.safetensors").read_bytes()[:100]
+            ),
+        ),
+    }
+
+
+def snapshot(root):
+    return sorted(
+        (str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()
+    )
+
+
+@pytest.mark.parametrize(("command", "fragment"), CASES, ids=[c for c, _ in CASES])
+def test_an_audit_case_is_one_clean_line_and_writes_nothing(places, command, fragment, capsys):
+    root = places["root"]
+    before = snapshot(root)
+    argv = []
+    for word in shlex.split(command):
+        if word == "{tiny_train}":
+            argv += TINY_TRAIN.split()
+        else:
+            argv.append(word.format(**{k: str(v) for k, v in places.items()}))
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code not in (0, None), f"accepted: {command}"
+    assert "Traceback" not in err
+    last = lines[-1]
+    assert last.startswith("gptlab") and ": error: " in last, err
+    assert fragment.lower() in last.lower(), last
+    assert snapshot(root) == before, f"{command} changed files"
+    assert not places["new"].exists()
