@@ -161,3 +161,21 @@ def test_an_audit_case_is_one_clean_line_and_writes_nothing(places, command, fra
     assert fragment.lower() in last.lower(), last
     assert snapshot(root) == before, f"{command} changed files"
     assert not places["new"].exists()
+
+
+@pytest.mark.parametrize("feature", [16, 10**30])
+def test_the_features_tab_refuses_a_feature_the_sae_lacks(places, feature):
+    """/api/sae/ablate indexed the activations with the id before checking it: a 500."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from gptlab.explore.app import create_app
+    from gptlab.explore.features import attach_sae
+    from gptlab.explore.sources import Source, load_sources
+
+    explorers = load_sources([Source(str(places["model"]))], "cpu")
+    attach_sae(next(iter(explorers.values())), places["sae"])
+    client = TestClient(create_app(explorers), raise_server_exceptions=False)
+    response = client.post("/api/sae/ablate", json={"prompt": "abc", "feature": feature})
+    assert response.status_code == 400, response.text
+    assert "does not exist" in response.json()["error"]

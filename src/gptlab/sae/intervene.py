@@ -88,6 +88,7 @@ def ablation_effect(
 ) -> dict:
     """The feature's activation on each prompt token, and the intact vs ablated model: loss on
     the prompt's next tokens and the next-token distribution after it."""
+    check_feature(sae, feature)  # before the forward pass indexes the activations with it
     ids = tokenizer.encode(prompt)
     if not ids:
         raise GptlabError("the prompt is empty; give some text")
