@@ -34,6 +34,8 @@ CASES = [
     ("sae features {sae_negative}", "d_sae must be a positive integer"),
     ("sae eval {sae_k_too_big}", "k (1000) is more than d_sae"),
     ("sae eval {sae_huge}", "memory"),
+    ("sae eval {sae_no_data}", "names no prepared data folder"),
+    ("sae features {sae_no_data}", "names no prepared data folder"),
     ("sample --checkpoint {model} --prompt a --sae {sae_negative} --steer 0:1", "d_sae"),
     # an SAE's size is checked against memory before anything is built or --out made
     (
@@ -94,7 +96,8 @@ def places(tmp_path_factory):
     sae_model = SparseAutoencoder(8, 16, "topk", 4)
     sae_model.reset_parameters(torch.Generator().manual_seed(0))
     sae = root / "sae"
-    save_sae(sae_model, sae, {"model": str(model), "hook": "blocks.0.hook_resid_post"})
+    info = {"model": str(model), "hook": "blocks.0.hook_resid_post", "data": str(prepared)}
+    save_sae(sae_model, sae, info)
 
     def damaged(name, change):
         folder = root / name
@@ -123,6 +126,7 @@ def places(tmp_path_factory):
         "sae_negative": damaged("sae-negative", edited(d_sae=-1, k="four")),
         "sae_k_too_big": damaged("sae-k", edited(k=1000)),
         "sae_huge": damaged("sae-huge", edited(d_sae=10**12)),
+        "sae_no_data": damaged("sae-no-data", edited(data=None)),
         "sae_truncated": damaged(
             "sae-truncated",
             lambda f: (f / "sae.safetensors").write_bytes(
@@ -179,3 +183,42 @@ def test_the_features_tab_refuses_a_feature_the_sae_lacks(places, feature):
     response = client.post("/api/sae/ablate", json={"prompt": "abc", "feature": feature})
     assert response.status_code == 400, response.text
     assert "does not exist" in response.json()["error"]
+
+
+def test_a_features_page_fills_its_slots_once(places, tmp_path):
+    """A model folder named with a slot of the page's template (`__DATA__`) put the whole data
+    document into the page's <title>: the slots were filled one after another, each pass reading
+    what the last had put in."""
+    model = tmp_path / "m<!--<script>__DATA__&amp;"
+    shutil.copytree(places["model"], model)
+    sae = tmp_path / "sae"
+    shutil.copytree(places["sae"], sae)
+    config = json.loads((sae / "sae.json").read_text())
+    config.update(model=str(model))
+    (sae / "sae.json").write_text(json.dumps(config))
+    page = tmp_path / "features.html"
+    assert main(["sae", "features", str(sae), "--export", str(page), "--tokens", "256"]) == 0
+    text = page.read_text(encoding="utf-8")
+    title = text.split("<title>")[1].split("</title>")[0]
+    assert title.endswith("m&lt;!--&lt;script&gt;__DATA__&amp;amp;, 16 features"), title
+    data = json.loads(text.split('id="data">')[1].split("</script>")[0])
+    assert data["title"].endswith("m<!--<script>__DATA__&amp;, 16 features")
+    assert text.count("</script>") == 2  # the data's and the code's
+
+
+@pytest.mark.parametrize(
+    ("verb", "closed"),
+    [("chat --checkpoint {model} --max-new-tokens 2", "<&-"), ("sae features {sae}", ">&-")],
+)
+def test_a_closed_standard_stream_is_no_traceback(places, verb, closed):
+    """Started with stdin or stdout closed, Python gives None for it: chat's isatty() was an
+    AttributeError traceback."""
+    import subprocess
+    import sys
+
+    command = shlex.join([sys.executable, "-m", "gptlab", *shlex.split(verb.format(**places))])
+    done = subprocess.run(
+        ["sh", "-c", f"exec {command} {closed}"], capture_output=True, text=True, timeout=300
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr

@@ -113,6 +113,17 @@ def read_sae_config(folder: str | Path) -> dict:
     return config
 
 
+def sae_data(config: dict, folder: str | Path) -> str:
+    """The prepared folder sae.json says the SAE was trained on (eval and features read it)."""
+    data = config.get("data")
+    if not isinstance(data, str) or not data:
+        raise GptlabError(
+            f"{Path(folder) / CONFIG_FILE} names no prepared data folder (data); "
+            "the folder is damaged"
+        )
+    return data
+
+
 def load_sae(
     folder: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[SparseAutoencoder, dict]:
