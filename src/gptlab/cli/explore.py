@@ -71,12 +71,12 @@ def main(args: argparse.Namespace) -> int:
             raise GptlabError("--export writes one model's page: name exactly one folder")
         # Before the model loads: a page that cannot be written must not cost the wait.
         export_file = check_output_file(args.export, args.overwrite, "--export", "page.html")
+    elif args.prompt:
+        raise GptlabError("--prompt goes with --export (the served page has its own prompt box)")
     if args.sae and args.export:
         raise GptlabError(
             "--sae serves a live Features tab; for a page of features use gptlab sae features --export"
         )
-    elif args.prompt:
-        raise GptlabError("--prompt goes with --export (the served page has its own prompt box)")
     if args.export:
         from gptlab.explore.export import export_page
 
