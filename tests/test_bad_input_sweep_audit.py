@@ -35,6 +35,8 @@ CASES = [
     ("sae eval {sae_k_too_big}", "k (1000) is more than d_sae"),
     ("sae eval {sae_huge}", "memory"),
     ("sae eval {sae_no_data}", "names no prepared data folder"),
+    # a damaged training state is one line when --resume reads its settings back
+    ("sae train --out {sae_damaged_state} --resume", "cannot be read"),
     ("sae features {sae_no_data}", "names no prepared data folder"),
     ("sample --checkpoint {model} --prompt a --sae {sae_negative} --steer 0:1", "d_sae"),
     # an SAE's size is checked against memory before anything is built or --out made
@@ -112,6 +114,12 @@ def places(tmp_path_factory):
 
         return change
 
+    def damaged_state(folder):
+        (folder / "sae.json").unlink()  # still training: only its checkpoint is there
+        step = folder / "checkpoints" / "step-0000001"
+        step.mkdir(parents=True)
+        (step / "state.pt").write_bytes(b"not a torch file")
+
     other = root / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
@@ -127,6 +135,7 @@ def places(tmp_path_factory):
         "sae_k_too_big": damaged("sae-k", edited(k=1000)),
         "sae_huge": damaged("sae-huge", edited(d_sae=10**12)),
         "sae_no_data": damaged("sae-no-data", edited(data=None)),
+        "sae_damaged_state": damaged("sae-damaged-state", damaged_state),
         "sae_truncated": damaged(
             "sae-truncated",
             lambda f: (f / "sae.safetensors").write_bytes(
@@ -222,3 +231,12 @@ def test_a_closed_standard_stream_is_no_traceback(places, verb, closed):
     )
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 0, done.stderr
+
+
+def test_explore_export_with_its_prompt_writes_the_page(places, tmp_path):
+    """Merging the Features tab turned `elif args.prompt` into the else of its own check, so
+    every `explore --export FILE --prompt TEXT` was refused: "--prompt goes with --export"."""
+    page = tmp_path / "page.html"
+    argv = ["explore", str(places["model"]), "--export", str(page), "--prompt", "abc"]
+    assert main(argv) == 0
+    assert page.is_file()

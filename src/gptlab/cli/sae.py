@@ -129,14 +129,11 @@ def train_main(args) -> int:
         given["tokens"] = int(given["tokens"])
     config_file = args.config
     if args.resume and config_file is None and args.out:
-        from gptlab.sae.folder import latest_checkpoint
+        from gptlab.sae.folder import latest_checkpoint, read_checkpoint_state
 
         checkpoint = latest_checkpoint(Path(args.out))
         if checkpoint is not None:  # resuming without settings means: the run's own settings
-            import torch
-
-            saved = torch.load(checkpoint / "state.pt", weights_only=True)["options"]
-            given = {**saved, **given}
+            given = {**read_checkpoint_state(checkpoint)["options"], **given}
     options = load_sae_options(config_file, given, args.overrides, validate=False)
     options.out = options.out or time.strftime("runs/sae-%Y%m%d-%H%M%S")
     if args.print_options:

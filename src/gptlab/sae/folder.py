@@ -181,14 +181,25 @@ def save_checkpoint(out: Path, step: int, sae: SparseAutoencoder, state: dict) -
             shutil.rmtree(old, ignore_errors=True)
 
 
+def read_checkpoint_state(checkpoint: Path) -> dict:
+    """The training state (optimizer, step, options ...) a checkpoint folder holds."""
+    try:
+        state = torch.load(checkpoint / STATE_FILE, weights_only=True)
+    except Exception as exc:  # a damaged file: any unpickling error
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GptlabError(
+            f"{checkpoint / STATE_FILE} cannot be read ({first_line}); start again with --overwrite"
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("options"), dict):
+        raise GptlabError(
+            f"{checkpoint / STATE_FILE} is not an SAE training state; start again with --overwrite"
+        )
+    return state
+
+
 def load_checkpoint(checkpoint: Path, sae: SparseAutoencoder) -> dict:
     load_weights(sae, checkpoint / WEIGHTS_FILE)
-    try:
-        return torch.load(checkpoint / STATE_FILE, weights_only=True)
-    except Exception as exc:  # a damaged file: any unpickling error
-        raise GptlabError(
-            f"{checkpoint / STATE_FILE} cannot be read ({exc}); start again with --overwrite"
-        ) from None
+    return read_checkpoint_state(checkpoint)
 
 
 # -- SAELens --------------------------------------------------------------------------------------
