@@ -68,6 +68,8 @@ CASES = [
     ),
     ("sample --checkpoint {model} --prompt a --temperature inf", "finite"),
     ("sample --checkpoint {model} --prompt a --repetition-penalty inf", "finite"),
+    ("sample --checkpoint {model} --prompt a --sae {sae} --steer 0:inf", "finite"),
+    ("sample --checkpoint {model} --prompt a --sae {sae} --steer 0:nan", "finite"),
     # sizes: the token buffer decode keeps, and a weight matrix past what bytes can address
     ("sample --checkpoint {model} --prompt a --max-new-tokens 100000000000", "memory"),
     ("sample --checkpoint {model} --prompt a --max-new-tokens 100000000000 --cache none", "memory"),
