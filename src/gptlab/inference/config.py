@@ -37,7 +37,7 @@ class GenerationConfig:
         )
         require(
             0 <= self.temperature < math.inf,
-            f"temperature must be a finite number >= 0 (0 means greedy), got {self.temperature!r}",
+            f"temperature must be >= 0 and finite (0 means greedy), got {self.temperature!r}",
         )
         require(self.top_k is None or self.top_k >= 1, f"top_k must be >= 1, got {self.top_k!r}")
         require(
@@ -45,7 +45,7 @@ class GenerationConfig:
         )
         require(
             0 < self.repetition_penalty < math.inf,
-            f"repetition_penalty must be a finite number > 0 (1 switches it off), "
+            f"repetition_penalty must be > 0 and finite (1 switches it off), "
             f"got {self.repetition_penalty!r}",
         )
         require(self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples!r}")
