@@ -326,10 +326,11 @@ def test_dashboards_match_a_dense_recomputation(tiny_scan):
 
 
 def test_the_page_embeds_its_data_so_no_markup_can_break_it(tiny_scan, tmp_path):
-    from gptlab.sae.page import embed_json, write_page
+    from gptlab.html_pages import script_json
+    from gptlab.sae.page import write_page
 
     hostile = {"tokens": ["</script><script>alert(1)</script>", "<!--"]}
-    assert "<" not in embed_json(hostile) and json.loads(embed_json(hostile)) == hostile
+    assert "<" not in script_json(hostile) and json.loads(script_json(hostile)) == hostile
     page = write_page(tiny_scan, tmp_path / "features.html", top=3, show_progress=False).read_text()
     assert page.count("</script>") == 2  # the data's and the code's, nothing from the contexts
     data = page.split('id="data">')[1].split("</script>")[0]

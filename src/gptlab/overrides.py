@@ -112,6 +112,10 @@ def check_choice(key: str, value: object, tp: object) -> None:
 def check_bounds(key: str, value: object, metadata: typing.Mapping) -> None:
     if value is None or not any(k in metadata for k in ("ge", "gt", "le", "lt")):
         return
+    if isinstance(value, float) and math.isinf(value):
+        # inf passes a one-sided bound (lr > 0) and then poisons the work (a NaN loss, a budget
+        # that never ends); None is how a setting says "no limit"
+        raise GptlabError(f"{key} must be a finite number, got {value!r}")
     ok = (
         ("ge" not in metadata or value >= metadata["ge"])
         and ("gt" not in metadata or value > metadata["gt"])

@@ -71,7 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def replace_closed_streams() -> None:
+    """A process started with a standard stream closed (`gptlab chat <&-`, `>&-`) gets None for
+    it, and the first isatty() or readline() is an AttributeError: read nothing from /dev/null
+    and write there instead."""
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    replace_closed_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not sys.stderr.isatty():

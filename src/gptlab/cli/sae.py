@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from gptlab.cli.common import add_threads_arg, check_output_file
 
@@ -128,16 +129,11 @@ def train_main(args) -> int:
         given["tokens"] = int(given["tokens"])
     config_file = args.config
     if args.resume and config_file is None and args.out:
-        from pathlib import Path
-
-        from gptlab.sae.folder import latest_checkpoint
+        from gptlab.sae.folder import latest_checkpoint, read_checkpoint_state
 
         checkpoint = latest_checkpoint(Path(args.out))
         if checkpoint is not None:  # resuming without settings means: the run's own settings
-            import torch
-
-            saved = torch.load(checkpoint / "state.pt", weights_only=True)["options"]
-            given = {**saved, **given}
+            given = {**read_checkpoint_state(checkpoint)["options"], **given}
     options = load_sae_options(config_file, given, args.overrides, validate=False)
     options.out = options.out or time.strftime("runs/sae-%Y%m%d-%H%M%S")
     if args.print_options:
@@ -166,6 +162,8 @@ def features_main(args) -> int:
         if args.export
         else None
     )
+    if out is not None:
+        refuse_export_over_inputs(out, args.sae)
     scan = load_or_scan(args.sae, tokens=args.tokens, device=args.device)
     if out is not None:
         from gptlab.sae.page import write_page
@@ -180,6 +178,19 @@ def features_main(args) -> int:
     )
     print(report)
     return 0
+
+
+def refuse_export_over_inputs(out: Path, sae_dir: str) -> None:
+    """--export may sit beside the SAE's files (features.html), never on one it reads, nor in
+    the model it reads: --overwrite would replace them with the page."""
+    from gptlab.fileio import refuse_overlap
+    from gptlab.sae.features import SCAN_FILE
+    from gptlab.sae.folder import CONFIG_FILE, WEIGHTS_FILE, read_sae_config
+
+    folder = Path(sae_dir)
+    reads = {f"SAE's {name}": folder / name for name in (CONFIG_FILE, WEIGHTS_FILE, SCAN_FILE)}
+    reads["SAE's model"] = read_sae_config(folder)["model"]
+    refuse_overlap(out, reads, "--export")
 
 
 def ablate_main(args) -> int:

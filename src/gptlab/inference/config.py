@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from gptlab.errors import require
@@ -35,16 +36,17 @@ class GenerationConfig:
             f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}",
         )
         require(
-            self.temperature >= 0,
-            f"temperature must be >= 0 (0 means greedy), got {self.temperature!r}",
+            0 <= self.temperature < math.inf,
+            f"temperature must be >= 0 and finite (0 means greedy), got {self.temperature!r}",
         )
         require(self.top_k is None or self.top_k >= 1, f"top_k must be >= 1, got {self.top_k!r}")
         require(
             0 < self.top_p <= 1, f"top_p must be in (0, 1] (1 switches it off), got {self.top_p!r}"
         )
         require(
-            self.repetition_penalty > 0,
-            f"repetition_penalty must be > 0 (1 switches it off), got {self.repetition_penalty!r}",
+            0 < self.repetition_penalty < math.inf,
+            f"repetition_penalty must be > 0 and finite (1 switches it off), "
+            f"got {self.repetition_penalty!r}",
         )
         require(self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples!r}")
         require(

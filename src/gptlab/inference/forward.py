@@ -96,7 +96,8 @@ def next_token_logits(
 
 
 def require_cache_fits(model, batch: int, length: int, device: torch.device) -> None:
-    """Refuse a batch whose keys and values (and logits) cannot fit, before allocating them."""
+    """Refuse a batch whose keys and values (and logits, and the token buffer decode keeps for
+    every new token) cannot fit, before allocating them."""
     c = model.config
     head_dim = c.n_embd // c.n_head
     kv_heads = c.n_kv_head or c.n_head
@@ -104,7 +105,10 @@ def require_cache_fits(model, batch: int, length: int, device: torch.device) -> 
     context = min(length, c.block_size)
     cache = 2 * c.n_layer * batch * kv_heads * context * head_dim * element
     logits = batch * c.padded_vocab_size * 4
-    require_memory(cache + logits, f"generating {batch} sequence(s) of {length} tokens", device)
+    tokens = 2 * batch * length * 8  # the (B, prompt + new) int64 context buffer and its mask
+    require_memory(
+        cache + logits + tokens, f"generating {batch} sequence(s) of {length} tokens", device
+    )
 
 
 def compiled_decode_step(model, backend: str = "inductor"):

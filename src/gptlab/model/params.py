@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from gptlab.device import BYTES_PER_ELEMENT, dtype_name, require_memory
+from gptlab.errors import GptlabError
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 
@@ -52,8 +53,17 @@ class ParamCounts:
 def count_parameters(config: ModelConfig) -> ParamCounts:
     """Counts from a one-block model on the meta device, with the block repeated n_layer times:
     every block has the same shape, so this is exact, and instant even for absurd configs."""
-    with torch.device("meta"):
-        model = GPT(dataclasses.replace(config, n_layer=1))
+    try:
+        with torch.device("meta"):
+            model = GPT(dataclasses.replace(config, n_layer=1))
+    except RuntimeError as exc:  # even the meta device refuses a tensor of more than 2**63 bytes
+        if "overflow" not in str(exc):
+            raise
+        raise GptlabError(
+            f"a model of n_embd={config.n_embd}, vocab_size={config.vocab_size}, "
+            f"block_size={config.block_size} has a weight matrix too large to address; "
+            "choose smaller sizes"
+        ) from None
 
     totals = {name: 0 for _, name in COMPONENTS}
     per_layer = {name: 0 for _, name in COMPONENTS}

@@ -24,7 +24,7 @@ from gptlab.data.loader import TokenLoader
 from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
-from gptlab.sae.folder import load_sae_and_model
+from gptlab.sae.folder import load_sae_and_model, sae_data
 
 DENSE_THRESHOLD = 0.1
 EVAL_FILE = "eval.json"
@@ -89,7 +89,7 @@ def evaluate_sae(
     sae, config, model, _ = load_sae_and_model(folder, resolve_device(device))
     hook = config["hook"]
     loader = TokenLoader(
-        config["data"],
+        sae_data(config, folder),
         split,
         batch_size,
         model.config.block_size,

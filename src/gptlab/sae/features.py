@@ -31,7 +31,7 @@ from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write
 from gptlab.sae.activations import activations_at
-from gptlab.sae.folder import WEIGHTS_FILE, load_sae_and_model
+from gptlab.sae.folder import WEIGHTS_FILE, load_sae_and_model, sae_data
 
 SCAN_FILE = "features.safetensors"
 RELU_KEPT = 64  # a ReLU SAE's activations kept per token (its L0 is usually far below)
@@ -169,7 +169,7 @@ def scan_features(
     sae, config, model, tokenizer = load_sae_and_model(folder, resolve_device(device))
     batch = 8
     loader = TokenLoader(
-        config["data"],
+        sae_data(config, folder),
         split,
         batch,
         model.config.block_size,

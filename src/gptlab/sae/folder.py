@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
+from gptlab.device import require_memory
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write, atomic_write_text, read_json
+from gptlab.fileio import atomic_write, atomic_write_text, read_json, refuse_overlap
 from gptlab.sae.model import KINDS, SparseAutoencoder
 
 WEIGHTS_FILE = "sae.safetensors"
@@ -91,7 +92,36 @@ def read_sae_config(folder: str | Path) -> dict:
     for key in ("d_in", "d_sae", "k", "model", "hook"):
         if key not in config:
             raise GptlabError(f"{folder / CONFIG_FILE} lacks {key!r}; the folder is damaged")
+    for key in ("d_in", "d_sae", "k"):
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise GptlabError(
+                f"{folder / CONFIG_FILE}: {key} must be a positive integer, got {value!r}; "
+                "the folder is damaged"
+            )
+    if config["kind"] == "topk" and config["k"] > config["d_sae"]:
+        raise GptlabError(
+            f"{folder / CONFIG_FILE}: k ({config['k']}) is more than d_sae ({config['d_sae']}); "
+            "the folder is damaged"
+        )
+    for key in ("model", "hook"):
+        if not isinstance(config[key], str) or not config[key]:
+            raise GptlabError(
+                f"{folder / CONFIG_FILE}: {key} must name a {key}, got {config[key]!r}; "
+                "the folder is damaged"
+            )
     return config
+
+
+def sae_data(config: dict, folder: str | Path) -> str:
+    """The prepared folder sae.json says the SAE was trained on (eval and features read it)."""
+    data = config.get("data")
+    if not isinstance(data, str) or not data:
+        raise GptlabError(
+            f"{Path(folder) / CONFIG_FILE} names no prepared data folder (data); "
+            "the folder is damaged"
+        )
+    return data
 
 
 def load_sae(
@@ -99,6 +129,10 @@ def load_sae(
 ) -> tuple[SparseAutoencoder, dict]:
     """(the SAE in eval mode, its sae.json) from an SAE folder."""
     config = read_sae_config(folder)
+    require_memory(
+        SparseAutoencoder.weight_bytes(config["d_in"], config["d_sae"]),
+        f"the SAE in {folder} (d_in {config['d_in']}, d_sae {config['d_sae']})",
+    )
     sae = SparseAutoencoder(config["d_in"], config["d_sae"], config["kind"], config["k"])
     load_weights(sae, Path(folder) / WEIGHTS_FILE)
     return sae.to(device).eval(), config
@@ -147,14 +181,25 @@ def save_checkpoint(out: Path, step: int, sae: SparseAutoencoder, state: dict) -
             shutil.rmtree(old, ignore_errors=True)
 
 
+def read_checkpoint_state(checkpoint: Path) -> dict:
+    """The training state (optimizer, step, options ...) a checkpoint folder holds."""
+    try:
+        state = torch.load(checkpoint / STATE_FILE, weights_only=True)
+    except Exception as exc:  # a damaged file: any unpickling error
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GptlabError(
+            f"{checkpoint / STATE_FILE} cannot be read ({first_line}); start again with --overwrite"
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("options"), dict):
+        raise GptlabError(
+            f"{checkpoint / STATE_FILE} is not an SAE training state; start again with --overwrite"
+        )
+    return state
+
+
 def load_checkpoint(checkpoint: Path, sae: SparseAutoencoder) -> dict:
     load_weights(sae, checkpoint / WEIGHTS_FILE)
-    try:
-        return torch.load(checkpoint / STATE_FILE, weights_only=True)
-    except Exception as exc:  # a damaged file: any unpickling error
-        raise GptlabError(
-            f"{checkpoint / STATE_FILE} cannot be read ({exc}); start again with --overwrite"
-        ) from None
+    return read_checkpoint_state(checkpoint)
 
 
 # -- SAELens --------------------------------------------------------------------------------------
@@ -193,9 +238,21 @@ def export_saelens(folder: str | Path, out: str | Path, overwrite: bool = False)
     """Write the SAE in `folder` as a SAELens folder (cfg.json + sae_weights.safetensors): the
     tensors are the same, by name and shape. Built under a hidden name, then renamed."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise GptlabError(f"{out} is not empty; pass --overwrite or pick another folder")
-    config = read_sae_config(folder)
+    _, config = load_sae(folder)  # the weights are read and checked: a damaged SAE is refused
+    refuse_overlap(out, {"SAE_DIR": folder, "SAE's model": config["model"]})
+    if out.exists():
+        if not out.is_dir():
+            raise GptlabError(f"--out {out} is a file; give a folder for the export")
+        held = {path.name for path in out.iterdir()}
+        if held and not overwrite:
+            raise GptlabError(f"{out} is not empty; pass --overwrite or pick another folder")
+        # --overwrite replaces an earlier export, never a folder of other things (it is deleted)
+        foreign = sorted(held - {SAELENS_CONFIG_FILE, SAELENS_WEIGHTS_FILE})
+        if foreign:
+            raise GptlabError(
+                f"--out {out} holds files an SAELens export does not ({', '.join(foreign[:3])}); "
+                "--overwrite replaces only an earlier export: pick another folder"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:

@@ -9,6 +9,7 @@ ablate    remove a feature's contribution f_i(x) x W_dec[i] from the activation,
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -27,9 +28,12 @@ def parse_steer(spec: str) -> tuple[int, float]:
     try:
         if not sep:
             raise ValueError
-        return int(feature), float(scale)
+        feature_id, value = int(feature), float(scale)
     except ValueError:
         raise GptlabError(f"--steer {spec!r} is not ID:SCALE (e.g. --steer 417:8)") from None
+    if not math.isfinite(value):  # else every logit is NaN, read as damaged weights
+        raise GptlabError(f"--steer {spec!r}: SCALE must be a finite number (e.g. --steer 417:8)")
+    return feature_id, value
 
 
 def check_feature(sae: SparseAutoencoder, feature: int) -> int:
@@ -88,6 +92,7 @@ def ablation_effect(
 ) -> dict:
     """The feature's activation on each prompt token, and the intact vs ablated model: loss on
     the prompt's next tokens and the next-token distribution after it."""
+    check_feature(sae, feature)  # before the forward pass indexes the activations with it
     ids = tokenizer.encode(prompt)
     if not ids:
         raise GptlabError("the prompt is empty; give some text")

@@ -45,6 +45,11 @@ class SparseAutoencoder(nn.Module):
         self.W_dec = nn.Parameter(torch.empty(d_sae, d_in))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
 
+    @staticmethod
+    def weight_bytes(d_in: int, d_sae: int) -> int:
+        """Bytes of float32 weights an SAE of this shape holds (checked before it is built)."""
+        return 4 * (2 * d_in * d_sae + d_sae + d_in)
+
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Random unit-norm decoder rows, the encoder their transpose (Gao et al. section 2.4:

@@ -1,20 +1,23 @@
 """A self-contained HTML page of every live feature's dashboard: open it from disk, offline.
 
-The dashboards travel as one JSON document inside <script type="application/json">, with every
-`<` written as \\u003c: no text in a context (a `</script>` in the training data, say) can close
-the tag or open another, and the page's script reads the data with JSON.parse and puts every
-piece of text in with textContent (dashboard.js), never as markup.
+The dashboards travel as one JSON document inside <script type="application/json">, escaped by
+gptlab.html_pages: no text in a context (a `</script>` in the training data, say) can close the
+tag or open another, and the page's script reads the data with JSON.parse and puts every piece
+of text in with textContent (dashboard.js), never as markup. The template's slots are filled in
+one pass, so a slot's name inside a filled value (a model folder named `__DATA__`) stays text.
 """
 
 from __future__ import annotations
 
-import json
+import html
+import re
 from importlib import resources
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from gptlab.fileio import atomic_write_text
+from gptlab.html_pages import inline_script, script_json
 from gptlab.sae.features import FeatureScan
 
 PAGE = """<!doctype html>
@@ -84,11 +87,6 @@ def dashboard_script() -> str:
     return (resources.files("gptlab.sae") / "dashboard.js").read_text(encoding="utf-8")
 
 
-def embed_json(value: object) -> str:
-    """JSON that is safe inside a <script> element: no `<` (so no `</script>` or `<!--`)."""
-    return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")
-
-
 def write_page(
     scan: FeatureScan, out: str | Path, top: int = 10, show_progress: bool = True
 ) -> Path:
@@ -100,17 +98,12 @@ def write_page(
     ]
     title = f"{scan.config['hook']} of {scan.config['model']}, {scan.sae.d_sae} features"
     data = {"title": title, "scanned_tokens": scan.num_tokens, "features": features}
-    html = (
-        PAGE.replace("__CSS__", "")
-        .replace("__JS__", dashboard_script())
-        .replace("__TITLE__", _escape(title))
-        .replace("__DATA__", embed_json(data))
-    )
-    atomic_write_text(out, html)
+    slots = {
+        "CSS": "",
+        "JS": inline_script(dashboard_script()),
+        "TITLE": html.escape(title),
+        "DATA": script_json(data),
+    }
+    page = re.sub(r"__(CSS|JS|TITLE|DATA)__", lambda match: slots[match.group(1)], PAGE)
+    atomic_write_text(out, page)
     return Path(out)
-
-
-def _escape(text: str) -> str:
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    )

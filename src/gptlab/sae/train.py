@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gptlab.data.prepared_folder import read_meta
-from gptlab.device import resolve_device
+from gptlab.device import require_memory, resolve_device
 from gptlab.errors import GptlabError
 from gptlab.fileio import atomic_write_text
 from gptlab.sae.activations import ActivationBuffer, activations_at, check_hook, data_folder
@@ -94,6 +94,16 @@ def clear_out_folder(out: Path) -> None:
             path.unlink()
 
 
+def training_bytes(options: SaeOptions, d_in: int) -> int:
+    """A lower bound on what training holds at once: weights, their gradients and Adam's two
+    moments (4x the weights), the activation buffer, and a batch's (batch, features) activations
+    (pre-activations, activations, their gradients)."""
+    weights = SparseAutoencoder.weight_bytes(d_in, options.features)
+    return (
+        4 * weights + 4 * options.buffer_size * d_in + 3 * 4 * options.batch_size * options.features
+    )
+
+
 def train_sae(
     options: SaeOptions,
     *,
@@ -118,12 +128,18 @@ def train_sae(
             f"{folder} was tokenized with a larger vocabulary than {options.model}'s; "
             "give the data the model was trained on (data=DIR)"
         )
+    d_in = activations_at(model, torch.zeros(1, 1, dtype=torch.long, device=device), hook).shape[-1]
+    require_memory(
+        training_bytes(options, d_in),
+        f"training an SAE of {options.features:,} features (buffer_size {options.buffer_size:,}, "
+        f"batch_size {options.batch_size:,})",
+        device,
+    )
     if overwrite and out.exists():
         clear_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(options.seed)
-    d_in = activations_at(model, torch.zeros(1, 1, dtype=torch.long, device=device), hook).shape[-1]
     sae = SparseAutoencoder(d_in, options.features, options.kind, options.k).to(device)
     sae.reset_parameters(torch.Generator().manual_seed(options.seed))
     optimizer = torch.optim.Adam(sae.parameters(), lr=options.lr, betas=(0.9, 0.999))
