@@ -79,8 +79,11 @@ def test_a_file_placed_by_hand_is_used_without_network(shared_data, tmp_path):
     assert download("http://127.0.0.1:1/input.txt", dest, TINYSHAKESPEARE_SHA256) == dest
 
 
-def test_tinyshakespeare_source_reads_the_shipped_copy_without_network(shared_data, monkeypatch):
+def test_tinyshakespeare_source_reads_the_shipped_copy_without_network(
+    shared_data, tmp_path, monkeypatch
+):
     """A clone trains the default source offline: the repository's copy, no download attempted."""
+    monkeypatch.setenv("GPTLAB_HOME", str(tmp_path))  # a cache no other test has filled
 
     def no_download(*args, **kwargs):
         raise AssertionError("the shipped copy should have been used")
@@ -95,6 +98,7 @@ def test_a_shipped_copy_with_another_checksum_is_not_taken_for_the_original(tmp_
     (tmp_path / "tinyshakespeare").mkdir()
     (tmp_path / "tinyshakespeare" / "input.txt").write_text("edited\n", encoding="utf-8")
     monkeypatch.setattr("gptlab.samples.SAMPLES_DIR", tmp_path)
+    monkeypatch.setenv("GPTLAB_HOME", str(tmp_path / "home"))  # and an empty download cache
     from gptlab.samples import shipped_file
 
     assert shipped_file("tinyshakespeare/input.txt", TINYSHAKESPEARE_SHA256) is None
