@@ -69,3 +69,21 @@ def prepare_shakespeare_head(tmp_path_factory, chars: int) -> Path:
 def prepared_shakespeare(tmp_path_factory):
     """The first 60,000 characters of TinyShakespeare, prepared char-level (90/10 split)."""
     return prepare_shakespeare_head(tmp_path_factory, 60_000)
+
+
+@pytest.fixture(scope="module")
+def gpt2_model_dir(tmp_path_factory):
+    """A saved 1-layer model with GPT-2's tokenizer and vocabulary (the eval CLI tests score it)."""
+    from gptlab.checkpoints.model_folder import save_model
+    from gptlab.model.config import ModelConfig
+    from gptlab.model.gpt import GPT
+    from gptlab.tokenizers.base import GPT2Tokenizer
+
+    torch.manual_seed(4)
+    directory = tmp_path_factory.mktemp("gpt2-tiny")
+    save_model(
+        directory,
+        GPT(ModelConfig(vocab_size=50257, block_size=32, n_layer=1, n_head=2, n_embd=16)),
+        GPT2Tokenizer(),
+    )
+    return directory

@@ -212,20 +212,6 @@ def test_prepared_split_counts_the_bytes_of_its_documents(fineweb_prepared):
 # Bad input, through the CLI
 
 
-@pytest.fixture(scope="module")
-def gpt2_model_dir(tmp_path_factory):
-    from gptlab.checkpoints.model_folder import save_model
-
-    torch.manual_seed(4)
-    directory = tmp_path_factory.mktemp("gpt2-tiny")
-    save_model(
-        directory,
-        GPT(ModelConfig(vocab_size=50257, block_size=32, n_layer=1, n_head=2, n_embd=16)),
-        GPT2Tokenizer(),
-    )
-    return directory
-
-
 def run_cli(capsys, *args) -> tuple[int, str, str]:
     code = main(["eval", "perplexity", *map(str, args)])
     captured = capsys.readouterr()
