@@ -197,6 +197,30 @@ def test_single_text_pieces_tokenize_like_the_whole(shakespeare_text, fineweb_ed
     assert sum((enc.encode_ordinary(p) for p in pieces), []) == enc.encode_ordinary(text)
 
 
+def test_a_document_longer_than_a_batch_is_encoded_in_pieces_to_the_same_tokens(
+    shakespeare_text, monkeypatch
+):
+    """A huge document is tokenized piece by piece (bounded memory: a 50 MB one took ~800 MB as
+    Python ints, 423 MB now, BENCHMARKS.md) and gives exactly the whole document's tokens."""
+    from gptlab.data import parallel
+    from gptlab.tokenizers.base import GPT2Tokenizer
+
+    monkeypatch.setattr(parallel, "BATCH_CHARS", 20_000)  # TinyShakespeare is 56 batches then
+    gpt2 = GPT2Tokenizer()
+    encoded_lengths = []
+    whole_encode = gpt2.encode
+    monkeypatch.setattr(
+        gpt2, "encode", lambda text: encoded_lengths.append(len(text)) or whole_encode(text)
+    )
+    documents = [shakespeare_text, "a short one", shakespeare_text[:30_000]]
+    tokens, lengths = parallel.encode_documents(gpt2, documents, np.dtype(np.uint16), True)
+    assert max(encoded_lengths) < 25_000  # no piece near the whole 1.1 MB: memory stays bounded
+    enc = tiktoken.get_encoding("gpt2")
+    expected = [enc.encode_ordinary(doc) + [enc.eot_token] for doc in documents]
+    assert lengths.tolist() == [len(ids) for ids in expected]
+    assert tokens.tolist() == [t for ids in expected for t in ids]
+
+
 def test_single_text_with_gpt2_splits_by_the_tail(shakespeare_text, tmp_path):
     folder = prepare_dataset("tinyshakespeare", out=tmp_path / "ts", workers=2, show_progress=False)
     enc = tiktoken.get_encoding("gpt2")

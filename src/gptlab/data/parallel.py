@@ -10,7 +10,6 @@ reads its whole input ahead).
 from __future__ import annotations
 
 import ctypes
-import itertools
 import multiprocessing
 import os
 import signal
@@ -72,13 +71,26 @@ def encode_documents(
 
     Returns (tokens, lengths): tokens (sum(lengths),) of `dtype`, lengths (len(documents),) int64.
     """
-    ids = [tokenizer.encode(doc) for doc in documents]
-    if append_eot:
-        for doc_ids in ids:
-            doc_ids.append(tokenizer.eot_id)
-    lengths = np.fromiter((len(doc_ids) for doc_ids in ids), dtype=np.int64, count=len(ids))
-    tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+    arrays = [document_tokens(tokenizer, doc, dtype, append_eot) for doc in documents]
+    lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+    tokens = np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
     return tokens, lengths
+
+
+def document_tokens(
+    tokenizer: Tokenizer, doc: str, dtype: np.dtype, append_eot: bool
+) -> np.ndarray:
+    """One document's tokens as an array of `dtype` (its EOT after them when asked).
+
+    A document longer than a batch is encoded piece by piece (split_at_token_boundaries: the same
+    tokens as the whole), each piece's Python list turned into a compact array at once: the tokens
+    of one 50 MB document as Python ints took ~800 MB where its uint16 array takes 22 MB.
+    """
+    pieces = split_at_token_boundaries(doc, BATCH_CHARS) if len(doc) > BATCH_CHARS else (doc,)
+    parts = [np.asarray(tokenizer.encode(piece), dtype=dtype) for piece in pieces]
+    if append_eot:
+        parts.append(np.asarray([tokenizer.eot_id], dtype=dtype))
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 # State of a worker process, set once by its initializer.
