@@ -70,6 +70,7 @@ CASES = [
     ("sample --checkpoint {model} --prompt a --repetition-penalty inf", "finite"),
     ("sample --checkpoint {model} --prompt a --sae {sae} --steer 0:inf", "finite"),
     ("sample --checkpoint {model} --prompt a --sae {sae} --steer 0:nan", "finite"),
+    ("sample --checkpoint {model} --prompt a --sae {sae} --steer 3:1e308", "at most 1e+06"),
     # sizes: the token buffer decode keeps, and a weight matrix past what bytes can address
     ("sample --checkpoint {model} --prompt a --max-new-tokens 100000000000", "memory"),
     ("sample --checkpoint {model} --prompt a --max-new-tokens 100000000000 --cache none", "memory"),
@@ -196,6 +197,23 @@ def test_the_features_tab_refuses_a_feature_the_sae_lacks(places, feature):
     assert "does not exist" in response.json()["error"]
 
 
+def test_the_features_tab_takes_no_boolean_for_a_feature(places):
+    """Pydantic's lax mode read JSON true as feature 1; the id must be a JSON integer."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from gptlab.explore.app import create_app
+    from gptlab.explore.features import attach_sae
+    from gptlab.explore.sources import Source, load_sources
+
+    explorers = load_sources([Source(str(places["model"]))], "cpu")
+    attach_sae(next(iter(explorers.values())), places["sae"])
+    client = TestClient(create_app(explorers), raise_server_exceptions=False)
+    response = client.post("/api/sae/ablate", json={"prompt": "abc", "feature": True})
+    assert response.status_code in (400, 422), response.text
+    assert "error" in response.json()
+
+
 def test_a_features_page_fills_its_slots_once(places, tmp_path):
     """A model folder named with a slot of the page's template (`__DATA__`) put the whole data
     document into the page's <title>: the slots were filled one after another, each pass reading
@@ -219,15 +237,17 @@ def test_a_features_page_fills_its_slots_once(places, tmp_path):
 
 @pytest.mark.parametrize(
     ("verb", "closed"),
-    [("chat --checkpoint {model} --max-new-tokens 2", "<&-"), ("sae features {sae}", ">&-")],
+    [("chat --checkpoint {gpt2_model} --max-new-tokens 2", "<&-"), ("sae features {sae}", ">&-")],
 )
-def test_a_closed_standard_stream_is_no_traceback(places, verb, closed):
+def test_a_closed_standard_stream_is_no_traceback(places, gpt2_model_dir, verb, closed):
     """Started with stdin or stdout closed, Python gives None for it: chat's isatty() was an
     AttributeError traceback."""
     import subprocess
     import sys
 
-    command = shlex.join([sys.executable, "-m", "gptlab", *shlex.split(verb.format(**places))])
+    # chat needs a tokenizer that writes its template (GPT-2's), not the char fixture's.
+    verb = verb.format(**places, gpt2_model=gpt2_model_dir)
+    command = shlex.join([sys.executable, "-m", "gptlab", *shlex.split(verb)])
     done = subprocess.run(
         ["sh", "-c", f"exec {command} {closed}"], capture_output=True, text=True, timeout=300
     )

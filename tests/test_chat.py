@@ -11,6 +11,7 @@ import torch
 from model_testing import spiky_model
 
 from gptlab.cli import main
+from gptlab.errors import GptlabError
 from gptlab.finetune.chat import Conversation
 from gptlab.finetune.instruct import answer_config, format_prompt
 from gptlab.inference.generate import generate
@@ -126,3 +127,12 @@ def test_gptlab_chat_remembers_resets_and_drops(tokenizer, tmp_path, monkeypatch
     assert "conversation cleared" in err
     assert "dropped the oldest" in err and err.count("\n") >= 2
     assert len(answers) >= 6
+
+
+def test_a_model_whose_tokenizer_cannot_write_the_template_cannot_chat():
+    """A character model without '#' refused every line typed, each in its own words; now the
+    conversation is refused once, saying why."""
+    without_hash = CharTokenizer.from_text(ALPHABET.replace("#", ""))
+    model = chat_model(without_hash)
+    with pytest.raises(GptlabError, match="this model cannot chat: its tokenizer cannot write"):
+        Conversation(model, without_hash, answer_config(8))

@@ -114,15 +114,16 @@ def add_sae_routes(app, answer: Callable, explorer_for: Callable) -> None:
         model: str | None = None
         prompt: str = Field(min_length=1)
 
+    # strict: JSON true is not feature 1.
     class FeatureRequest(BaseModel):
         model: str | None = None
-        feature: int = Field(ge=0)
+        feature: int = Field(ge=0, strict=True)
         top: int = Field(default=10, ge=1, le=50)
 
     class AblateRequest(BaseModel):
         model: str | None = None
         prompt: str = Field(min_length=1)
-        feature: int = Field(ge=0)
+        feature: int = Field(ge=0, strict=True)
 
     script = dashboard_script().encode("utf-8")
 

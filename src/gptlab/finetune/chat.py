@@ -64,6 +64,13 @@ class Conversation:
 
     def __init__(self, model, tokenizer, config: GenerationConfig) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, config
+        try:  # once, here: otherwise every line typed would be refused, each time in its own words
+            tokenizer.encode(conversation_text([], "?"))
+        except GptlabError as exc:
+            raise GptlabError(
+                f"this model cannot chat: its tokenizer cannot write the instruction template "
+                f"({exc}); chat with a model tuned by gptlab finetune instruct"
+            ) from None
         self.turns: list[tuple[str, str]] = []
         self.cache = KVCache(model.config.n_layer)
         self.cached: list[int] = []  # the tokens whose keys and values the cache holds

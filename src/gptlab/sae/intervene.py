@@ -21,6 +21,8 @@ from gptlab.model.hooks import HookFn
 from gptlab.sae.folder import load_sae_and_model
 from gptlab.sae.model import SparseAutoencoder
 
+MAX_STEER = 1e6  # a unit direction a million times over: far past any useful steering
+
 
 def parse_steer(spec: str) -> tuple[int, float]:
     """'417:8' -> (417, 8.0)."""
@@ -31,8 +33,13 @@ def parse_steer(spec: str) -> tuple[int, float]:
         feature_id, value = int(feature), float(scale)
     except ValueError:
         raise GptlabError(f"--steer {spec!r} is not ID:SCALE (e.g. --steer 417:8)") from None
-    if not math.isfinite(value):  # else every logit is NaN, read as damaged weights
-        raise GptlabError(f"--steer {spec!r}: SCALE must be a finite number (e.g. --steer 417:8)")
+    # Past MAX_STEER the squares in the next LayerNorm overflow float32 and every logit is NaN,
+    # which the decoder would blame on damaged weights.
+    if not math.isfinite(value) or abs(value) > MAX_STEER:
+        raise GptlabError(
+            f"--steer {spec!r}: SCALE must be a finite number of size at most {MAX_STEER:g} "
+            "(e.g. --steer 417:8)"
+        )
     return feature_id, value
 
 
