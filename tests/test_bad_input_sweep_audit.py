@@ -39,6 +39,11 @@ CASES = [
     ("sae train --out {sae_damaged_state} --resume", "cannot be read"),
     ("sae features {sae_no_data}", "names no prepared data folder"),
     ("sample --checkpoint {model} --prompt a --sae {sae_negative} --steer 0:1", "d_sae"),
+    (
+        "sample --checkpoint {model} --prompt a --sae {sae_other_model} --steer 0:1",
+        "trained on other weights",
+    ),
+    ("sae eval {sae_other_model}", "trained on other weights"),
     # an SAE's size is checked against memory before anything is built or --out made
     (
         "sae train {model} --data {prepared} --hook blocks.0.hook_resid_post --features 1000000000000 --out {new}",
@@ -138,6 +143,8 @@ def places(tmp_path_factory):
         "sae_k_too_big": damaged("sae-k", edited(k=1000)),
         "sae_huge": damaged("sae-huge", edited(d_sae=10**12)),
         "sae_no_data": damaged("sae-no-data", edited(data=None)),
+        # an SAE of another model of the same shape (its fingerprint says so)
+        "sae_other_model": damaged("sae-other-model", edited(model_fingerprint="0" * 16)),
         "sae_damaged_state": damaged("sae-damaged-state", damaged_state),
         "sae_truncated": damaged(
             "sae-truncated",

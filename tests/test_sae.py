@@ -166,6 +166,11 @@ def test_training_learns_a_reconstruction_and_writes_a_complete_folder(tiny_sae)
     config = json.loads((tiny_sae / "sae.json").read_text())
     assert config["kind"] == "topk" and config["d_in"] == 32 and config["d_sae"] == 64
     assert config["hook"] == "blocks.1.hook_resid_post" and config["trained_tokens"] == 20480
+    # Which weights it read: the model's own fingerprint, checked wherever the SAE meets a model.
+    from gptlab.checkpoints.open import open_model
+    from gptlab.sae.folder import model_fingerprint
+
+    assert config["model_fingerprint"] == model_fingerprint(open_model(config["model"])[0])
     records = [json.loads(line) for line in (tiny_sae / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["fve"] > records[0]["fve"] and records[-1]["fve"] > 0.5
     assert all(r["l0"] <= 4 for r in records)

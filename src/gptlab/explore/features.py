@@ -22,7 +22,7 @@ from gptlab.errors import GptlabError
 from gptlab.explore.session import Explorer
 from gptlab.sae.activations import check_hook
 from gptlab.sae.features import FeatureScan, load_or_scan
-from gptlab.sae.folder import load_sae
+from gptlab.sae.folder import check_sae_model, load_sae
 from gptlab.sae.intervene import ablation_effect, check_feature
 from gptlab.sae.page import dashboard_script
 
@@ -37,6 +37,7 @@ class AttachedSae:
         self.folder = Path(folder)
         self.sae, self.config = load_sae(folder, device)
         self.hook = check_hook(explorer.model, self.config["hook"])
+        check_sae_model(self.config, explorer.model, folder)
         if self.sae.d_in != explorer.model.config.n_embd:
             raise GptlabError(
                 f"the SAE in {folder} reads {self.sae.d_in}-wide activations; "

@@ -12,6 +12,7 @@ checkpoint folder is built under a hidden name and renamed, so a kill leaves the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -75,6 +76,28 @@ def save_sae(sae: SparseAutoencoder, out: Path, info: dict) -> None:
         **info,
     }
     atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of the model's token embedding: which weights an SAE was trained on.
+
+    Shape and hook alone let an SAE of another model with the same width steer this one, which
+    runs but means nothing. The embedding changes with any training, so a run that trained on
+    after its SAE was made no longer matches either.
+    """
+    embedding = model.wte.weight[: model.config.vocab_size].detach().float().cpu().contiguous()
+    return hashlib.sha256(embedding.numpy().tobytes()).hexdigest()[:16]
+
+
+def check_sae_model(config: dict, model, folder: str | Path) -> None:
+    """Refuse an SAE trained on other weights than `model` (folders written before the
+    fingerprint existed are taken on trust)."""
+    expected = config.get("model_fingerprint")
+    if expected is not None and expected != model_fingerprint(model):
+        raise GptlabError(
+            f"the SAE in {folder} was trained on other weights than this model has (it read "
+            f"{config['model']} then; the token embeddings differ): train an SAE on this model"
+        )
 
 
 def read_sae_config(folder: str | Path) -> dict:
@@ -149,6 +172,7 @@ def load_sae_and_model(folder: str | Path, device: str | torch.device = "cpu"):
             f"the model this SAE reads, {config['model']}, is not there any more (sae.json names it)"
         )
     model, tokenizer = open_model(config["model"], device)
+    check_sae_model(config, model, folder)
     check_hook(model, config["hook"])
     return sae, config, model.eval(), tokenizer
 

@@ -67,11 +67,12 @@ def steer_model(model, folder: str | Path, specs: list[str]):
     """A context manager under which `model` runs with the features of the SAE in `folder`
     added at its hook (specs like '417:8'); the SAE must have been trained on this model's shape."""
     from gptlab.sae.activations import check_hook
-    from gptlab.sae.folder import load_sae
+    from gptlab.sae.folder import check_sae_model, load_sae
 
     steers = [parse_steer(spec) for spec in specs]
     sae, config = load_sae(folder, next(model.parameters()).device)
     hook = check_hook(model, config["hook"])
+    check_sae_model(config, model, folder)
     for feature, _ in steers:
         check_feature(sae, feature)
     width = model.config.n_embd

@@ -37,6 +37,7 @@ from gptlab.sae.folder import (
     WEIGHTS_FILE,
     latest_checkpoint,
     load_checkpoint,
+    model_fingerprint,
     save_checkpoint,
     save_sae,
 )
@@ -226,6 +227,7 @@ def train_sae(
     seconds = time.perf_counter() - started
     info = {
         "model": str(options.model),
+        "model_fingerprint": model_fingerprint(model),
         "hook": hook,
         "data": str(folder),
         "context_size": model.config.block_size,
