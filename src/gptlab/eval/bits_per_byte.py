@@ -36,28 +36,21 @@ from tqdm.auto import tqdm
 from gptlab.data.sources import iter_documents
 from gptlab.data.splits import documents_of_split
 from gptlab.errors import GptlabError, require
-from gptlab.eval.perplexity import evaluate_tokens, text_tokens, token_byte_lengths
+from gptlab.eval.perplexity import (
+    PerplexityResult,
+    evaluate_tokens,
+    text_tokens,
+    token_byte_lengths,
+)
 
 
 @dataclass(frozen=True)
-class CorpusScore:
-    """The summed score of a set of documents (each scored on its own)."""
+class CorpusScore(PerplexityResult):
+    """The summed score of a set of documents, each scored on its own: the perplexity result's
+    tokens, nats and bytes over all of them, and how many there were."""
 
-    documents: int  # documents scored
-    skipped: int  # documents too short to predict anything (one token without end-of-text)
-    tokens: int  # predictions scored
-    nats: float  # their total negative log-likelihood
-    bytes: int  # UTF-8 bytes of the predicted tokens
-    context: int
-    stride: int
-
-    @property
-    def mean_loss(self) -> float:
-        return self.nats / self.tokens
-
-    @property
-    def bits_per_byte(self) -> float:
-        return self.nats / math.log(2) / self.bytes
+    documents: int = 0  # documents scored
+    skipped: int = 0  # documents too short to predict anything (one token without end-of-text)
 
     @property
     def bytes_per_token(self) -> float:
@@ -67,20 +60,15 @@ class CorpusScore:
         return {
             "documents": self.documents,
             "skipped": self.skipped,
-            "tokens": self.tokens,
-            "bytes": self.bytes,
-            "mean_loss": self.mean_loss,
-            "bits_per_byte": self.bits_per_byte,
+            **super().to_dict(),
             "bytes_per_token": self.bytes_per_token,
-            "context": self.context,
-            "stride": self.stride,
         }
 
 
 def held_out_documents(documents: Iterable[str], val_fraction: float) -> Iterator[str]:
     """The documents `gptlab prepare` (and so `gptlab train`) puts in the validation split at
     `val_fraction`: a run trained on the same source never saw them."""
-    require(0 < val_fraction < 1, f"--val-fraction must be in (0, 1), not {val_fraction}")
+    require(0 < val_fraction < 1, f"val_fraction must be in (0, 1), not {val_fraction}")
     return documents_of_split(documents, val_fraction, "val")
 
 
@@ -139,7 +127,15 @@ def score_documents(
             "no document had anything to score (each needs two tokens, or one after end-of-text): "
             "point it at text with some length"
         )
-    return CorpusScore(n_documents, skipped, tokens, nats, n_bytes, context, stride)
+    return CorpusScore(
+        tokens=tokens,
+        nats=nats,
+        bytes=n_bytes,
+        context=context,
+        stride=stride,
+        documents=n_documents,
+        skipped=skipped,
+    )
 
 
 def score_file(
