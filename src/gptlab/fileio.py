@@ -289,3 +289,14 @@ def jsonl_records(
             if not isinstance(record, dict):
                 raise GptlabError(f"{path} line {line_no}: expected a JSON object")
             yield line_no, record
+
+
+def remove_entries(folder: Path, names) -> None:
+    """Delete the named files and folders in `folder` that exist, and nothing else: what one
+    command wrote there, before it writes afresh (a run folder, an SAE folder)."""
+    for name in names:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

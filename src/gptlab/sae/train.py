@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from gptlab.data.prepared_folder import read_meta
 from gptlab.device import require_memory, resolve_device
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write_text
+from gptlab.fileio import atomic_write_text, remove_entries
 from gptlab.sae.activations import ActivationBuffer, activations_at, check_hook, data_folder
 from gptlab.sae.folder import (
     CHECKPOINTS_DIR,
@@ -87,12 +87,7 @@ def check_out_folder(out: Path, resume: bool, overwrite: bool) -> Path | None:
 
 def clear_out_folder(out: Path) -> None:
     """Delete what an SAE run and its evaluations wrote in `out` (nothing else)."""
-    for name in OWNED:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    remove_entries(out, OWNED)
 
 
 def training_bytes(options: SaeOptions, d_in: int) -> int:

@@ -19,14 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from gptlab.checkpoints.run import CHECKPOINTS_DIR, latest_checkpoint
 from gptlab.errors import GptlabError
-from gptlab.fileio import atomic_write_text, read_text
+from gptlab.fileio import atomic_write_text, read_text, remove_entries
 from gptlab.train.config import RunConfig, build_run_config
 from gptlab.train.metrics import METRICS_LOG_FILE
 from gptlab.train.plots import LOSS_PLOT_FILE
@@ -147,12 +146,7 @@ def check_run_folder(
 
 def clear_run(folder: Path) -> None:
     """Delete the files a run wrote (and nothing else) so that the folder can start a new run."""
-    for name in RUN_FILES:
-        path = folder / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    remove_entries(folder, RUN_FILES)
 
 
 def lock_run_folder(folder: Path) -> IO[str] | None:
