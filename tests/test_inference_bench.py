@@ -42,6 +42,7 @@ def test_quick_bench_runs_every_row_and_they_agree(checkpoint, tmp_path, capsys)
         "transformers generate",
         "no cache",
         "dynamic cache",
+        "dynamic cache, nn.Linear layout",
         "static cache",
         "bf16, dynamic cache",
         "fp16",
@@ -54,6 +55,7 @@ def test_quick_bench_runs_every_row_and_they_agree(checkpoint, tmp_path, capsys)
     ran = [row for row in rows.values() if not row.get("skipped")]
     assert all(row["tokens_per_s"] > 0 and row["peak_memory_mb"] > 0 for row in ran)
     exact = ["transformers generate", "no cache", "static cache", "dynamic cache, batch 2"]
+    exact.append("dynamic cache, nn.Linear layout")
     assert all(rows[name]["same_greedy_tokens_as_dynamic_cache"] == 8 for name in exact)
     speculative = rows["speculative (draft 0.0M, k=4)"]
     assert speculative["same_greedy_tokens_as_dynamic_cache"] == 8
@@ -65,6 +67,31 @@ def test_quick_bench_runs_every_row_and_they_agree(checkpoint, tmp_path, capsys)
     assert main(["bench", "generate", *flags]) == 0
     table = capsys.readouterr().out
     assert "| static cache | 1 |" in table and "Perplexity (fp32)" in table
+
+
+def test_a_model_transformers_cannot_run_is_benched_against_the_dynamic_cache(tmp_path, capsys):
+    """Rotary positions and squared-ReLU are not GPT-2: the transformers row is skipped with its
+    reason, and the speedups are relative to gptlab's dynamic cache instead."""
+    pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vocab_size=len(CHARS),
+        block_size=32,
+        n_layer=2,
+        n_head=4,
+        n_embd=32,
+        pos="rope",
+        mlp="relu2",
+    )
+    save_model(tmp_path / "rope", GPT(config), CharTokenizer(CHARS))
+    flags = ["--checkpoint", str(tmp_path / "rope"), "--quick", "--device", "cpu"]
+    assert (
+        main(["bench", "generate", *flags, "--prompt-tokens", "4", "--rows", "static cache"]) == 0
+    )
+    table = capsys.readouterr().out
+    assert "vs dynamic cache" in table and "| dynamic cache | 1 |" in table
+    assert "transformers' GPT-2 cannot run this model" in table
+    assert "| 1.00x |" in table  # the dynamic cache against itself
 
 
 def test_bench_bad_input_is_one_line(checkpoint, capsys):

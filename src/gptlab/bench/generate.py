@@ -30,7 +30,7 @@ from gptlab.bench.measure import (
     read_bytes_per_token,
     time_row,
 )
-from gptlab.bench.rows import REFERENCE_ROLE, BenchRow, build_rows
+from gptlab.bench.rows import BASELINE_ROLE, REFERENCE_ROLE, BenchRow, build_rows
 from gptlab.device import model_device
 from gptlab.eval.perplexity import evaluate_text
 from gptlab.inference.precision import weight_bytes
@@ -53,6 +53,12 @@ class GenerateBench:
 
     def with_role(self, role: str) -> BenchRow:
         return next(r for r in self.rows if r.role == role)
+
+    def speed_baseline(self) -> BenchRow:
+        """The row speedups are relative to: transformers, or the dynamic cache for a model
+        transformers cannot run."""
+        baseline = self.with_role(BASELINE_ROLE)
+        return self.with_role(REFERENCE_ROLE) if baseline.skipped else baseline
 
     def agreement(self, row: BenchRow) -> int:
         """How many leading greedy tokens of `row` equal those of the dynamic cache row."""

@@ -33,8 +33,10 @@ def limit_line(bench: GenerateBench) -> str:
 
 
 def format_generate_table(bench: GenerateBench) -> str:
-    """The result as one Markdown table; speedups relative to the transformers row."""
-    baseline = bench.with_role(BASELINE_ROLE).summary(bench.new_tokens)["tokens_per_s"]
+    """The result as one Markdown table; speedups relative to the transformers row (or, for a
+    model transformers cannot run, the dynamic cache)."""
+    baseline_row = bench.speed_baseline()
+    baseline = baseline_row.summary(bench.new_tokens)["tokens_per_s"]
     memory = "max_memory_allocated" if bench.machine["device"].startswith("cuda") else "peak RSS"
     lines = [
         f"{bench.model}, prompt {bench.prompt_tokens} tokens, {bench.new_tokens} new tokens (greedy), "
@@ -46,7 +48,7 @@ def format_generate_table(bench: GenerateBench) -> str:
         "path",
         "batch",
         "tokens/s",
-        "vs transformers",
+        f"vs {'transformers' if baseline_row.role == BASELINE_ROLE else baseline_row.name}",
         "ms/token p50",
         "p90",
         "first token ms",
@@ -116,7 +118,8 @@ def plot_generate(bench: GenerateBench, path) -> None:
         (s for s in summaries if s["name"] == DYNAMIC or s["name"].startswith(f"{DYNAMIC}, batch")),
         key=lambda s: s["batch"],
     )
-    baseline = bench.with_role(BASELINE_ROLE).summary(bench.new_tokens)["tokens_per_s"]
+    baseline_row = bench.speed_baseline()
+    baseline = baseline_row.summary(bench.new_tokens)["tokens_per_s"]
     single = [s for s in summaries if s["batch"] == 1]
 
     fig = new_figure(12, 4.5)
@@ -134,7 +137,7 @@ def plot_generate(bench: GenerateBench, path) -> None:
     latency.set_ylabel("ms per token per request (p50)", color="tab:red")
     right.barh([s["name"] for s in single], [s["tokens_per_s"] / baseline for s in single])
     right.axvline(1.0, color="black", linewidth=0.8)
-    right.set_xlabel("speedup vs transformers generate (batch 1)")
+    right.set_xlabel(f"speedup vs {baseline_row.name} (batch 1)")
     right.invert_yaxis()
     fig.suptitle(f"{bench.model}, {bench.new_tokens} new tokens, {bench.machine['device']}")
     save_figure(fig, path, dpi=120)

@@ -2,7 +2,10 @@
 
     transformers generate      GPT2LMHeadModel.generate on our weights: the baseline
     no cache                   the whole context recomputed every token
-    dynamic / static cache     KV cache grown in chunks / preallocated, both written in place
+    dynamic / static cache     KV cache grown in chunks / preallocated, both written in place;
+                               the model prepared for decoding as `gptlab sample` does it
+                               (on a CPU, fp32 linears input-major: gptlab.inference.weight_layout)
+    dynamic cache, nn.Linear   the same with the weights as training keeps them: the layout's share
     static cache + compile     torch.compile of the decode step (compile time reported apart)
     bf16, fp16                 weights and activations in half precision (fp16: GPU only)
     int8                       dynamic int8 quantization of the linears (CPU only)
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gptlab.device import model_device
+from gptlab.errors import GptlabError
 from gptlab.inference.config import GenerationConfig
 from gptlab.inference.decode import decode_steps
 from gptlab.inference.precision import dtype_for_device, prepare_model
@@ -106,10 +110,21 @@ def gptlab_row(name: str, model, batch: int = 1, role: str | None = None, **conf
 
 
 def transformers_row(model) -> BenchRow:
-    """transformers' GPT2LMHeadModel.generate on the same weights, forced to make every token."""
+    """transformers' GPT2LMHeadModel.generate on the same weights, forced to make every token.
+    A model GPT-2 cannot express (rotary positions, squared-ReLU, ...) skips the row; speedups are
+    then relative to the dynamic cache."""
     transformers = import_optional("transformers", "hf")
 
-    hf_model = to_hf_model(model).to(model_device(model))
+    try:
+        hf_model = to_hf_model(model).to(model_device(model))
+    except GptlabError as exc:
+        return BenchRow(
+            BASELINE,
+            1,
+            None,
+            role=BASELINE_ROLE,
+            skipped=f"transformers' GPT-2 cannot run this model ({exc}); row skipped",
+        )
     hf_model.generation_config.eos_token_id = None  # no early stop: time a fixed number of tokens
     hf_model.generation_config.pad_token_id = 0
 
@@ -189,21 +204,25 @@ def compile_row(model) -> BenchRow:
 def build_rows(
     model, device, *, batches, draft=None, draft_tokens=4, compile=True
 ) -> list[BenchRow]:
+    """`model` stays as loaded (the transformers row and the lower-precision rows start from
+    it); the fp32 rows decode with a copy prepared as `gptlab sample` prepares one."""
+    prepared = prepare_model(copy.deepcopy(model))
     rows = [
         transformers_row(model),
-        gptlab_row(UNCACHED, model, cache="none"),
-        gptlab_row(DYNAMIC, model, role=REFERENCE_ROLE),
-        gptlab_row("static cache", model, cache="static"),
+        gptlab_row(UNCACHED, prepared, cache="none"),
+        gptlab_row(DYNAMIC, prepared, role=REFERENCE_ROLE),
+        gptlab_row(f"{DYNAMIC}, nn.Linear layout", model),
+        gptlab_row("static cache", prepared, cache="static"),
     ]
     if compile:
-        rows.append(compile_row(model))
+        rows.append(compile_row(prepared))
     rows += [dtype_row(model, "bf16", device), dtype_row(model, "fp16", device)]
     rows += int8_rows(model, device)
     if draft is not None:
-        rows.append(speculative_row(model, draft, draft_tokens))
+        rows.append(speculative_row(prepared, prepare_model(copy.deepcopy(draft)), draft_tokens))
     else:
         rows.append(BenchRow("speculative", 1, None, skipped="no --draft model given; row skipped"))
     for batch in batches:
         if batch > 1:
-            rows.append(gptlab_row(f"dynamic cache, batch {batch}", model, batch=batch))
+            rows.append(gptlab_row(f"dynamic cache, batch {batch}", prepared, batch=batch))
     return rows

@@ -50,8 +50,10 @@ def main(args) -> int:
     from gptlab.device import resolve_device
     from gptlab.finetune.chat import Conversation
     from gptlab.finetune.instruct import answer_config
+    from gptlab.inference.precision import prepare_model
 
     model, tokenizer = load_chat_model(args.checkpoint, resolve_device(args.device))
+    model = prepare_model(model)  # chat only decodes: the fastest fp32 layout on a CPU
     config = answer_config(args.max_new_tokens, args.temperature, args.top_k, args.seed)
     conversation = Conversation(model, tokenizer, config)
     interactive = sys.stdin.isatty()

@@ -8,5 +8,6 @@ forward.py       the model side: padding, KV caches, the context window, the com
 text_stream.py   tokens -> text as they arrive, stop strings
 speculative.py   draft-and-verify greedy decoding
 precision.py     the model in bf16/fp16, int8 weights (dynamic quantization)
+weight_layout.py fp32 linears stored input-major: a CPU's fastest matrix-vector product
 (the decode benchmark, `gptlab bench generate`, lives one floor up in gptlab/bench/)
 """

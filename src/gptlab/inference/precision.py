@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from gptlab.device import dtype_name, model_device, torch_dtype
 from gptlab.errors import GptlabError
+from gptlab.inference.weight_layout import to_input_major
 
 QUANTIZATIONS = ("int8",)
 
@@ -65,7 +66,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 def prepare_model(model: nn.Module, dtype: str = "fp32", quantize: str | None = None) -> nn.Module:
-    """Apply the inference precision switches (--dtype, --quantize) to a loaded model."""
+    """A loaded model made ready for decoding: the precision switches (dtype, quantize) applied,
+    and on a CPU an fp32 model's linears stored input-major (gptlab.inference.weight_layout).
+    The model may change in place; it is for inference only afterwards."""
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
             raise GptlabError(
@@ -76,7 +79,10 @@ def prepare_model(model: nn.Module, dtype: str = "fp32", quantize: str | None = 
                 f"quantization {quantize} starts from fp32 weights; leave the dtype at fp32 (not {dtype})"
             )
         return quantize_int8(model)
-    return cast_model(model, dtype)
+    model = cast_model(model, dtype)
+    if model_device(model).type == "cpu" and next(model.parameters()).dtype == torch.float32:
+        model = to_input_major(model)
+    return model
 
 
 def weight_bytes(model: nn.Module) -> int:

@@ -1,0 +1,79 @@
+"""The input-major weight layout for CPU decoding: the same model, the same logits and tokens."""
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from gptlab.inference.generate import GenerationConfig, generate
+from gptlab.inference.precision import prepare_model
+from gptlab.inference.weight_layout import InputMajorLinear
+from gptlab.model import GPT
+from gptlab.model.config import ModelConfig
+from gptlab.model.lora import LoRAConfig, add_lora
+
+
+def tiny(**changes) -> GPT:
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32, **changes)
+    model = GPT(config).eval()
+    with torch.no_grad():  # large weights: greedy text varies, so equal tokens mean something
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, 0.3)
+    return model
+
+
+def test_prepared_model_gives_the_same_logits_and_greedy_tokens():
+    model = tiny()
+    prepared = prepare_model(copy.deepcopy(model))
+    assert not any(type(m) is nn.Linear for m in prepared.modules())
+    assert sum(isinstance(m, InputMajorLinear) for m in prepared.modules()) == 2 * 4 + 1
+    idx = torch.randint(97, (3, 20), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        torch.testing.assert_close(prepared(idx)[0], model(idx)[0], rtol=1e-5, atol=1e-5)
+    config = GenerationConfig(max_new_tokens=24, temperature=0, stop_at_eot=False)
+    prompt = [5, 17, 3, 60]
+    assert (
+        generate(prepared, prompt, config)[0].token_ids
+        == generate(model, prompt, config)[0].token_ids
+    )
+
+
+def test_a_tied_head_is_stored_once_and_untied_ones_stay_apart():
+    prepared = prepare_model(tiny())
+    head = prepared.lm_head.weight_t
+    assert (
+        prepared.wte.weight.data_ptr() == head.data_ptr()
+    )  # the embedding reads the head's matrix
+    assert prepared.wte.weight.shape == (97, 32) and head.shape == (32, 97)
+    assert torch.equal(prepared.lm_head.weight, prepared.wte.weight)
+    untied = prepare_model(tiny(tie_weights=False))
+    assert untied.wte.weight.data_ptr() != untied.lm_head.weight_t.data_ptr()
+
+
+def test_the_product_and_weight_view_match_nn_linear_by_hand():
+    torch.manual_seed(2)
+    linear = nn.Linear(5, 3)
+    fast = InputMajorLinear.from_linear(linear)
+    x = torch.randn(2, 4, 5)
+    by_hand = torch.einsum("bti,oi->bto", x, linear.weight) + linear.bias
+    torch.testing.assert_close(fast(x), by_hand)
+    assert torch.equal(fast.weight, linear.weight)
+    assert (
+        nn.Linear(5, 3, bias=False).bias is None
+        and InputMajorLinear.from_linear(nn.Linear(5, 3, bias=False)).bias is None
+    )
+
+
+def test_lora_layers_keep_their_update_after_preparation():
+    model = tiny()
+    add_lora(model, LoRAConfig(rank=2, alpha=4.0))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)  # a non-zero update, so losing it would show
+    prepared = prepare_model(copy.deepcopy(model))
+    idx = torch.randint(97, (1, 12), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        torch.testing.assert_close(prepared(idx)[0], model(idx)[0], rtol=1e-5, atol=1e-5)
