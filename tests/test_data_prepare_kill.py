@@ -2,6 +2,7 @@
 its building folder, and the next prepare removes the building folder a SIGKILL left behind (and
 never anything else)."""
 
+import json
 import os
 import signal
 import socket
@@ -66,14 +67,14 @@ def partials(out: Path) -> list[Path]:
     return sorted(p for p in out.parent.iterdir() if p.name.endswith(".partial"))
 
 
-def start_prepare_and_wait_for_workers(source: Path, out: Path):
+def start_prepare_and_wait_for_workers(source: Path, out: Path, extra: list[str] = ()):
     """Start `gptlab prepare` in its own session; return it and its 2 workers once they run."""
     env = dict(os.environ)
     src = str(Path(gptlab.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([src] + [p for p in [env.get("PYTHONPATH")] if p])
     process = subprocess.Popen(
         [sys.executable, "-m", "gptlab", "prepare", str(source), "--workers", "2"]
-        + ["--out", str(out), "--quiet"],
+        + ["--out", str(out), "--quiet", *extra],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -228,3 +229,53 @@ def test_a_worker_whose_parent_is_already_gone_or_dies_later_exits(tmp_path):
         parent.stdout.close()
         if worker is not None and not is_gone(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def many_documents(shared_data, tmp_path_factory) -> Path:
+    """About 30 MB of real documents (the FineWeb-Edu sample's, repeated) as JSONL."""
+    lines = (shared_data / "fineweb_edu" / "sample.jsonl").read_text(encoding="utf-8")
+    path = tmp_path_factory.mktemp("docs") / "docs.jsonl"
+    path.write_text(lines * 72, encoding="utf-8")
+    return path
+
+
+def progress_of(out: Path) -> dict | None:
+    from gptlab.data.prepared_folder import PROGRESS_FILE
+
+    for partial in partials(out):
+        try:
+            return json.loads((partial / PROGRESS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+@needs_proc
+def test_a_killed_prepare_is_carried_on_and_ends_as_an_uninterrupted_one(
+    many_documents, tmp_path, reap, capsys
+):
+    # Small shards, so the kill finds finished shards and an open one of each split.
+    flags = ["--workers", "2", "--shard-tokens", "400000", "--quiet"]
+    process, workers = start_prepare_and_wait_for_workers(
+        many_documents, tmp_path / "resumed", extra=["--shard-tokens", "400000"]
+    )
+    reap.append((process, workers))
+    assert wait_until(lambda: progress_of(tmp_path / "resumed") is not None, 60)
+    process.kill()
+    assert process.wait(timeout=10) == -signal.SIGKILL
+    recorded = progress_of(tmp_path / "resumed")
+    assert recorded["documents_read"] > 0 and recorded["splits"]["train"]["shards"]
+
+    assert (
+        main(["prepare", str(many_documents), "--out", str(tmp_path / "resumed"), *flags[:4]]) == 0
+    )
+    said = capsys.readouterr().err
+    assert f"carrying on a killed prepare after {recorded['documents_read']:,} documents" in said
+    assert partials(tmp_path / "resumed") == []
+    argv = ["prepare", str(many_documents), "--out", str(tmp_path / "whole"), *flags]
+    assert main(argv) == 0
+    resumed, whole = read_meta(tmp_path / "resumed"), read_meta(tmp_path / "whole")
+    assert resumed["splits"] == whole["splits"]  # every shard's tokens and sha256
+    assert resumed["settings_hash"] == whole["settings_hash"]
+    assert [n for n in os.listdir(tmp_path / "resumed") if n.startswith(".")] == []

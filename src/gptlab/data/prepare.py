@@ -54,6 +54,7 @@ from gptlab.data.prepared_folder import (
     DEFAULT_SHARD_TOKENS,
     DEFAULT_VAL_FRACTION,
     FORMAT_VERSION,
+    PROGRESS_FILE,
     building_folder,
     is_prepared,
     settings_hash,
@@ -63,10 +64,19 @@ from gptlab.data.shards import ShardWriter, token_dtype
 from gptlab.data.sources import resolve_source
 from gptlab.data.splits import is_train_document
 from gptlab.errors import GptlabError, require
-from gptlab.tokenizers.base import CharTokenizer, Tokenizer, get_tokenizer, save_tokenizer
+from gptlab.fileio import atomic_write_text
+from gptlab.tokenizers.base import (
+    CharTokenizer,
+    Tokenizer,
+    get_tokenizer,
+    load_tokenizer,
+    save_tokenizer,
+)
 
 SPLITS = ("train", "val")
 _COPY_CHUNK_TOKENS = 1 << 24
+# How often a document build records its progress (a kill loses at most this much work).
+PROGRESS_EVERY_S = 2.0
 
 
 def prepare_dataset(
@@ -164,7 +174,6 @@ def prepare_dataset(
                 "empty_documents_skipped": src.stats.empty_documents,
                 "seconds": round(time.time() - started, 3),
             }
-            save_tokenizer(tokenizer_used, building / "tokenizer.json")
             # Plain writes are enough inside the building folder: only its rename publishes it.
             (building / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     except OSError as exc:
@@ -200,20 +209,30 @@ class _Job:
 
     def __init__(self, src, building: Path, settings: dict, workers: int, show_progress: bool, log):
         self.src, self.building, self.settings = src, building, settings
+        self.settings_hash = settings_hash(settings)
         self.workers, self.show_progress, self.log = workers, show_progress, log
         self.max_docs = settings["budget"]["max_docs"]
         self.max_tokens = settings["budget"]["max_tokens"]
         self.val_fraction = Fraction(settings["val_fraction"]).limit_denominator(1_000_000)
 
     def run(self, fixed_tokenizer: Tokenizer | None) -> Tokenizer:
-        """Write both splits' shards; return the tokenizer used (built here for "char")."""
-        if fixed_tokenizer is None:
+        """Write both splits' shards; return the tokenizer used (built here for "char").
+
+        A building folder with a progress record is a killed build of the same settings
+        (gptlab.data.prepared_folder claimed it): its writers carry on where the record says.
+        """
+        self.progress = _read_progress(self.building)
+        tokenizer_file = self.building / "tokenizer.json"
+        if fixed_tokenizer is not None:
+            self.tokenizer = fixed_tokenizer
+        elif self.progress is not None and tokenizer_file.is_file():
+            self.tokenizer = load_tokenizer(tokenizer_file)  # the killed build's vocabulary
+        else:
             self.log("building the character vocabulary (a first pass over the documents)")
             batches = batch_documents(self._documents())
             self.tokenizer = CharTokenizer(_corpus_characters(batches, self.max_tokens))
             self.src.stats = TextStats()  # the second pass counts again
-        else:
-            self.tokenizer = fixed_tokenizer
+        save_tokenizer(self.tokenizer, tokenizer_file)  # before any shard: a resume reads it
         self.dtype = token_dtype(self.tokenizer.vocab_size)
         shard_tokens = self.settings["shard_tokens"]
         self.writers = {
@@ -228,6 +247,7 @@ class _Job:
         finally:
             for writer in self.writers.values():
                 writer.abort()
+        (self.building / PROGRESS_FILE).unlink(missing_ok=True)
         self._check_split_sizes()
         if self.src.stats.invalid_utf8:
             self.log(
@@ -245,8 +265,8 @@ class _Job:
             for split, writer in self.writers.items()
         }
 
-    def _documents(self) -> Iterator[str]:
-        return itertools.islice(self.src.documents(), self.max_docs)
+    def _documents(self, skip: int = 0) -> Iterator[str]:
+        return itertools.islice(self.src.documents(), skip, self.max_docs)
 
     def _encode(self, batches) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         append_eot = self.tokenizer.eot_id is not None and not self.src.single_text
@@ -260,8 +280,15 @@ class _Job:
         progress = PrepareProgress(
             total_docs=total_docs, total_tokens=self.max_tokens, enabled=self.show_progress
         )
-        encoded = self._encode(batch_documents(self._documents()))
         first_doc, written = 0, 0
+        if self.progress is not None:  # a killed build's: its documents are read, not tokenized
+            first_doc, written = self.progress["documents_read"], self.progress["tokens_written"]
+            for split, writer in self.writers.items():
+                writer.resume(self.progress["splits"][split])
+            self.log(f"carrying on a killed prepare after {first_doc:,} documents ({written:,} tokens)")
+            progress.update(first_doc, written)
+        encoded = self._encode(batch_documents(self._documents(skip=first_doc)))
+        recorded = time.monotonic()
         with progress, contextlib.closing(encoded):
             for tokens, lengths in encoded:  # tokens (sum(lengths),), lengths (docs in batch,)
                 budget_reached = (
@@ -289,6 +316,20 @@ class _Job:
                 progress.update(len(lengths), tokens.size)
                 if budget_reached:
                     return
+                if time.monotonic() - recorded >= PROGRESS_EVERY_S:
+                    self._record_progress(first_doc, written)
+                    recorded = time.monotonic()
+
+    def _record_progress(self, documents_read: int, tokens_written: int) -> None:
+        """How far the build got, for a build that carries it on after a kill. The shards are
+        flushed first, so the record never claims more than the files hold."""
+        record = {
+            "settings_hash": self.settings_hash,
+            "documents_read": documents_read,
+            "tokens_written": tokens_written,
+            "splits": {split: writer.state() for split, writer in self.writers.items()},
+        }
+        atomic_write_text(self.building / PROGRESS_FILE, json.dumps(record))
 
     def _write_split_by_tail(self, document: np.ndarray) -> None:
         """One large document's first (1 - val_fraction) of tokens to train, the rest to val."""
@@ -417,3 +458,11 @@ def _logger(enabled: bool):
             print(f"gptlab prepare: {message}", file=sys.stderr)
 
     return log
+
+
+def _read_progress(building: Path) -> dict | None:
+    """The progress record of a killed build this one carries on, or None for a fresh build."""
+    path = building / PROGRESS_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -8,8 +8,10 @@ A prepared folder holds
 
 It is built under a temporary name beside its final place and renamed into place only when
 complete, so an interrupted prepare never leaves anything that looks prepared. A build that is
-killed outright (SIGKILL, power loss) leaves its temporary folder behind; the next build of the
-same folder removes it once its builder is gone (see remove_stale_partials).
+killed outright (SIGKILL, power loss) leaves its temporary folder behind. The next build of the
+same folder with the same settings carries it on when it holds a progress record (PROGRESS_FILE,
+written by gptlab.data.prepare as batches finish); otherwise it is removed once its builder is
+gone (see remove_stale_partials).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ META_KEYS = ("splits", "tokenizer", "dtype", "vocab_size")  # what the readers r
 DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB per shard as uint16
 # Inside a building folder: "<pid> <host>" of the process building it (removed before the rename).
 BUILDER_FILE = ".builder"
+# Inside a building folder: how far the build got ({"settings_hash": ..., ...}, see prepare.py).
+PROGRESS_FILE = ".progress.json"
 # A building folder without BUILDER_FILE (its builder was killed in the instant between creating
 # the folder and writing the file) is stale once nothing in it has changed for this long.
 UNOWNED_PARTIAL_SECONDS = 3600
@@ -111,14 +115,16 @@ def building_folder(folder: Path, expected_hash: str) -> Iterator[Path]:
     building = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
+        building = _claim_resumable_partial(folder, expected_hash)
         remove_stale_partials(folder)
-        building = Path(
-            tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent)
-        )
-        # mkdtemp makes the folder private (0700); give it the permissions mkdir would.
-        umask = os.umask(0)
-        os.umask(umask)
-        building.chmod(0o777 & ~umask)
+        if building is None:
+            building = Path(
+                tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent)
+            )
+            # mkdtemp makes the folder private (0700); give it the permissions mkdir would.
+            umask = os.umask(0)
+            os.umask(umask)
+            building.chmod(0o777 & ~umask)
         # Who builds it, so that a later build can tell a live build from a killed one.
         (building / BUILDER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n")
     except OSError as exc:
@@ -139,6 +145,44 @@ def building_folder(folder: Path, expected_hash: str) -> Iterator[Path]:
         shutil.rmtree(building, ignore_errors=True)
 
 
+def _claim_resumable_partial(folder: Path, expected_hash: str) -> Path | None:
+    """A killed build of `folder` with the same settings and a progress record, renamed to a
+    name of our own (rename is atomic: of two builds starting at once, one gets it), or None."""
+    for partial in _partials(folder):
+        try:
+            if not _builder_is_gone(partial):
+                continue
+            progress = json.loads((partial / PROGRESS_FILE).read_text(encoding="utf-8"))
+            if progress.get("settings_hash") != expected_hash:
+                continue
+            # Ours before the rename, so the folder never looks abandoned to a third build.
+            (partial / BUILDER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+            claimed = partial.with_name(f".{folder.name}.{os.urandom(6).hex()[:8]}.partial")
+            os.rename(partial, claimed)
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable, not ours to resume, or another build claimed it first
+        return claimed
+    return None
+
+
+def _partials(folder: Path) -> list[Path]:
+    """The building folders of `folder` (named as building_folder names them), any builder's."""
+    # mkdtemp's random part: 8 characters of [a-z0-9_].
+    pattern = re.compile(rf"\.{re.escape(folder.name)}\.[a-z0-9_]{{8}}\.partial")
+    try:
+        entries = list(os.scandir(folder.parent))
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        try:
+            if pattern.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                found.append(Path(entry.path))
+        except OSError:
+            continue
+    return found
+
+
 def remove_stale_partials(folder: Path) -> list[Path]:
     """Remove the building folders of `folder` left by builds whose process is gone.
 
@@ -148,20 +192,12 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     UNOWNED_PARTIAL_SECONDS. A live builder's folder, another host's, or anything else is never
     touched. Best effort: returns the folders removed, never raises for a folder it cannot read.
     """
-    # mkdtemp's random part: 8 characters of [a-z0-9_].
-    pattern = re.compile(rf"\.{re.escape(folder.name)}\.[a-z0-9_]{{8}}\.partial")
     removed = []
-    try:
-        entries = list(os.scandir(folder.parent))
-    except OSError:
-        return removed
-    for entry in entries:
+    for partial in _partials(folder):
         try:
-            if not pattern.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
-                continue
-            if _builder_is_gone(Path(entry.path)):
-                shutil.rmtree(entry.path)
-                removed.append(Path(entry.path))
+            if _builder_is_gone(partial):
+                shutil.rmtree(partial)
+                removed.append(partial)
         except OSError:
             continue
     return removed

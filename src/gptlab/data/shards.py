@@ -57,6 +57,40 @@ class ShardWriter:
             if self._in_shard == self.shard_tokens:
                 self._finish_shard()
 
+    def state(self) -> dict:
+        """What resume() needs to carry on after a kill: the counts, the finished shards, and how
+        many tokens of the open shard are on disk (flushed here, so a killed process's
+        operating system still writes them)."""
+        if self._file is not None:
+            self._file.flush()
+        open_shard = None if self._file is None else {"file": self._name, "tokens": self._in_shard}
+        return {
+            "tokens": self.tokens,
+            "documents": self.documents,
+            "shards": list(self.shards),
+            "open": open_shard,
+        }
+
+    def resume(self, state: dict) -> None:
+        """Continue from a state() recorded by a killed writer: the open shard is cut back to the
+        recorded length (a kill may have left more, or less was flushed: then it is an error)
+        and re-hashed, so appending goes on as if nothing had happened."""
+        self.tokens, self.documents = int(state["tokens"]), int(state["documents"])
+        self.shards = [dict(shard) for shard in state["shards"]]
+        open_shard = state["open"]
+        if open_shard is None:
+            return
+        path = inside(self.folder, open_shard["file"], "the progress record")
+        length = int(open_shard["tokens"]) * self.dtype.itemsize
+        if not path.is_file() or path.stat().st_size < length:
+            raise GptlabError(f"{path} is shorter than its progress record; prepare from scratch")
+        self._file = open(path, "r+b")
+        self._file.truncate(length)
+        self._name, self._hash, self._in_shard = open_shard["file"], hashlib.sha256(), 0
+        while chunk := self._file.read(HASH_CHUNK_BYTES):
+            self._hash.update(chunk)
+        self._in_shard = int(open_shard["tokens"])
+
     def close(self) -> list[dict]:
         """Finish the last shard and return the shard list for meta.json."""
         if self._file is not None:
