@@ -276,17 +276,20 @@ class _Job:
 
     def _write_documents(self) -> None:
         """Tokenize the stream of documents and route whole documents to their split, in order."""
-        total_docs = self.max_docs if self.max_docs is not None else self.src.known_documents()
-        progress = PrepareProgress(
-            total_docs=total_docs, total_tokens=self.max_tokens, enabled=self.show_progress
-        )
         first_doc, written = 0, 0
         if self.progress is not None:  # a killed build's: its documents are read, not tokenized
             first_doc, written = self.progress["documents_read"], self.progress["tokens_written"]
             for split, writer in self.writers.items():
                 writer.resume(self.progress["splits"][split])
             self.log(f"carrying on a killed prepare after {first_doc:,} documents ({written:,} tokens)")
-            progress.update(first_doc, written)
+        total_docs = self.max_docs if self.max_docs is not None else self.src.known_documents()
+        progress = PrepareProgress(
+            total_docs=total_docs,
+            total_tokens=self.max_tokens,
+            enabled=self.show_progress,
+            done_docs=first_doc,
+            done_tokens=written,
+        )
         encoded = self._encode(batch_documents(self._documents(skip=first_doc)))
         recorded = time.monotonic()
         with progress, contextlib.closing(encoded):

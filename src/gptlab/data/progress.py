@@ -14,17 +14,34 @@ class PrepareProgress:
     (out of max_docs, or the source's document count when it is cheap to know).
     """
 
-    def __init__(self, *, total_docs=None, total_tokens=None, total_chars=None, enabled=True):
+    def __init__(
+        self,
+        *,
+        total_docs=None,
+        total_tokens=None,
+        total_chars=None,
+        enabled=True,
+        done_docs: int = 0,
+        done_tokens: int = 0,
+    ):
+        """done_docs / done_tokens: what a killed build already did (shown, not in the rates)."""
         if total_tokens is not None:
             self.unit, total = "tok", total_tokens
         elif total_chars is not None:
             self.unit, total = "char", total_chars
         else:
             self.unit, total = "doc", total_docs
+        done = {"tok": done_tokens, "doc": done_docs}.get(self.unit, 0)
         self.bar = tqdm(
-            total=total, unit=self.unit, unit_scale=True, desc="prepare", disable=not enabled
+            total=total,
+            initial=done,
+            unit=self.unit,
+            unit_scale=True,
+            desc="prepare",
+            disable=not enabled,
         )
-        self.docs = self.tokens = 0
+        self.docs_before, self.tokens_before = done_docs, done_tokens
+        self.docs, self.tokens = done_docs, done_tokens
         self.started = time.perf_counter()
 
     def update(self, docs: int, tokens: int, chars: int = 0) -> None:
@@ -34,9 +51,9 @@ class PrepareProgress:
         # tqdm shows the rate of the bar's own unit; the postfix adds the others.
         rates = []
         if self.unit != "doc":
-            rates.append(f"{self.docs / elapsed:,.0f} docs/s")
+            rates.append(f"{(self.docs - self.docs_before) / elapsed:,.0f} docs/s")
         if self.unit != "tok":
-            rates.append(f"{self.tokens / elapsed:,.0f} tok/s")
+            rates.append(f"{(self.tokens - self.tokens_before) / elapsed:,.0f} tok/s")
         self.bar.set_postfix_str(", ".join([*rates, f"{self.tokens:,} tokens"]), refresh=False)
         self.bar.update({"tok": tokens, "char": chars, "doc": docs}[self.unit])
 
