@@ -282,7 +282,9 @@ class _Job:
             for split, writer in self.writers.items():
                 writer.resume(self.progress["splits"][split])
             self.log(f"carrying on a killed prepare after {first_doc:,} documents ({written:,} tokens)")
-        total_docs = self.max_docs if self.max_docs is not None else self.src.known_documents()
+        # The bar's total: the budget, or the source's count when that is smaller (or the only one).
+        known = [n for n in (self.max_docs, self.src.known_documents()) if n is not None]
+        total_docs = min(known, default=None)
         progress = PrepareProgress(
             total_docs=total_docs,
             total_tokens=self.max_tokens,
