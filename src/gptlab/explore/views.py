@@ -16,16 +16,16 @@ from gptlab.errors import require
 from gptlab.explore.session import Explorer, PromptPass
 from gptlab.inference.config import GenerationConfig
 from gptlab.inference.sampling import draw_probabilities
-from gptlab.interp.ablation import ABLATION_MODES, ablation_hooks, mlp_ablation_hooks
+from gptlab.interp.ablation import ablation_hooks, mlp_ablation_hooks
 from gptlab.interp.attention import patterns_from_cache
 from gptlab.interp.attribution import attribution_from_cache
 from gptlab.interp.indices import check_head, check_layer, check_position
 from gptlab.interp.logit_lens import logit_lens_from_cache
 from gptlab.interp.tokens import single_token
 
-MAX_BARS = 100  # candidates a bar chart shows
 THUMBNAIL = 48  # the attention grid's small patterns are at most this many cells a side
 LENS_ALTERNATIVES = 3  # predictions per logit-lens cell (the top one is drawn, the rest on hover)
+LENS_WINDOW = 16  # positions per logit-lens answer: about a screen's width of table
 
 
 def token_text(explorer: Explorer, token_id: int) -> str:
@@ -39,11 +39,6 @@ def token_list(explorer: Explorer, ids, probs=None) -> list[dict]:
         for row, p in zip(rows, probs, strict=True):
             row["prob"] = float(p)
     return rows
-
-
-def check_bars(k: int) -> int:
-    require(1 <= k <= MAX_BARS, f"k (the number of bars) must be 1 to {MAX_BARS}, got {k}")
-    return k
 
 
 def check_layer_head(explorer: Explorer, layer: int, head: int | None) -> tuple[int, int | None]:
@@ -65,7 +60,6 @@ def next_token(
 ) -> dict:
     """The prompt's tokens and the top-k next tokens: the model's probability of each, and the
     probability `gptlab sample` with these settings would draw it with (0 where a filter cuts it)."""
-    check_bars(k)
     config = GenerationConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     run = explorer.prompt_pass(prompt)
     logits = run.logits[0, -1]  # (V,)
@@ -131,18 +125,43 @@ def quantized(values: torch.Tensor) -> str:
 # -- logit lens ------------------------------------------------------------------------------
 
 
-def logit_lens_view(explorer: Explorer, prompt: str) -> dict:
-    """For each stage (embeddings, after each block) and position: the top predictions and the
-    probability of the token that really comes next."""
+def lens_window_ends(length: int) -> list[int]:
+    """Where each window of LENS_WINDOW positions ends (exclusive), the prompt's end first: the
+    windows the page steps through, latest first."""
+    return list(range(length, 0, -LENS_WINDOW))
+
+
+def logit_lens_view(explorer: Explorer, prompt: str, end: int | None = None) -> dict:
+    """For each stage (embeddings, after each block) and each position of a window of at most
+    LENS_WINDOW positions ending before `end` (default: the prompt's end): the top predictions and
+    the probability of the token that really comes next (None at the last position).
+
+    Only the window is decoded: the unembedding is 50,257 wide, so decoding all 13 stages of
+    GPT-2 small at every position of a 64-token prompt costs about four forward passes, while
+    the page shows about a screen's width of positions at once and steps to the others."""
     explorer.require_model()
     run = explorer.prompt_pass(prompt)
-    lens = run.memo(
-        "lens",
-        lambda: logit_lens_from_cache(explorer.model, run.idx, run.cache, k=LENS_ALTERNATIVES),
+    length = len(run.ids)
+    end = length if end is None else end
+    require(
+        1 <= end <= length, f"end must be 1 to {length} (the prompt's {length} tokens), got {end}"
     )
+    window = range(max(0, end - LENS_WINDOW), end)
+    lens = run.memo(
+        f"lens:{end}",
+        lambda: logit_lens_from_cache(
+            explorer.model, run.idx, run.cache, k=LENS_ALTERNATIVES, positions=window
+        ),
+    )
+    next_probs = lens.next_token_probs.tolist()
+    if window.stop == length:  # the last position has no true next token
+        next_probs = [row + [None] for row in next_probs]
     return {
         "tokens": token_list(explorer, run.ids),
         "stages": lens.stages,
+        "start": window.start,
+        "end": window.stop,
+        "window": LENS_WINDOW,
         "top": [
             [
                 token_list(explorer, ids, probs)
@@ -152,7 +171,7 @@ def logit_lens_view(explorer: Explorer, prompt: str) -> dict:
                 lens.top_ids.tolist(), lens.top_probs.tolist(), strict=True
             )
         ],
-        "next_token_probs": lens.next_token_probs.tolist(),
+        "next_token_probs": next_probs,
     }
 
 
@@ -216,8 +235,6 @@ def total(terms: dict) -> float:
 
 # -- ablation --------------------------------------------------------------------------------
 
-COMPONENTS = ("head", "mlp")
-
 
 @torch.inference_mode()
 def ablation(
@@ -231,17 +248,10 @@ def ablation(
     k: int = 10,
 ) -> dict:
     """The next-token distribution with one head (or one layer's MLP) zero- or mean-ablated,
-    beside the intact model's. Mean ablation replaces the output by its mean over this
+    beside the intact model's (component "head" or "mlp", mode "zero" or "mean": the request
+    declares the choices, gptlab.explore.registry). Mean ablation replaces the output by its mean over this
     prompt's positions: the component still writes its average, but nothing about this input."""
     explorer.require_model()
-    check_bars(k)
-    require(
-        component in COMPONENTS,
-        f"component must be one of {', '.join(COMPONENTS)}, got {component!r}",
-    )
-    require(
-        mode in ABLATION_MODES, f"mode must be one of {', '.join(ABLATION_MODES)}, got {mode!r}"
-    )
     if component == "head":
         require(head is not None, "a head ablation needs a head number")
     layer, head = check_layer_head(explorer, layer, head if component == "head" else None)
