@@ -207,6 +207,21 @@ def test_logit_lens_windows_are_the_hand_computed_lens(client, reference):
         assert close(shown, expected, 1e-5)
 
 
+def test_token_loss_is_the_cross_entropy_of_each_next_token(client, reference):
+    model, _, idx, _ = reference
+    answer = post(client, "token_loss")
+    with torch.no_grad():
+        logits = model(idx)[0][0].float()  # (T, V)
+    losses = torch.nn.functional.cross_entropy(logits[:-1], idx[0, 1:], reduction="none")
+    assert close(answer["loss"], losses, 1e-5)
+    assert answer["mean_loss"] == pytest.approx(float(losses.mean()), abs=1e-5)
+    assert close(answer["next_prob"], (-losses).exp(), 1e-6)
+    ranks = [int((logits[t] > logits[t, idx[0, t + 1]]).sum()) + 1 for t in range(4)]
+    assert answer["next_rank"] == ranks
+    probs = logits.softmax(-1)
+    assert close(answer["entropy"], -(probs * probs.clamp_min(1e-30).log()).sum(-1), 1e-4)
+
+
 def test_attribution_and_logit_difference(client, reference):
     model, tokenizer, idx, logits = reference
     answer = post(client, "attribution")

@@ -215,6 +215,22 @@ def test_every_view_in_a_real_browser(browser, server, folders, library, tmp_pat
     rows = browser.find_elements(By.CSS_SELECTOR, "table.lens tbody tr")
     assert len(rows) == 3  # embed, block 0, block 1
 
+    # Token loss: every token but the first shaded by the model's loss on it.
+    before = drawn(browser)
+    browser.find_element(By.ID, "tab-loss").click()
+    wait_for_draw(browser, "loss", before)
+    shown = [
+        span.get_attribute("data-loss")
+        for span in browser.find_elements(By.CSS_SELECTOR, "#loss-text .shade-token")
+    ]
+    ids = torch.tensor([tokenizer.encode(appended)])
+    with torch.no_grad():
+        logits = model(ids)[0][0].float()
+    expected = torch.nn.functional.cross_entropy(logits[:-1], ids[0, 1:], reduction="none")
+    assert shown[0] is None and len(shown) == ids.shape[1]
+    assert [float(v) for v in shown[1:]] == pytest.approx(expected.tolist(), abs=1e-5)
+    browser.save_screenshot(str(tmp_path / "token_loss.png"))
+
     # Ablation: zero-ablate layer 0 head 1; the cell shows the change the library computes.
     before = drawn(browser)
     browser.find_element(By.ID, "tab-ablation").click()

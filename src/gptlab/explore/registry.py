@@ -209,6 +209,13 @@ VIEWS = [
         export=every_lens_window,
     ),
     View(
+        "token_loss",
+        "how surprised the model is by each token of the prompt",
+        PromptRequest,
+        views.token_loss,
+        export=defaults,
+    ),
+    View(
         "attribution",
         "direct logit attribution per head and MLP",
         AttributionRequest,

@@ -175,6 +175,32 @@ def logit_lens_view(explorer: Explorer, prompt: str, end: int | None = None) -> 
     }
 
 
+# -- token loss ------------------------------------------------------------------------------
+
+
+def token_loss(explorer: Explorer, prompt: str) -> dict:
+    """How surprised the model is by each token of the prompt: at every position but the last,
+    the probability it gave the token that really comes next, that token's rank among all
+    tokens, and its loss (-ln p, what training minimises); at every position the entropy of the
+    prediction (how unsure the model was before seeing the answer)."""
+    explorer.require_model()
+    cached = explorer.prompt_pass(prompt)
+    log_probs = cached.logits[0].log_softmax(-1)  # (T, V)
+    following = cached.idx[0, 1:]  # (T - 1,)
+    chosen = log_probs[:-1].gather(1, following[:, None])[:, 0]  # (T - 1,)
+    ranks = (log_probs[:-1] > chosen[:, None]).sum(-1)  # tokens the model preferred
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    losses = (-chosen).tolist()
+    return {
+        "tokens": token_list(explorer, cached.ids),
+        "next_prob": chosen.exp().tolist(),
+        "next_rank": (ranks + 1).tolist(),
+        "loss": losses,
+        "entropy": entropy.tolist(),
+        "mean_loss": sum(losses) / len(losses) if losses else None,
+    }
+
+
 # -- attribution -----------------------------------------------------------------------------
 
 
