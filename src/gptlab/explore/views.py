@@ -61,8 +61,8 @@ def next_token(
     """The prompt's tokens and the top-k next tokens: the model's probability of each, and the
     probability `gptlab sample` with these settings would draw it with (0 where a filter cuts it)."""
     config = GenerationConfig(temperature=temperature, top_k=top_k, top_p=top_p)
-    run = explorer.prompt_pass(prompt)
-    logits = run.logits[0, -1]  # (V,)
+    cached = explorer.prompt_pass(prompt)
+    logits = cached.logits[0, -1]  # (V,)
     probs = logits.softmax(-1)
     sampled = draw_probabilities(logits[None], config)[0]  # one-hot when greedy
     top_probs, top_ids = probs.topk(min(k, probs.numel()))
@@ -71,7 +71,7 @@ def next_token(
         row["sample_prob"] = float(sampled[row["id"]])
     kept = sampled > 0
     return {
-        "tokens": token_list(explorer, run.ids),
+        "tokens": token_list(explorer, cached.ids),
         "candidates": candidates,
         "kept_tokens": int(kept.sum()),
         "kept_mass": float(probs[kept].sum()),  # the model's probability the filters keep
@@ -87,20 +87,20 @@ def attention(explorer: Explorer, prompt: str, layer: int = 0, head: int = 0) ->
     grid, and the chosen head's full pattern (T, T) for the large view."""
     explorer.require_model()
     layer, head = check_layer_head(explorer, layer, head)
-    run = explorer.prompt_pass(prompt)
-    patterns = prompt_patterns(explorer, run)  # (L, H, T, T)
+    cached = explorer.prompt_pass(prompt)
+    patterns = prompt_patterns(explorer, cached)  # (L, H, T, T)
     return {
-        "tokens": token_list(explorer, run.ids),
+        "tokens": token_list(explorer, cached.ids),
         "layer": layer,
         "head": head,
         "pattern": [[round(float(v), 5) for v in row] for row in patterns[layer, head]],
-        **run.memo("thumbnails", lambda: attention_thumbnails(patterns)),
+        **cached.memo("thumbnails", lambda: attention_thumbnails(patterns)),
     }
 
 
-def prompt_patterns(explorer: Explorer, run: PromptPass) -> torch.Tensor:
-    return run.memo(
-        "patterns", lambda: patterns_from_cache(run.cache, explorer.model.config.n_layer)
+def prompt_patterns(explorer: Explorer, cached: PromptPass) -> torch.Tensor:
+    return cached.memo(
+        "patterns", lambda: patterns_from_cache(cached.cache, explorer.model.config.n_layer)
     )
 
 
@@ -140,24 +140,24 @@ def logit_lens_view(explorer: Explorer, prompt: str, end: int | None = None) -> 
     GPT-2 small at every position of a 64-token prompt costs about four forward passes, while
     the page shows about a screen's width of positions at once and steps to the others."""
     explorer.require_model()
-    run = explorer.prompt_pass(prompt)
-    length = len(run.ids)
+    cached = explorer.prompt_pass(prompt)
+    length = len(cached.ids)
     end = length if end is None else end
     require(
         1 <= end <= length, f"end must be 1 to {length} (the prompt's {length} tokens), got {end}"
     )
     window = range(max(0, end - LENS_WINDOW), end)
-    lens = run.memo(
+    lens = cached.memo(
         f"lens:{end}",
         lambda: logit_lens_from_cache(
-            explorer.model, run.idx, run.cache, k=LENS_ALTERNATIVES, positions=window
+            explorer.model, cached.idx, cached.cache, k=LENS_ALTERNATIVES, positions=window
         ),
     )
     next_probs = lens.next_token_probs.tolist()
     if window.stop == length:  # the last position has no true next token
         next_probs = [row + [None] for row in next_probs]
     return {
-        "tokens": token_list(explorer, run.ids),
+        "tokens": token_list(explorer, cached.ids),
         "stages": lens.stages,
         "start": window.start,
         "end": window.stop,
@@ -215,13 +215,13 @@ def attribution(
     `position` (default: the top prediction at the last position); with a contrast token, to the
     logit difference target - contrast (the two splits subtracted term by term)."""
     explorer.require_model()
-    run = explorer.prompt_pass(prompt)
-    position = check_position(len(run.ids), position)
+    cached = explorer.prompt_pass(prompt)
+    position = check_position(len(cached.ids), position)
     target_id = None if not target else single_token(explorer.tokenizer, target, "target")
-    main = attribution_from_cache(explorer.model, run.logits, run.cache, target_id, position)
+    main = attribution_from_cache(explorer.model, cached.logits, cached.cache, target_id, position)
     terms = attribution_terms(main)
     answer = {
-        "tokens": token_list(explorer, run.ids),
+        "tokens": token_list(explorer, cached.ids),
         "position": position,
         "target": token_list(explorer, [main.target_id])[0],
         "contrast": None,
@@ -229,7 +229,9 @@ def attribution(
     }
     if contrast:
         other_id = single_token(explorer.tokenizer, contrast, "contrast")
-        other = attribution_from_cache(explorer.model, run.logits, run.cache, other_id, position)
+        other = attribution_from_cache(
+            explorer.model, cached.logits, cached.cache, other_id, position
+        )
         other_terms = attribution_terms(other)
         terms = {key: subtract(terms[key], other_terms[key]) for key in terms}
         answer["contrast"] = token_list(explorer, [other_id])[0]
@@ -281,12 +283,12 @@ def ablation(
     if component == "head":
         require(head is not None, "a head ablation needs a head number")
     layer, head = check_layer_head(explorer, layer, head if component == "head" else None)
-    run = explorer.prompt_pass(prompt)
-    hooks = ablation_hook_set(explorer, run, component, layer, head, mode)
+    cached = explorer.prompt_pass(prompt)
+    hooks = ablation_hook_set(explorer, cached, component, layer, head, mode)
     with explorer.model.hooks(hooks):
-        ablated_logits, _ = explorer.model(run.idx, only_last=True)
+        ablated_logits, _ = explorer.model(cached.idx, only_last=True)
     vocab = explorer.model.config.vocab_size
-    intact = run.logits[0, -1].softmax(-1)
+    intact = cached.logits[0, -1].softmax(-1)
     ablated = ablated_logits[0, -1, :vocab].float().softmax(-1)
     target_id = (
         int(intact.argmax()) if not target else single_token(explorer.tokenizer, target, "target")
@@ -318,18 +320,18 @@ def ablation(
     }
 
 
-def ablation_hook_set(explorer: Explorer, run: PromptPass, component, layer, head, mode) -> dict:
+def ablation_hook_set(explorer: Explorer, cached: PromptPass, component, layer, head, mode) -> dict:
     n_layer = explorer.model.config.n_layer
     if component == "head":
         z_means = None
         if mode == "mean":  # (n_layer, n_head, head_dim): each head's mean output on this prompt
             z_means = torch.stack(
-                [run.hook(f"blocks.{i}.attn.hook_z")[0].mean(dim=0) for i in range(n_layer)]
+                [cached.hook(f"blocks.{i}.attn.hook_z")[0].mean(dim=0) for i in range(n_layer)]
             )
         return ablation_hooks({layer: [head]}, mode, z_means)
     mlp_means = None
     if mode == "mean":  # (n_layer, n_embd)
         mlp_means = torch.stack(
-            [run.hook(f"blocks.{i}.hook_mlp_out")[0].mean(dim=0) for i in range(n_layer)]
+            [cached.hook(f"blocks.{i}.hook_mlp_out")[0].mean(dim=0) for i in range(n_layer)]
         )
     return mlp_ablation_hooks([layer], mode, mlp_means)
