@@ -22,6 +22,7 @@ from gptlab.checkpoints.load import load_model  # noqa: E402
 from gptlab.cli import main  # noqa: E402
 from gptlab.explore.app import MAX_BODY_BYTES, create_app  # noqa: E402
 from gptlab.explore.sources import Source, load_sources  # noqa: E402
+from gptlab.explore.views import LENS_WINDOW  # noqa: E402
 from gptlab.interp.attention import attention_patterns  # noqa: E402
 from gptlab.interp.attribution import direct_logit_attribution  # noqa: E402
 from gptlab.interp.logit_lens import logit_lens  # noqa: E402
@@ -176,8 +177,8 @@ def test_logit_lens_is_the_library_lens(client, reference):
 
 
 def test_logit_lens_windows_are_the_hand_computed_lens(client, reference):
-    """A 40-token prompt is shown 16 positions at a time; each window's cells are ln_final and
-    the unembedding of run_with_cache's residual stream, by hand."""
+    """A 40-token prompt is shown LENS_WINDOW positions at a time; each window's cells are
+    ln_final and the unembedding of run_with_cache's residual stream, by hand."""
     model, tokenizer, _, _ = reference
     prompt = " one two three" * 13 + " four"
     ids = tokenizer.encode(prompt)
@@ -186,7 +187,8 @@ def test_logit_lens_windows_are_the_hand_computed_lens(client, reference):
     with torch.no_grad():
         _, cache = model.run_with_cache(idx, names=names)
         probs = torch.stack([model.lm_head(model.ln_f(cache[n][0])) for n in names]).softmax(-1)
-    for end, start in [(None, len(ids) - 16), (len(ids) - 16, len(ids) - 32), (8, 0)]:
+    T, W = len(ids), LENS_WINDOW
+    for end, start in [(None, T - W), (T - W, T - 2 * W), (T - 3 * W, 0), (5, 0)]:
         answer = post(client, "logit_lens", prompt=prompt, end=end)
         stop = len(ids) if end is None else end
         assert (answer["start"], answer["end"]) == (start, stop)
