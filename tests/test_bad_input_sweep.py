@@ -176,7 +176,7 @@ CASES = [
         "--data",
     ),
     ("inspect attention --checkpoint {model} --prompt abc --out {model}", "is the --checkpoint"),
-    ("finetune classify --data {spam} --init {model} --out {model}/tuned", "inside the --init"),
+    ("finetune classify --data {spam} --init {model} --out {model}/tuned", "inside the init model"),
     ("finetune classify --data {spam} --init {model} --out {run_step}", "training run"),
     ("plot {missing}", "does not exist"),
     ("plot {run} --out {text}", "--overwrite"),

@@ -22,6 +22,7 @@ from gptlab.checkpoints.load import load_model  # noqa: E402
 from gptlab.cli import main  # noqa: E402
 from gptlab.explore.app import MAX_BODY_BYTES, create_app  # noqa: E402
 from gptlab.explore.sources import Source, load_sources  # noqa: E402
+from gptlab.explore.views import LENS_WINDOW  # noqa: E402
 from gptlab.interp.attention import attention_patterns  # noqa: E402
 from gptlab.interp.attribution import direct_logit_attribution  # noqa: E402
 from gptlab.interp.logit_lens import logit_lens  # noqa: E402
@@ -167,10 +168,60 @@ def test_logit_lens_is_the_library_lens(client, reference):
     answer = post(client, "logit_lens")
     lens = logit_lens(model, idx, k=3)
     assert answer["stages"] == ["embed", "block 0", "block 1"]
+    assert (answer["start"], answer["end"]) == (0, 5)
     assert [
         [[c["id"] for c in cell] for cell in stage] for stage in answer["top"]
     ] == lens.top_ids.tolist()
-    assert close(answer["next_token_probs"], lens.next_token_probs, 1e-6)
+    assert [row[-1] for row in answer["next_token_probs"]] == [None] * 3  # nothing follows
+    assert close([row[:-1] for row in answer["next_token_probs"]], lens.next_token_probs, 1e-6)
+
+
+def test_logit_lens_windows_are_the_hand_computed_lens(client, reference):
+    """A 40-token prompt is shown LENS_WINDOW positions at a time; each window's cells are
+    ln_final and the unembedding of run_with_cache's residual stream, by hand."""
+    model, tokenizer, _, _ = reference
+    prompt = " one two three" * 13 + " four"
+    ids = tokenizer.encode(prompt)
+    idx = torch.tensor([ids])
+    names = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(idx, names=names)
+        probs = torch.stack([model.lm_head(model.ln_f(cache[n][0])) for n in names]).softmax(-1)
+    T, W = len(ids), LENS_WINDOW
+    for end, start in [(None, T - W), (T - W, T - 2 * W), (T - 3 * W, 0), (5, 0)]:
+        answer = post(client, "logit_lens", prompt=prompt, end=end)
+        stop = len(ids) if end is None else end
+        assert (answer["start"], answer["end"]) == (start, stop)
+        top = probs[:, start:stop].topk(3, dim=-1)
+        assert [[[c["id"] for c in cell] for cell in stage] for stage in answer["top"]] == (
+            top.indices.tolist()
+        )
+        assert close(
+            [[[c["prob"] for c in cell] for cell in stage] for stage in answer["top"]],
+            top.values,
+            1e-5,
+        )
+        following = torch.tensor(ids[start + 1 : stop + 1])
+        expected = probs[:, start : start + len(following)].gather(
+            2, following[None, :, None].expand(3, -1, 1)
+        )[..., 0]
+        shown = [row[: len(following)] for row in answer["next_token_probs"]]
+        assert close(shown, expected, 1e-5)
+
+
+def test_token_loss_is_the_cross_entropy_of_each_next_token(client, reference):
+    model, _, idx, _ = reference
+    answer = post(client, "token_loss")
+    with torch.no_grad():
+        logits = model(idx)[0][0].float()  # (T, V)
+    losses = torch.nn.functional.cross_entropy(logits[:-1], idx[0, 1:], reduction="none")
+    assert close(answer["loss"], losses, 1e-5)
+    assert answer["mean_loss"] == pytest.approx(float(losses.mean()), abs=1e-5)
+    assert close(answer["next_prob"], (-losses).exp(), 1e-6)
+    ranks = [int((logits[t] > logits[t, idx[0, t + 1]]).sum()) + 1 for t in range(4)]
+    assert answer["next_rank"] == ranks
+    probs = logits.softmax(-1)
+    assert close(answer["entropy"], -(probs * probs.clamp_min(1e-30).log()).sum(-1), 1e-4)
 
 
 def test_attribution_and_logit_difference(client, reference):
@@ -269,12 +320,13 @@ BAD_REQUESTS = [
     ("next_token", {"prompt": " a" * 65}, 400, "longer than the model's context of 64"),
     ("next_token", {"top_p": 1.5}, 400, "top_p must be in (0, 1]"),
     ("next_token", {"top_k": 0}, 400, "top_k must be >= 1"),
-    ("next_token", {"k": 0}, 400, "k (the number of bars) must be 1 to 100"),
+    ("next_token", {"k": 0}, 422, "k: Input should be greater than or equal to 1"),
+    ("next_token", {"k": True}, 422, "k: Input should be a valid integer"),
     ("next_token", {"temperature": -1}, 400, "temperature must be >= 0"),
     ("next_token", {"temperature": "hot"}, 422, "temperature: Input should be a valid number"),
-    ("next_token", {"colour": "red"}, 422, "colour: Extra inputs are not permitted"),
+    ("next_token", {"colour": "red"}, 422, "colour: not a setting of this route"),
     ("next_token", {"model": "runs/../../etc"}, 404, "no model named 'runs/../../etc' is served"),
-    ("generate", {"max_new_tokens": 0}, 400, "max_new_tokens must be 1 to 1000"),
+    ("generate", {"max_new_tokens": 0}, 422, "max_new_tokens: Input should be greater than"),
     ("generate", {"prompt": ""}, 400, "the prompt is empty"),
     ("generate", {"top_p": 1.5}, 400, "top_p must be in (0, 1]"),
     ("attention", {"layer": 2}, 400, "layer 2 is out of range: this model has layers 0..1"),
@@ -288,18 +340,19 @@ BAD_REQUESTS = [
         "is [' Paris', ' London'] (2 tokens), not one token",
     ),
     ("attribution", {"position": 9}, 400, "position 9 is out of range for a 5-token prompt"),
-    ("ablation", {"mode": "half"}, 400, "mode must be one of zero, mean"),
-    ("ablation", {"component": "block"}, 400, "component must be one of head, mlp"),
+    ("ablation", {"mode": "half"}, 422, "mode: Input should be 'zero' or 'mean'"),
+    ("ablation", {"component": "block"}, 422, "component: Input should be 'head' or 'mlp'"),
     ("ablation", {"head": 7}, 400, "head 7 is out of range"),
     ("ablation", {"head": None}, 400, "a head ablation needs a head number"),
     ("logit_lens", {}, 422, "prompt: Field required"),
+    ("logit_lens", {"end": 6}, 400, "end must be 1 to 5"),
 ]
 
 
 @pytest.mark.parametrize("route, body, status, message", BAD_REQUESTS)
 def test_bad_requests_get_a_one_line_4xx(client, route, body, status, message):
     payload = {"prompt": PROMPT, "model": "model", **body}
-    if route == "logit_lens":
+    if route == "logit_lens" and not body:
         payload.pop("prompt")
     response = client.post(f"/api/{route}", json=payload)
     assert response.status_code == status, response.text

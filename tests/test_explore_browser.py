@@ -30,6 +30,7 @@ from gptlab.checkpoints.load import load_model  # noqa: E402
 from gptlab.explore.export import export_page  # noqa: E402
 from gptlab.explore.server import bind, http_server  # noqa: E402
 from gptlab.explore.sources import Source, load_sources  # noqa: E402
+from gptlab.explore.views import LENS_WINDOW  # noqa: E402
 from gptlab.inference.generate import GenerationConfig, generate_text  # noqa: E402
 from gptlab.train.run_folder import LOCK_FILE  # noqa: E402
 
@@ -214,6 +215,44 @@ def test_every_view_in_a_real_browser(browser, server, folders, library, tmp_pat
         browser.save_screenshot(str(tmp_path / f"{view}.png"))
     rows = browser.find_elements(By.CSS_SELECTOR, "table.lens tbody tr")
     assert len(rows) == 3  # embed, block 0, block 1
+    # A prompt longer than the lens's window: its end first, then a step to the window before.
+    long_prompt = " one two three" * 6
+    T = len(tokenizer.encode(long_prompt))
+    before = drawn(browser)
+    browser.find_element(By.ID, "tab-lens").click()
+    wait_for_draw(browser, "lens", before)
+    before = drawn(browser)
+    browser.execute_script("window.gptlabExplore.setPrompt(arguments[0])", long_prompt)
+    wait_for_draw(browser, "lens", before)
+    where = browser.find_element(By.ID, "lens-where")
+    assert where.text == f"positions {T - LENS_WINDOW} to {T - 1} of {T}"
+    before = drawn(browser)
+    browser.find_element(By.ID, "lens-earlier").click()
+    wait_for_draw(browser, "lens", before)
+    start = max(0, T - 2 * LENS_WINDOW)  # the first window may be shorter
+    assert where.text == f"positions {start} to {T - LENS_WINDOW - 1} of {T}"
+    cells = browser.find_elements(By.CSS_SELECTOR, "table.lens tbody tr:first-child td")
+    assert len(cells) == T - LENS_WINDOW - start
+    assert not browser.find_element(By.ID, "lens-later").get_attribute("disabled")
+    before = drawn(browser)
+    browser.execute_script("window.gptlabExplore.setPrompt(arguments[0])", appended)
+    wait_for_draw(browser, "lens", before)
+
+    # Token loss: every token but the first shaded by the model's loss on it.
+    before = drawn(browser)
+    browser.find_element(By.ID, "tab-loss").click()
+    wait_for_draw(browser, "loss", before)
+    shown = [
+        span.get_attribute("data-loss")
+        for span in browser.find_elements(By.CSS_SELECTOR, "#loss-text .shade-token")
+    ]
+    ids = torch.tensor([tokenizer.encode(appended)])
+    with torch.no_grad():
+        logits = model(ids)[0][0].float()
+    expected = torch.nn.functional.cross_entropy(logits[:-1], ids[0, 1:], reduction="none")
+    assert shown[0] is None and len(shown) == ids.shape[1]
+    assert [float(v) for v in shown[1:]] == pytest.approx(expected.tolist(), abs=1e-5)
+    browser.save_screenshot(str(tmp_path / "token_loss.png"))
 
     # Ablation: zero-ablate layer 0 head 1; the cell shows the change the library computes.
     before = drawn(browser)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
+import subprocess
 import sys
 
 import pytest
 from explore_testing import PROMPT, model_folder, run_folder, tiny_model
 
 from gptlab.cli import main
-from gptlab.explore.export import answer_key, bundle_scripts, page_html
+from gptlab.explore.export import bundle_scripts, page_html
 from gptlab.explore.session import Explorer
 from gptlab.tokenizers.base import GPT2Tokenizer
 
@@ -115,21 +117,30 @@ def test_export_writes_one_self_contained_page(capsys, tmp_path):
     data = exported_data(page)
     assert data["prompt"] == PROMPT and data["run"]["total"] == 20
     answers = data["answers"]
-    # Every view the page asks for, under the keys api.js builds.
-    assert answer_key("next_token", {"k": 20}) in answers
-    assert all(
-        answer_key("attention", {"layer": layer, "head": head}) in answers
-        for layer in range(2)
-        for head in range(3)
-    )
-    assert answer_key("logit_lens", {}) in answers
+    # Every view the page asks for, beside the settings the page's api.js matches.
+    assert [s["settings"]["k"] for s in answers["next_token"]["saved"]] == [20]  # the default
+    heads = [(s["settings"]["layer"], s["settings"]["head"]) for s in answers["attention"]["saved"]]
+    assert heads == [(layer, head) for layer in range(2) for head in range(3)]
+    assert set(answers["attention"]["shared"]) == {"tokens", "thumbnail_size", "thumbnails"}
+    assert [s["settings"]["end"] for s in answers["logit_lens"]["saved"]] == [None]  # 5 tokens
     assert (
-        answer_key("attribution", {"target": None, "contrast": None})
-        == "attribution?contrast=&target="
+        answers["attribution"]["saved"][0]["settings"] | {"target": None, "contrast": None}
+        == (answers["attribution"]["saved"][0]["settings"])
     )
-    ablations = [key for key in answers if key.startswith("ablation?")]
+    ablations = [s["settings"] for s in answers["ablation"]["saved"]]
     assert len(ablations) == 2 * (2 * 3 + 2)
-    assert "ablation?component=mlp&head=&k=10&layer=1&mode=mean&target=" in answers
+    assert {
+        "component": "mlp",
+        "layer": 1,
+        "head": None,
+        "mode": "mean",
+        "target": None,
+        "k": 10,
+    } in ablations
+    assert data["views"]["ablation"]["fields"]["mode"] == {
+        "default": "zero",
+        "choices": ["zero", "mean"],
+    }
 
 
 def test_export_refuses_a_folder_or_a_missing_folder(capsys, folder, tmp_path):
@@ -152,19 +163,41 @@ def test_export_refuses_a_folder_or_a_missing_folder(capsys, folder, tmp_path):
     assert explore(capsys, *argv, "--overwrite")[0] == 0 and page.read_text() != "mine"
 
 
-def test_the_bundle_holds_every_module_once_in_dependency_order():
+def test_the_bundle_holds_every_module_once_in_dependency_order(tmp_path):
     from importlib import resources
 
-    bundle = bundle_scripts(resources.files("gptlab.explore") / "static" / "js")
+    folder = resources.files("gptlab.explore") / "static" / "js"
+    bundle = bundle_scripts(folder)
     modules = re.findall(r"^// ---- (\S+)$", bundle, re.MULTILINE)
     assert modules[-1] == "main.js" and modules.index("draw.js") < modules.index("attention.js")
-    assert (
-        modules.index("api.js") < modules.index("next_token.js")
-        and len(set(modules)) == len(modules) == 10  # features.js: the SAE Features tab
-    )
+    assert modules.index("api.js") < modules.index("next_token.js")
+    on_disk = {entry.name for entry in folder.iterdir() if entry.name.endswith(".js")}
+    assert len(modules) == len(set(modules)) and set(modules) == on_disk  # each tab's module too
     assert not re.search(r"^export ", bundle, re.MULTILINE) and not re.search(
         r"^import ", bundle, re.MULTILINE
     )
+
+
+def test_modules_may_share_top_level_names(tmp_path):
+    """Each module runs in its own function scope: two may declare the same name."""
+    node = shutil.which("node")
+    (tmp_path / "a.js").write_text("const top = 1;\nexport function a() { return top; }\n")
+    (tmp_path / "b.js").write_text("const top = 2;\nexport const b = () => top;\n")
+    (tmp_path / "main.js").write_text(
+        'import { a } from "./a.js";\nimport { b } from "./b.js";\nconst top = 3;\n'
+        "console.log(a(), b(), top);\n"
+    )
+    bundle = bundle_scripts(tmp_path)
+    if node is None:
+        pytest.skip("needs node to run the bundle")
+    out = subprocess.run([node, "-e", bundle], capture_output=True, text=True, check=True).stdout
+    assert out == "1 2 3\n"
+
+
+def test_the_bundler_refuses_a_module_form_it_does_not_read(tmp_path):
+    (tmp_path / "main.js").write_text("export default function start() {}\n")
+    with pytest.raises(RuntimeError, match="export default"):
+        bundle_scripts(tmp_path)
 
 
 def test_show_renders_the_page_inline():

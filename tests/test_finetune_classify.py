@@ -237,7 +237,7 @@ def test_out_may_not_be_a_training_run_or_the_init_model(tiny_gpt2_dir, sms_slic
     (run / "checkpoints").mkdir(parents=True)
     with pytest.raises(GptlabError, match="is a training run folder"):
         finetune_classifier(classify_options(sms_slice, tiny_gpt2_dir, run), log=print)
-    with pytest.raises(GptlabError, match="is the --init model it reads"):
+    with pytest.raises(GptlabError, match="is the init model it reads"):
         finetune_classifier(
             classify_options(sms_slice, tiny_gpt2_dir, tiny_gpt2_dir, overwrite=True), log=print
         )

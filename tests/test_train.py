@@ -268,7 +268,7 @@ def test_an_occupied_run_folder_is_refused_unless_resume_or_overwrite(
         GptlabError, match=r"already holds a different run \(model.n_layer \(2 -> 3\)"
     ):
         train(different, run, show_progress=False)
-    with pytest.raises(GptlabError, match="already holds a run; add --resume"):
+    with pytest.raises(GptlabError, match=r"already holds a run; continue it \(resume\)"):
         train(config, run, show_progress=False)
     with pytest.raises(
         GptlabError, match="cannot resume .* different model, data or optimizer: model.n_layer"

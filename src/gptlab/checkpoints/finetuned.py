@@ -79,22 +79,23 @@ OWNED = (
 
 
 def init_reference(spec: str) -> str:
-    """How task.json records --init: hub names as given, folders as absolute paths."""
+    """How task.json records init: hub names as given, folders as absolute paths."""
     return spec if spec.startswith("hf:") else str(Path(spec).resolve())
 
 
 def check_output_dir(out: str | Path, overwrite: bool, init: str) -> Path:
-    """Refuse an --out that holds an earlier result (unless overwrite), a training run, or the
+    """Refuse an out folder that holds an earlier result (unless overwrite), a training run, or the
     starting model itself. Nothing is deleted here: see writing_output."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise GptlabError(f"--out {out} is a file; give a folder")
-    refuse_overlap(out, {"--init model": init})
+        raise GptlabError(f"out {out} is a file; give a folder")
+    refuse_overlap(out, {"init model": init}, flag="out")
     refuse_in_run_folder(out)
     existing = [name for name in OWNED if (out / name).exists()]
     if existing and not overwrite:
         raise GptlabError(
-            f"{out} already holds a model ({', '.join(existing)}); pass --overwrite or pick another --out"
+            f"{out} already holds a model ({', '.join(existing)}); replace it (overwrite) or pick "
+            "another output folder (out)"
         )
     return out
 
@@ -219,10 +220,10 @@ def merge_checkpoint(directory: str | Path, out: str | Path | None = None) -> Pa
     out = directory if out is None else Path(out)
     in_place = out.resolve() == directory.resolve()  # this verb's default
     if not in_place:
-        refuse_overlap(out, {"--checkpoint": directory})
+        refuse_overlap(out, {"adapter folder": directory}, flag="out")
         refuse_in_run_folder(out)
         if is_model_dir(out):
-            raise GptlabError(f"{out} already holds a model; pick another --out")
+            raise GptlabError(f"{out} already holds a model; pick another output folder (out)")
     with removed_on_failure(out):
         if not in_place:
             shutil.copytree(directory / ADAPTER_DIR, out / ADAPTER_DIR, dirs_exist_ok=True)

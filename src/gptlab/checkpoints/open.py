@@ -148,7 +148,7 @@ def random_preset_model(name: str, device) -> tuple[GPT, Tokenizer]:
     if config.vocab_size != GPT2_VOCAB_SIZE:
         raise GptlabError(
             f"preset {name!r} is a character-level shape whose vocabulary comes from its "
-            "training data; train it first (gptlab train) and use --checkpoint"
+            "training data; train it first (gptlab train) and open its run folder"
         )
     require_model_fits(config, torch.device(device))
     torch.manual_seed(0)  # the same random preset model every time; --seed is for sampling

@@ -41,12 +41,12 @@ _DELETING_PREFIX = ".deleting-"  # a pruned checkpoint, renamed out of the names
 CHECKPOINT_FILES = (WEIGHTS_FILE, CONFIG_FILE, STATE_FILE, INFO_FILE)
 
 
-def refuse_in_run_folder(out: str | Path, flag: str = "--out") -> None:
+def refuse_in_run_folder(out: str | Path, flag: str = "out") -> None:
     """Refuse to write a model into a training run folder or anywhere under one (a step-N
     checkpoint): the run's own checkpoints would be replaced by a folder it cannot resume from."""
     target = Path(out).resolve()
     for folder in (target, *target.parents):
-        named = folder == target  # --out itself: any sign of a run; a folder above: its files
+        named = folder == target  # out itself: any sign of a run; a folder above: its files
         if is_run_folder(folder) if named else holds_run_files(folder):
             where = "is" if folder == target else f"lies in {folder},"
             raise GptlabError(
@@ -193,12 +193,12 @@ def load_training_state(checkpoint: Path) -> dict:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GptlabError(
             f"{path} is damaged or not a gptlab training state ({reason[:200]}); resume from an "
-            "earlier checkpoint (delete this one) or train afresh with --overwrite"
+            "earlier checkpoint (delete this one) or train afresh (overwrite)"
         ) from None
     expected = {"optimizer", "scaler", "world_size", "ranks"}
     if not isinstance(state, dict) or not expected <= state.keys():
         raise GptlabError(
             f"{path} is not a gptlab training state (it lacks {', '.join(sorted(expected))}); "
-            "resume from an earlier checkpoint (delete this one) or train afresh with --overwrite"
+            "resume from an earlier checkpoint (delete this one) or train afresh (overwrite)"
         )
     return state

@@ -5,7 +5,8 @@
     views.py      the numbers behind each view (next token, attention, lens, attribution, ablation)
     streaming.py  generation streamed token by token (gptlab sample's loop)
     runs.py       a run folder's curves and samples, polled as it trains
-    requests.py   the API's request bodies      app.py     the FastAPI app
+    registry.py   every view declared once: request, function, export settings
+    app.py        the FastAPI app (routes made from the registry)
     server.py     binding the port, uvicorn     export.py  one self-contained HTML page
     guards.py     Host check, body limits, request timeouts (what stands before the routes)
     notebook.py   show(model, prompt) for Jupyter

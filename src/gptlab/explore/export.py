@@ -1,14 +1,17 @@
 """`gptlab explore --export page.html`: the page with every view precomputed, in one file.
 
 The exported file is the served page itself: its CSS inlined, its JavaScript modules joined into
-one inline module (bundle_scripts), and window.GPTLAB_EXPORT holding the API's answers for one
-prompt under the keys the page's api.js looks them up by (answer_key). It opens from disk, in a
+one inline script (bundle_scripts), and window.GPTLAB_EXPORT holding, for one prompt, the
+answers of every view the registry (gptlab.explore.registry) marks for export, each beside the
+settings it was computed with, and the views' request descriptions (GET /api/views): the page's
+api.js fills a request from those and looks for the saved answer with the same settings. It opens from disk, in a
 notebook or as an attachment, with no server and no network. What needs a model at hand (another
 prompt, the sampling knobs, generation, another attribution target) says so in the page.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -17,92 +20,70 @@ import torch
 from tqdm.auto import tqdm
 
 from gptlab.errors import GptlabError
-from gptlab.explore import runs, views
+from gptlab.explore import runs
+from gptlab.explore.registry import VIEWS, View, describe_views
 from gptlab.explore.session import Explorer
 from gptlab.fileio import atomic_write_text
 from gptlab.html_pages import inline_script, script_json
-from gptlab.interp.attention_html import check_page_size
 
-NEXT_TOKEN_BARS = 20  # as the page asks (next_token.js)
-ABLATION_BARS = 10  # as the page asks (ablation.js)
 MAIN_MODULE = "main.js"
-IMPORT = re.compile(r'^import \{[^}]*\} from "\./([\w.]+)";\s*$', re.MULTILINE)
-DECLARATION = re.compile(
-    r"^(?:export )?(?:async )?(?:function\*? |const |let |class )(\w+)", re.MULTILINE
-)
+# The two module forms the page's scripts use (anything else is refused by bundle_scripts):
+IMPORT = re.compile(r'^import \{([^}]*)\} from "\./([\w.]+)";[ \t]*$', re.MULTILINE)
+EXPORT = re.compile(r"^export ((?:async )?function\*? |const |let |class )(\w+)", re.MULTILINE)
 
 
-def answer_key(route: str, settings: dict) -> str:
-    """The key api.js's answerKey() builds from a request (without model and prompt)."""
-    parts = "&".join(
-        f"{key}={'' if value is None else value}" for key, value in sorted(settings.items())
-    )
-    return f"{route}?{parts}"
+def saved_views(explorer: Explorer, prompt: str) -> list[tuple[View, list]]:
+    """Each exported view with the requests the page saves for it, all built (so checked) before
+    any work: a setting the request refuses, or a page too large, fails in a moment."""
+    planned = []
+    for view in VIEWS:
+        if view.export is not None:
+            settings = view.export(explorer, prompt)
+            planned.append((view, [view.request(prompt=prompt, **s) for s in settings]))
+    return planned
 
 
 def precomputed_answers(explorer: Explorer, prompt: str, progress: bool = True) -> dict:
-    """Every answer the page asks for, for one prompt: next token, attention for each head,
-    the logit lens, the top prediction's attribution, and zero and mean ablation of every head
-    and MLP."""
+    """Every answer the page asks for, for one prompt: per view of the registry with export
+    settings, {"shared": the fields equal in every answer (saved once), "saved": [{"settings",
+    "answer"}]}. A view the model cannot answer (attribution of a post-norm model) saves its
+    one-line error, which the page shows."""
     explorer.require_model()
-    config = explorer.model.config
-    # The page holds every head's full pattern: the cap of inspect attention's page, before work.
-    check_page_size(
-        config.n_layer, config.n_head, len(explorer.encode(prompt)), causal=False, choose=""
-    )
+    planned = saved_views(explorer, prompt)
     answers = {}
+    bar = tqdm(
+        total=sum(len(requests) for _, requests in planned),
+        desc="precomputing the page",
+        unit="view",
+        disable=not progress,
+    )
     with explorer.lock, torch.inference_mode():
-        answers[answer_key("next_token", {"k": NEXT_TOKEN_BARS})] = views.next_token(
-            explorer, prompt, k=NEXT_TOKEN_BARS
-        )
-        first = views.attention(explorer, prompt, 0, 0)
-        # The thumbnails are the same for every head: saved once, merged in by api.js.
-        answers["attention?common"] = {
-            key: first[key] for key in ("tokens", "thumbnail_size", "thumbnails")
-        }
-        patterns = views.prompt_patterns(explorer, explorer.prompt_pass(prompt))
-        for layer in range(config.n_layer):
-            for head in range(config.n_head):
-                answers[answer_key("attention", {"layer": layer, "head": head})] = {
-                    "layer": layer,
-                    "head": head,
-                    "pattern": [[round(float(v), 4) for v in row] for row in patterns[layer, head]],
-                }
-        answers[answer_key("logit_lens", {})] = views.logit_lens_view(explorer, prompt)
-        key = answer_key("attribution", {"target": None, "contrast": None})
-        try:
-            answers[key] = views.attribution(explorer, prompt)
-        except GptlabError as exc:  # a model the split is not exact for: the page says why
-            answers[key] = {"error": str(exc)}
-        components = [
-            ("head", layer, head)
-            for layer in range(config.n_layer)
-            for head in range(config.n_head)
-        ]
-        components += [("mlp", layer, None) for layer in range(config.n_layer)]
-        bar = tqdm(
-            total=2 * len(components),
-            desc="ablating for the page",
-            unit="pass",
-            disable=not progress,
-        )
-        for mode in ("zero", "mean"):
-            for component, layer, head in components:
-                settings = {"component": component, "layer": layer, "head": head, "mode": mode}
-                answer = views.ablation(
-                    explorer, prompt, component, layer, head, mode, None, ABLATION_BARS
-                )
-                answers[
-                    answer_key("ablation", {**settings, "target": None, "k": ABLATION_BARS})
-                ] = answer
+        for view, requests in planned:
+            shared, saved = {}, []
+            for request in requests:
+                settings = view.settings(request)
+                try:
+                    answer = view.compute(explorer, **settings)
+                except GptlabError as exc:
+                    answer = {"error": str(exc)}
+                shared |= {key: answer.pop(key) for key in view.shared if key in answer}
+                del settings["prompt"]
+                saved.append({"settings": settings, "answer": answer})
                 bar.update()
-        bar.close()
+            answers[view.name] = {"shared": shared, "saved": saved}
+    bar.close()
     return answers
 
 
 def page_html(explorer: Explorer, prompt: str, progress: bool = True) -> str:
     """The self-contained page for `prompt`."""
-    data = {"models": [explorer.describe()], "prompt": prompt, "answers": {}, "run": None}
+    data = {
+        "models": [explorer.describe()],
+        "views": describe_views(),
+        "prompt": prompt,
+        "answers": {},
+        "run": None,
+    }
     if explorer.model is not None:
         data["answers"] = precomputed_answers(explorer, prompt, progress)
     if explorer.run_dir is not None:
@@ -134,10 +115,15 @@ def replace_once(text: str, old: str, new: str) -> str:
 
 
 def bundle_scripts(folder) -> str:
-    """The page's ES modules as one script: each module after the ones it imports, its import
-    lines dropped and `export` keywords removed. A page opened from disk cannot load module
-    files, so this is how the exported page gets them; the modules' top-level names must
-    therefore be unique across files (checked here)."""
+    """The page's ES modules as one script. A page opened from disk (or in a notebook's
+    sandboxed iframe) cannot load module files, so the exported page carries them inline.
+
+    Each module becomes a function of its own, run once, in dependency order; what it exports
+    is the object that function returns, kept in a module map by file name, and each of its
+    `import { a, b } from "./x.js";` lines reads those names from x.js's entry. So two modules
+    may declare the same top-level name (each has its own scope), and nothing is renamed. The
+    modules may use only those two forms: an `import { ... } from "./file.js";` line and
+    `export` before a function, const, let or class declaration (anything else is refused)."""
     sources = {
         entry.name: entry.read_text(encoding="utf-8")
         for entry in folder.iterdir()
@@ -152,21 +138,33 @@ def bundle_scripts(folder) -> str:
             raise RuntimeError(
                 f"the page's modules import each other in a cycle: {' -> '.join(path + (name,))}"
             )
-        for dependency in IMPORT.findall(sources[name]):
+        for _, dependency in IMPORT.findall(sources[name]):
             visit(dependency, path + (name,))
         order.append(name)
 
     visit(MAIN_MODULE, ())
-    seen: dict[str, str] = {}
-    parts = []
-    for name in order:
-        body = IMPORT.sub("", sources[name])
-        for declared in DECLARATION.findall(body):
-            if declared in seen:
-                raise RuntimeError(f"{declared} is declared in both {seen[declared]} and {name}")
-            seen[declared] = name
-        parts.append(f"// ---- {name}\n" + re.sub(r"^export ", "", body, flags=re.MULTILINE))
-    return "\n".join(parts)
+    return "\n".join(
+        ["const gptlabModules = {};"] + [module_function(n, sources[n]) for n in order]
+    )
+
+
+def module_function(name: str, source: str) -> str:
+    """One ES module as a function scope in the module map (see bundle_scripts)."""
+    body = IMPORT.sub(
+        lambda m: f"const {{{m.group(1)}}} = gptlabModules[{json.dumps(m.group(2))}];", source
+    )
+    exported = [declared for _, declared in EXPORT.findall(body)]
+    body = EXPORT.sub(r"\1\2", body)
+    leftover = re.search(r"^[ \t]*(?:import|export)\b.*$", body, re.MULTILINE)
+    if leftover:  # a bug in the page's source, not a user's
+        raise RuntimeError(
+            f"{name}: the bundler reads only import {{...}} lines and export declarations, "
+            f"not {leftover.group(0).strip()!r}"
+        )
+    return (
+        f"// ---- {name}\ngptlabModules[{json.dumps(name)}] = (() => {{\n{body}\n"
+        f"return {{ {', '.join(exported)} }};\n}})();"
+    )
 
 
 def export_page(explorer: Explorer, prompt: str, path: str | Path) -> Path:

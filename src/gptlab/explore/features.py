@@ -5,7 +5,9 @@ DIR`), and the routes behind the tab.
     POST /api/sae/fires           the features active on each token of a prompt (largest first)
     POST /api/sae/feature         one feature's dashboard (gptlab.sae.features, from the scan)
     POST /api/sae/ablate          the feature zeroed at its hook: loss and next-token change
-    GET  /api/sae/dashboard.js the dashboard renderer the exported page uses too
+    GET  /api/sae/dashboard.js    the dashboard renderer
+
+The three POST routes are views of gptlab.explore.registry (their requests are declared there).
 
 The feature scan (top contexts, densities) is read from the SAE folder's features.safetensors,
 made on first use if it is missing (a few seconds to a minute for the default 32,768 tokens).
@@ -93,38 +95,24 @@ def fires(explorer: Explorer, prompt: str, k: int = MAX_FIRING) -> dict:
     return {"hook": sae.hook, "tokens": tokens}
 
 
-def feature(explorer: Explorer, feature_id: int, top: int) -> dict:
+def feature(explorer: Explorer, feature: int, top: int = 10) -> dict:
+    """One feature's dashboard: its top contexts, activation histogram and logit effect."""
     sae = attached(explorer)
-    check_feature(sae.sae, feature_id)
-    return sae.scan().dashboard(feature_id, top=top)
+    check_feature(sae.sae, feature)
+    return sae.scan().dashboard(feature, top=top)
 
 
-def ablate(explorer: Explorer, prompt: str, feature_id: int) -> dict:
+def ablate(explorer: Explorer, prompt: str, feature: int) -> dict:
+    """The feature zeroed at its hook: the prompt's loss and next-token change."""
     sae = attached(explorer)
     return ablation_effect(
-        explorer.model, explorer.tokenizer, sae.sae, sae.hook, feature_id, prompt, top=10
+        explorer.model, explorer.tokenizer, sae.sae, sae.hook, feature, prompt, top=10
     )
 
 
-def add_sae_routes(app, answer: Callable, explorer_for: Callable) -> None:
-    """Register the Features tab's routes on the FastAPI app (see the module docstring)."""
+def add_sae_routes(app, explorer_for: Callable) -> None:
+    """The Features tab's two GET routes (its POST views are in gptlab.explore.registry)."""
     from fastapi.responses import Response
-    from pydantic import BaseModel, Field
-
-    class FiresRequest(BaseModel):
-        model: str | None = None
-        prompt: str = Field(min_length=1)
-
-    # strict: JSON true is not feature 1.
-    class FeatureRequest(BaseModel):
-        model: str | None = None
-        feature: int = Field(ge=0, strict=True)
-        top: int = Field(default=10, ge=1, le=50)
-
-    class AblateRequest(BaseModel):
-        model: str | None = None
-        prompt: str = Field(min_length=1)
-        feature: int = Field(ge=0, strict=True)
 
     script = dashboard_script().encode("utf-8")
 
@@ -137,15 +125,3 @@ def add_sae_routes(app, answer: Callable, explorer_for: Callable) -> None:
         explorer = explorer_for(model)
         sae = getattr(explorer, "sae", None)
         return sae.describe() if sae is not None else {"sae": False}
-
-    @app.post("/api/sae/fires", summary="the SAE features active on each token of a prompt")
-    def sae_fires(body: FiresRequest) -> dict:
-        return answer(body.model, fires, body.prompt)
-
-    @app.post("/api/sae/feature", summary="one feature's dashboard: contexts, histogram, logits")
-    def sae_feature(body: FeatureRequest) -> dict:
-        return answer(body.model, feature, body.feature, body.top)
-
-    @app.post("/api/sae/ablate", summary="zero one feature at its hook: loss and next-token change")
-    def sae_ablate(body: AblateRequest) -> dict:
-        return answer(body.model, ablate, body.prompt, body.feature)

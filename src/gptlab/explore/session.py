@@ -42,8 +42,8 @@ class PromptPass:
         return self.cache[name]
 
     def memo(self, key: str, compute):
-        """A result derived from this pass (the lens's 13 unembeddings of GPT-2 small cost
-        more than the forward pass itself), computed on first use and kept with it."""
+        """A result derived from this pass (a window of the lens's unembeddings costs over
+        half a forward pass of GPT-2 small), computed on first use and kept with it."""
         if key not in self.derived:
             self.derived[key] = compute()
         return self.derived[key]

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 from gptlab.errors import require
+from gptlab.overrides import check_choice
 
 FINISH_LENGTH = "length"  # max_new_tokens reached
 FINISH_EOT = "eot"  # the model produced the end-of-text token
 FINISH_STOP = "stop"  # one of the stop strings appeared
 
-CACHE_KINDS = ("dynamic", "static", "none")
+# The KV cache: one that grows, one preallocated (for torch.compile), or none (recompute the
+# context every step: the reference the others are tested against).
+CacheKind = Literal["dynamic", "static", "none"]
+CACHE_KINDS: tuple[str, ...] = typing.get_args(CacheKind)  # the choices, for callers that list them
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,7 @@ class GenerationConfig:
     seed: int | None = None  # seeds a torch.Generator: the same seed gives the same text
     stop_strings: tuple[str, ...] = ()  # the text is cut before the first one (needs a tokenizer)
     stop_at_eot: bool = True
-    cache: str = "dynamic"  # "dynamic", "static" or "none" (recompute the context: the reference)
+    cache: CacheKind = "dynamic"
     compile: bool = False  # torch.compile the decode step (needs cache="static")
 
     def __post_init__(self) -> None:
@@ -54,14 +60,11 @@ class GenerationConfig:
             f"seed must be in [0, 2**63), got {self.seed!r}",
         )
         require(all(self.stop_strings), "stop strings must not be empty")
-        require(
-            self.cache in CACHE_KINDS,
-            f"cache must be one of {', '.join(CACHE_KINDS)}, got {self.cache!r}",
-        )
+        check_choice("cache", self.cache, CacheKind)  # declared by the field's Literal
         require(
             not self.compile or self.cache == "static",
             "compile needs the static cache (a growing cache changes shape every step): "
-            "use cache='static' (--cache static)",
+            "use cache='static'",
         )
 
     @property

@@ -36,13 +36,15 @@ def decode_residual(model, resid: torch.Tensor) -> torch.Tensor:
 @dataclass
 class LogitLens:
     stages: list[str]  # n_layer + 1 names, see lens_stage_names
-    top_ids: torch.Tensor  # (stages, T, k) most likely next tokens at each stage and position
-    top_probs: torch.Tensor  # (stages, T, k)
-    next_token_probs: torch.Tensor  # (stages, T - 1) probability of the token that actually follows
+    top_ids: torch.Tensor  # (stages, W, k) most likely next tokens at each stage and position
+    top_probs: torch.Tensor  # (stages, W, k)
+    next_token_probs: torch.Tensor  # (stages, W') probability of the token that actually follows
+    start: int = 0  # the W positions read are start, start + 1, ...; W' of them have a next token
 
     def to_dict(self) -> dict:
         return {
             "stages": self.stages,
+            "start": self.start,
             "top_ids": self.top_ids.tolist(),
             "top_probs": self.top_probs.tolist(),
             "next_token_probs": self.next_token_probs.tolist(),
@@ -56,26 +58,49 @@ def logit_lens(model, idx: torch.Tensor, k: int = 5) -> LogitLens:
     return logit_lens_from_cache(model, idx, cache, k)
 
 
+DECODE_ROWS = 256  # residual vectors unembedded at once: a (256, 50257) fp32 block is 51 MB
+
+
 @torch.no_grad()
 def logit_lens_from_cache(
-    model, idx: torch.Tensor, cache: dict[str, torch.Tensor], k: int = 5
+    model,
+    idx: torch.Tensor,
+    cache: dict[str, torch.Tensor],
+    k: int = 5,
+    positions: range | None = None,
 ) -> LogitLens:
     """logit_lens over a run_with_cache cache of idx that holds residual_hook_names (and maybe
-    more): a caller that caches for several tools runs the model once."""
+    more): a caller that caches for several tools runs the model once. `positions` (a range,
+    default all) decodes only those positions: the unembedding of every stage costs about four
+    forward passes of GPT-2 small over the whole prompt, so a view that shows a window decodes
+    only the window.
+
+    Every (stage, position) row is decoded in blocks of DECODE_ROWS through ln_f and the head;
+    only each row's top-k, its log-normaliser and the true next token's logit are kept, never
+    a full softmax per row."""
+    T = idx.shape[1]
+    positions = range(T) if positions is None else positions
     names = residual_hook_names(model.config.n_layer)
-    next_tokens = idx[0, 1:]  # (T - 1,)
+    window = slice(positions.start, positions.stop)
+    resid = torch.stack([cache[name][0, window] for name in names])  # (S, W, C)
+    S, W, C = resid.shape
+    has_next = [p + 1 < T for p in positions]
+    targets = idx[0, [min(p + 1, T - 1) for p in positions]].repeat(S)  # (S * W,)
     top_ids, top_probs, next_probs = [], [], []
-    for name in names:  # one stage at a time: (T, V) probabilities, never (stages, T, V)
-        probs = decode_residual(model, cache[name][0]).float().softmax(dim=-1)  # (T, V)
-        values, ids = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    for rows in torch.split(torch.arange(S * W, device=resid.device), DECODE_ROWS):
+        logits = decode_residual(model, resid.reshape(S * W, C)[rows]).float()  # (rows, V)
+        log_norm = logits.logsumexp(dim=-1, keepdim=True)
+        values, ids = logits.topk(min(k, logits.shape[-1]), dim=-1)
         top_ids.append(ids.cpu())
-        top_probs.append(values.cpu())
-        next_probs.append(probs[:-1].gather(1, next_tokens[:, None])[:, 0].cpu())
+        top_probs.append((values - log_norm).exp().cpu())
+        next_probs.append((logits.gather(1, targets[rows, None]) - log_norm)[:, 0].exp().cpu())
+    kept = torch.tensor(has_next)
     return LogitLens(
         stages=lens_stage_names(model.config.n_layer),
-        top_ids=torch.stack(top_ids),
-        top_probs=torch.stack(top_probs),
-        next_token_probs=torch.stack(next_probs),
+        top_ids=torch.cat(top_ids).reshape(S, W, -1),
+        top_probs=torch.cat(top_probs).reshape(S, W, -1),
+        next_token_probs=torch.cat(next_probs).reshape(S, W)[:, kept],
+        start=positions.start,
     )
 
 

@@ -102,21 +102,24 @@ def check_run_folder(
 ) -> Path | None:
     """Decide whether this run may use `folder`, writing nothing. Returns the checkpoint to resume from.
 
-    Raises GptlabError for: both flags; a folder holding a run without --resume/--overwrite;
+    Raises GptlabError for: both settings; a folder holding a run without resume/overwrite;
     resuming a different model, data or optimizer, or a folder with no checkpoint; a non-empty folder that
-    is not a run (never deleted, even with --overwrite).
+    is not a run (never deleted, even with overwrite). Messages name the settings (resume,
+    overwrite, out), not the command line's flags.
     """
     if resume and overwrite:
-        raise GptlabError("--resume and --overwrite contradict each other; pick one")
+        raise GptlabError("resume and overwrite contradict each other; pick one")
     if not folder.exists():
         if resume:
             raise GptlabError(f"nothing to resume: {folder} does not exist")
         return None
     if not folder.is_dir():
-        raise GptlabError(f"{folder} is a file, not a folder; pick another --out")
+        raise GptlabError(f"{folder} is a file, not a folder; pick another output folder (out)")
     if not holds_run(folder):
         if any(path.name != LOCK_FILE for path in folder.iterdir()):
-            raise GptlabError(f"{folder} is not empty and holds no gptlab run; pick another --out")
+            raise GptlabError(
+                f"{folder} is not empty and holds no gptlab run; pick another output folder (out)"
+            )
         if resume:
             raise GptlabError(f"nothing to resume: {folder} is empty")
         return None
@@ -127,20 +130,18 @@ def check_run_folder(
     if not resume:
         what = "a different run (" + ", ".join(differences[:3]) + ")" if differences else "a run"
         raise GptlabError(
-            f"{folder} already holds {what}; add --resume to continue it, --overwrite to replace it, "
-            "or pick another --out"
+            f"{folder} already holds {what}; continue it (resume), replace it (overwrite) "
+            "or pick another output folder (out)"
         )
     if differences:
         raise GptlabError(
             f"cannot resume {folder} with a different model, data or optimizer: "
             f"{', '.join(differences[:3])}; "
-            "resume with the run's own config (gptlab train --out RUN --resume) or start a new run"
+            "resume with the run's own config (its config.toml) or start a new run"
         )
     checkpoint = latest_checkpoint(folder)
     if checkpoint is None:
-        raise GptlabError(
-            f"{folder} has no checkpoint to resume from; start again with --overwrite"
-        )
+        raise GptlabError(f"{folder} has no checkpoint to resume from; start it afresh (overwrite)")
     return checkpoint
 
 
@@ -168,7 +169,7 @@ def lock_run_folder(folder: Path) -> IO[str] | None:
         handle.close()
         raise GptlabError(
             f"{folder} is in use by another gptlab process (pid {owner or 'unknown'}); "
-            "wait for it to finish or pick another --out"
+            "wait for it to finish or pick another output folder (out)"
         ) from None
     handle.seek(0)
     handle.truncate()

@@ -86,7 +86,7 @@ function idOf(component) {
 async function ablate(panel, state, component) {
   const mode = panel.querySelector("input[name=abl-mode]:checked").value;
   const target = panel.querySelector("#abl-target").value || null;
-  const answer = await api("ablation", { model: state.model, prompt: state.prompt, ...component, mode, target, k: 10 });
+  const answer = await api("ablation", { model: state.model, prompt: state.prompt, ...component, mode, target });
   panel.ablationEffects.set(idOf(component), answer.target_ablated_prob - answer.target_intact_prob);
   const name = answer.component === "head" ? `layer ${answer.layer} head ${answer.head}` : `layer ${answer.layer} MLP`;
   panel.querySelector("#abl-title").textContent = `${name} ${answer.mode}-ablated`;

@@ -1,28 +1,41 @@
 // Talking to the server, or, in an exported page, reading the answers saved in it.
 //
-// An exported page (gptlab explore --export) holds window.GPTLAB_EXPORT = {models, prompt,
-// answers}: every answer the views need for its one prompt, under the key answerKey() makes.
+// Each view's request is declared once, in Python (gptlab/explore/registry.py): GET api/views
+// gives every field's default, choices and bounds, so this page copies none of them. An
+// exported page (gptlab explore --export) holds window.GPTLAB_EXPORT = {models, views, prompt,
+// answers}: per view, {shared, saved: [{settings, answer}]}, every answer the page needs for
+// its one prompt beside the settings it was computed with.
 
 export const exported = window.GPTLAB_EXPORT ?? null;
 
-// The key an exported answer is saved under: the route and the request's settings that matter.
-export function answerKey(route, body) {
-  const parts = { ...body };
-  delete parts.model;
-  delete parts.prompt;
-  const settings = Object.keys(parts).sort().map((k) => `${k}=${parts[k] ?? ""}`).join("&");
-  return `${route}?${settings}`;
+let described = null;
+
+// {route: {fields: {name: {default | required, choices?, ge?, le?}}, exported}}
+export async function viewRequests() {
+  if (!described) described = exported ? Promise.resolve(exported.views) : fetch("api/views").then(readAnswer);
+  return described;
+}
+
+// A request as the server completes it: the route's defaults, then what the page set.
+export async function fullRequest(route, body) {
+  const fields = (await viewRequests())[route].fields;
+  const request = {};
+  for (const [name, field] of Object.entries(fields)) if ("default" in field) request[name] = field.default;
+  return { ...request, ...body };
+}
+
+async function savedAnswer(route, body) {
+  if (body.prompt !== exported.prompt) throw new Error("this exported page holds one prompt; run `gptlab explore` to try others");
+  const request = await fullRequest(route, body);
+  const view = exported.answers[route];
+  const hit = view?.saved.find((s) => Object.entries(s.settings).every(([k, v]) => request[k] === v));
+  if (!hit) throw new Error("this exported page did not save that view; run `gptlab explore` for the live page");
+  if (hit.answer.error) throw new Error(hit.answer.error);
+  return { ...view.shared, ...hit.answer };  // fields equal in every answer are saved once
 }
 
 export async function api(route, body) {
-  if (exported) {
-    if (body.prompt !== exported.prompt) throw new Error("this exported page holds one prompt; run `gptlab explore` to try others");
-    const answer = exported.answers[answerKey(route, body)];
-    if (answer === undefined) throw new Error("this exported page did not save that view; run `gptlab explore` for the live page");
-    if (answer.error) throw new Error(answer.error);
-    // Every head's thumbnails are the same: the page saves them once, beside each head's pattern.
-    return route === "attention" ? { ...exported.answers["attention?common"], ...answer } : answer;
-  }
+  if (exported) return savedAnswer(route, body);
   const response = await fetch(`api/${route}`, {
     method: "POST",
     headers: { "content-type": "application/json" },

@@ -8,11 +8,13 @@ import { initFeatures, renderFeatures } from "./features.js";
 import { initLens, renderLens } from "./lens.js";
 import { initNextToken, renderNextToken } from "./next_token.js";
 import { initRun, renderRun } from "./run.js";
+import { initTokenLoss, renderTokenLoss } from "./token_loss.js";
 
 const VIEWS = [
   { id: "next", title: "Next token", init: initNextToken, render: renderNextToken, needsModel: true },
   { id: "attention", title: "Attention", init: initAttention, render: renderAttention, needsModel: true },
   { id: "lens", title: "Logit lens", init: initLens, render: renderLens, needsModel: true },
+  { id: "loss", title: "Token loss", init: initTokenLoss, render: renderTokenLoss, needsModel: true },
   { id: "attribution", title: "Attribution", init: initAttribution, render: renderAttribution, needsModel: true },
   { id: "ablation", title: "Ablation", init: initAblation, render: renderAblation, needsModel: true },
   { id: "features", title: "Features", init: initFeatures, render: renderFeatures, needsModel: true },

@@ -1,7 +1,7 @@
 // Next token: the prompt's tokens as chips, the next-token distribution as bars, the sampling
 // knobs of `gptlab sample` redrawing which tokens they cut, click-to-append, streamed generation.
 
-import { api, exported, streamGenerate } from "./api.js";
+import { api, exported, streamGenerate, viewRequests } from "./api.js";
 import { barChart, el, hoverTip, percent, probColour, textOn, visible } from "./draw.js";
 
 export function tokenChips(parent, tokens) {
@@ -42,7 +42,7 @@ export function initNextToken(panel, state) {
     <div id="nt-bars"></div>
     <h3>Generate</h3>
     <div class="controls">
-      <label>new tokens <input id="gen-tokens" type="number" min="1" max="1000" value="40"></label>
+      <label>new tokens <input id="gen-tokens" type="number" value="40"></label>
       <label>seed <input id="gen-seed" type="number" min="0" placeholder="random"></label>
       <button id="gen-start">generate</button> <button id="gen-stop" disabled>stop</button>
       <span class="hint">uses the settings above; each token is shaded by the probability the model gave it (hover for its alternatives)</span>
@@ -67,6 +67,10 @@ export function initNextToken(panel, state) {
     panel.querySelector("#gen-start").disabled = true;
     panel.querySelector("#gen-out").textContent = "Generation and the knobs need the server: run `gptlab explore`.";
   }
+  viewRequests().then((views) => {  // the limits are the server's (GET api/views)
+    const limit = views.generate.fields.max_new_tokens;
+    Object.assign(panel.querySelector("#gen-tokens"), { min: limit.ge, max: limit.le });
+  }).catch((error) => state.showError(error.message));
   let controller = null;
   panel.querySelector("#gen-start").addEventListener("click", async () => {
     const out = panel.querySelector("#gen-out");
@@ -109,7 +113,7 @@ export function initNextToken(panel, state) {
 
 export async function renderNextToken(panel, state) {
   const settings = samplingSettings(panel);
-  const answer = await api("next_token", { model: state.model, prompt: state.prompt, k: 20, ...(exported ? {} : settings) });
+  const answer = await api("next_token", { model: state.model, prompt: state.prompt, ...(exported ? {} : settings) });
   const chips = panel.querySelector("#nt-chips");
   chips.replaceChildren();
   el("div", { class: "caption" }, chips, `${answer.tokens.length} tokens (hover a chip for its id and text)`);
