@@ -197,7 +197,7 @@ CASES = [
     ("finetune instruct --data {spam} --init {model} --out {new} --answers -1", "answers"),
     ("finetune merge --checkpoint {model}", "not a fine-tuned"),
     # experiment, bench
-    ("experiment --out {new} --vary foo", "--vary"),
+    ("experiment --out {new} --vary foo", "vary 'foo' is not of the form"),
     ("experiment --out {new} --vary model.norm=rmsnorm --seeds 0", "seeds"),
     ("experiment --out {new} --vary model.norm=rmsnorm,rmsnorm", "twice"),
     ("bench generate --checkpoint {missing} --quick", "does not exist"),

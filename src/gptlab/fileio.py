@@ -188,13 +188,14 @@ def inside(folder: str | Path, name: object, what: str) -> Path:
 def refuse_overlap(
     out: str | Path,
     reads: dict[str, str | Path | None],
-    flag: str = "--out",
+    flag: str = "out",
     *,
     holding_ok: bool = False,
 ) -> None:
     """Refuse an output path that is a path the command reads, lies inside one, or holds one.
 
-    `reads` maps how each input is named in messages ("--checkpoint") to its path (None or a hub
+    `flag` names the output in messages: the setting ("out") from the library, the flag
+    ("--out") from the CLI. `reads` maps how each input is named ("checkpoint") to its path (None or a hub
     name "hf:..." is skipped). Writing there would replace the input, mix the output into it (a
     corpus folder reads it back as documents), or, with --overwrite, delete it.
     """

@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
 
     # An export is not a gptlab model folder: written over the one it reads (or a run's
     # checkpoint) it would leave a model gptlab cannot load.
-    refuse_overlap(out, {"--checkpoint": args.checkpoint})
+    refuse_overlap(out, {"--checkpoint": args.checkpoint}, "--out")
     refuse_in_run_folder(out, "--out")  # the command line names the setting by its flag
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise GptlabError(f"--out {out} is not empty; choose another folder or pass --overwrite")

@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     if args.out is not None:
         out = check_output_file(args.out, args.overwrite, "--out", "loss.png")
         for run_dir in args.runs:  # --overwrite replaces a picture, never the log it reads
-            refuse_overlap(out, {"run's metrics log": Path(run_dir) / METRICS_LOG_FILE})
+            refuse_overlap(out, {"run's metrics log": Path(run_dir) / METRICS_LOG_FILE}, "--out")
     else:  # a run's own loss.png is its picture, redrawn by training too: replaced freely
         out = Path(args.runs[0]) / LOSS_PLOT_FILE if len(args.runs) == 1 else Path(LOSS_PLOT_FILE)
     written = plot_runs(args.runs, out, labels=args.labels)

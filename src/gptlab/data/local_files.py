@@ -204,7 +204,7 @@ def _field(record, text_column: str, where: str) -> str | None:
         fields = ", ".join(record) or "none"
         raise GptlabError(
             f"{where} has no field {text_column!r}; its fields are: {fields} "
-            "(choose one with --text-column)"
+            "(choose one as text_column)"
         )
     text = record[text_column]
     if text is not None and not isinstance(text, str):
@@ -249,7 +249,7 @@ def _csv_documents(path: Path, text_column: str, stats: TextStats) -> Iterator[s
         if text_column not in header:
             raise GptlabError(
                 f"{path} has no column {text_column!r}; its columns are: {', '.join(header)} "
-                "(choose one with --text-column)"
+                "(choose one as text_column)"
             )
         column = header.index(text_column)
         for row in rows:
@@ -272,7 +272,7 @@ def _parquet_documents(path: Path, text_column: str) -> Iterator[str | None]:
     if text_column not in columns:
         raise GptlabError(
             f"{path} has no column {text_column!r}; its columns are: {', '.join(columns)} "
-            "(choose one with --text-column)"
+            "(choose one as text_column)"
         )
     for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[text_column]):
         yield from batch.column(0).to_pylist()

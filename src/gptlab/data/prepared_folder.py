@@ -96,10 +96,10 @@ def is_prepared(folder: Path, expected_hash: str) -> bool:
             return True
         raise GptlabError(
             f"{folder} holds a dataset prepared with other settings; remove it or choose "
-            "another --out"
+            "another output folder (out)"
         )
     if not folder.is_dir() or any(folder.iterdir()):
-        raise GptlabError(f"{folder} exists and is not a prepared dataset; choose another --out")
+        raise GptlabError(f"{folder} exists and is not a prepared dataset; choose another output folder (out)")
     return False
 
 

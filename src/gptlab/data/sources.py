@@ -197,7 +197,7 @@ def stream_hub_dataset(
     if text_column not in first:
         raise GptlabError(
             f"{where} has no column {text_column!r}; its columns are: {', '.join(first)} "
-            "(choose one with --text-column)"
+            "(choose one as text_column)"
         )
     try:
         for record in itertools.chain([first], records):

@@ -28,19 +28,19 @@ def parse_variation(text: str) -> Variation:
     key = key.strip()
     if not sep or not key:
         raise GptlabError(
-            f"--vary {text!r} is not of the form section.key=value1,value2 (e.g. model.norm=layernorm,rmsnorm)"
+            f"vary {text!r} is not of the form section.key=value1,value2 (e.g. model.norm=layernorm,rmsnorm)"
         )
     resolve_key(RunConfig(), key)  # an unknown key fails here, naming the nearest valid one
     if key in FIXED_BY_EXPERIMENT:
         raise GptlabError(
-            f"--vary {key} is not allowed: the experiment sets it for every run alike "
-            "(use --seeds N and --max-steps N or --max-seconds S)"
+            f"vary {key} is not allowed: the experiment sets it for every run alike "
+            "(use seeds and max_steps or max_seconds)"
         )
     values = tuple(value.strip() for value in values_text.split(",") if value.strip())
     if not values:
-        raise GptlabError(f"--vary {key}= gives no values; list them, e.g. {key}=A,B")
+        raise GptlabError(f"vary {key}= gives no values; list them, e.g. {key}=A,B")
     if len(set(values)) != len(values):
-        raise GptlabError(f"--vary {key} lists a value twice ({values_text}); list each once")
+        raise GptlabError(f"vary {key} lists a value twice ({values_text}); list each once")
     return Variation(key, values)
 
 
@@ -66,11 +66,15 @@ class Combination:
 
 def combinations(variations: list[Variation]) -> list[Combination]:
     if not variations:
-        raise GptlabError("the grid is empty: give at least one --vary section.key=value1,value2")
+        raise GptlabError(
+            "the grid is empty: give at least one vary setting section.key=value1,value2"
+        )
     keys = [v.key for v in variations]
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:
-        raise GptlabError(f"--vary {repeated[0]} is given twice; list all its values in one --vary")
+        raise GptlabError(
+            f"vary {repeated[0]} is given twice; list all its values in one vary setting"
+        )
     return [
         Combination(tuple(zip(keys, values, strict=True)))
         for values in itertools.product(*(v.values for v in variations))

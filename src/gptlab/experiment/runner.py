@@ -46,7 +46,7 @@ def finished_result(run: PlannedRun) -> RunResult | None:
         raise GptlabError(f"{path} is damaged; delete {run.run_dir} to train that run again")
     if _comparable(saved["config"]) != _comparable(run.config.to_dict()):
         raise GptlabError(
-            f"{run.run_dir} holds a finished run with a different config; use another --out "
+            f"{run.run_dir} holds a finished run with a different config; use another output folder (out) "
             "or delete that folder"
         )
     try:

@@ -51,11 +51,11 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """
     if model_device(model).type != "cpu":
         raise GptlabError(
-            "int8 dynamic quantization runs on CPU only; drop --quantize or use --device cpu"
+            "int8 dynamic quantization runs on CPU only; leave quantize unset or use the cpu device"
         )
     if next(model.parameters()).dtype != torch.float32:
         raise GptlabError(
-            "int8 quantization starts from fp32 weights; do not combine it with --dtype"
+            "int8 quantization starts from fp32 weights; leave the dtype at fp32"
         )
     from torch.ao.quantization import quantize_dynamic
 

@@ -28,6 +28,7 @@ def refusing_a_file_as_out(main):
                     "--checkpoint": getattr(args, "checkpoint", None),
                     "--hf": getattr(args, "hf", None),
                 },
+                "--out",
                 holding_ok=True,
             )
         return main(args)
