@@ -12,7 +12,9 @@ this file next to the paper or the Hugging Face weights is easy.
 
 ModelConfig's variant switches (all default to GPT-2) change single pieces: `pos` (learned, rope
 or none; see positions.py), `norm` (norms.py), `norm_placement`, `mlp` (mlp.py), `n_kv_head`
-(grouped-query attention), `qk_norm`, `bias`, `tie_weights` and `logit_softcap`.
+(grouped-query attention), `qk_norm`, `bias`, `tie_weights` and `logit_softcap`; the speedrun's
+additions `bigram_embed`, `smear`, `value_embed` (embeddings.py) and `x0_blend` (Block) add to
+what a block or its values read, each through a scale or gate that starts at zero.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from gptlab.errors import GptlabError
 from gptlab.model.batching import IGNORE_INDEX
 from gptlab.model.config import ModelConfig
+from gptlab.model.embeddings import BigramEmbedding, Smear, ValueEmbedding, previous_tokens
 from gptlab.model.hooks import (
     BackwardHookFn,
     HookFn,
@@ -75,19 +78,24 @@ def causal_mask(
     return mask, False
 
 
-class AttentionInputs(NamedTuple):
-    """What every block's attention needs besides x, the same for all layers of one forward pass.
+class BlockInputs(NamedTuple):
+    """What every block needs besides x, the same for all layers of one forward pass.
 
     mask: (B or 1, 1, T, T_k) boolean, True where a query may attend, or None when `is_causal`
     (or a lone new token) needs no tensor; see causal_mask. kv_cache: the keys and values of
     earlier positions, appended to by this pass. rope: (cos, sin) of this pass's positions when
-    the model uses rotary positions.
+    the model uses rotary positions. idx: this pass's token ids (B, T), for value embeddings.
+    x0: the embedding output (B, T, C), for x0_blend. bigram: the bigram rows (B, T, C), for
+    bigram_embed.
     """
 
     mask: torch.Tensor | None
     is_causal: bool
     kv_cache: KVCacheLike | None = None
     rope: tuple[torch.Tensor, torch.Tensor] | None = None
+    idx: torch.Tensor | None = None
+    x0: torch.Tensor | None = None
+    bigram: torch.Tensor | None = None
 
 
 class CausalSelfAttention(nn.Module):
@@ -106,22 +114,29 @@ class CausalSelfAttention(nn.Module):
         self.q_norm = make_norm(config, self.head_dim) if config.qk_norm else None
         self.k_norm = make_norm(config, self.head_dim) if config.qk_norm else None
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        # Value embeddings (every other layer): a token table added to the values, gated per head.
+        self.value_embed = (
+            ValueEmbedding(config) if layer in config.value_embed_layers() else None
+        )
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.hook_q = HookPoint()  # (B, n_head, T, head_dim)
         self.hook_k = HookPoint()  # (B, n_kv_head, T, head_dim), this call's positions only
         self.hook_v = HookPoint()  # (B, n_kv_head, T, head_dim)
+        self.hook_value_embed = HookPoint()  # (B, n_kv_head, T, head_dim) what v gets added
         self.hook_attn_scores = HookPoint()  # (B, n_head, T, T_k) before softmax, -inf where masked
         self.hook_pattern = HookPoint()  # (B, n_head, T, T_k) attention weights, rows sum to 1
         self.hook_z = HookPoint()  # (B, T, n_head, head_dim) each head's output before c_proj
 
-    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split([C, self.kv_dim, self.kv_dim], dim=2)
         # (B, T, heads * head_dim) -> (B, heads, T, head_dim): every head attends independently.
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if self.value_embed is not None:
+            v = v + self.hook_value_embed(self.value_embed(x, inputs.idx))
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if inputs.rope is not None:  # rotate by absolute position before caching: keys are final
@@ -173,6 +188,10 @@ class Block(nn.Module):
 
     Pre-LN (GPT-2): normalise, transform, add back to the residual stream: x + f(ln(x)).
     Post-LN (the 2017 Transformer): transform, add, then normalise the sum: ln(x + f(x)).
+
+    With x0_blend and bigram_embed, what the block reads is first
+        x = a * x + b * x0 + c * bigram        (a = 1, b = c = 0 at initialisation)
+    so every layer can draw on the token embedding and the bigram table directly.
     """
 
     def __init__(self, config: ModelConfig, layer: int) -> None:
@@ -182,6 +201,10 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
+        # Learned scalars of the block's input (see the class docstring); reset_parameters sets them.
+        self.resid_scale = nn.Parameter(torch.ones(1)) if config.x0_blend else None  # a
+        self.x0_scale = nn.Parameter(torch.zeros(1)) if config.x0_blend else None  # b
+        self.bigram_scale = nn.Parameter(torch.zeros(1)) if config.bigram_embed else None  # c
         # The residual stream at each stage, and what each sublayer reads and writes. All (B, T, C).
         self.hook_resid_pre = HookPoint()
         self.hook_ln1 = HookPoint()
@@ -191,8 +214,8 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
-    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
-        x = self.hook_resid_pre(x)
+    def forward(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+        x = self.hook_resid_pre(self.blend_inputs(x, inputs))
         if self.pre_norm:
             attn_out = self.hook_attn_out(self.attn(self.hook_ln1(self.ln_1(x)), inputs))
             x = self.hook_resid_mid(x + attn_out)
@@ -205,6 +228,14 @@ class Block(nn.Module):
         mlp_out = self.hook_mlp_out(self.mlp(x))
         return self.hook_resid_post(self.hook_ln2(self.ln_2(x + mlp_out)))
 
+    def blend_inputs(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+        """a * x + b * x0 (x0_blend), plus c * bigram (bigram_embed); x itself otherwise."""
+        if self.resid_scale is not None:
+            x = self.resid_scale * x + self.x0_scale * inputs.x0
+        if self.bigram_scale is not None:
+            x = x + self.bigram_scale * inputs.bigram
+        return x
+
 
 class GPT(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
@@ -216,6 +247,8 @@ class GPT(nn.Module):
         self.wpe = (
             nn.Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
         )
+        self.bigram_embed = BigramEmbedding(config) if config.bigram_embed else None
+        self.smear = Smear(config) if config.smear else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config, layer) for layer in range(config.n_layer)])
         self.ln_f = make_norm(config)
@@ -224,6 +257,8 @@ class GPT(nn.Module):
             self.lm_head.weight = self.wte.weight
         self.hook_embed = HookPoint()  # (B, T, C) token embeddings
         self.hook_pos_embed = HookPoint()  # (B, T, C) position embeddings (pos = learned only)
+        self.hook_smear = HookPoint()  # (B, T, C) what the smear adds to the token embeddings
+        self.hook_bigram_embed = HookPoint()  # (B, T, C) bigram rows, before each block's scale
         self.hook_ln_final = HookPoint()  # (B, T, C) the final norm's output
         self.hook_logits = HookPoint()  # (B, T, vocab_size)
         # 0 for the real vocabulary, -inf for the padding rows: added to the padded logits, it
@@ -255,6 +290,24 @@ class GPT(nn.Module):
         for block in self.blocks:
             nn.init.normal_(block.attn.c_proj.weight, mean=0.0, std=residual_std)
             nn.init.normal_(block.mlp.c_proj.weight, mean=0.0, std=residual_std)
+        self.reset_speedrun_parameters()
+
+    def reset_speedrun_parameters(self) -> None:
+        """The speedrun additions start switched off: every scale and gate that would let them
+        change the output is 0 (a gate's zero weights put it at its midpoint). The bigram table
+        keeps its N(0, 0.02) rows: with its scales at 0, a zero table would never get a gradient."""
+        if self.smear is not None:
+            nn.init.zeros_(self.smear.strength)
+            nn.init.zeros_(self.smear.gate.weight)
+        for block in self.blocks:
+            if block.resid_scale is not None:
+                nn.init.ones_(block.resid_scale)
+                nn.init.zeros_(block.x0_scale)
+            if block.bigram_scale is not None:
+                nn.init.zeros_(block.bigram_scale)
+            if block.attn.value_embed is not None:  # zero rows: the gate's own 1 is harmless
+                nn.init.zeros_(block.attn.value_embed.table.weight)
+                nn.init.zeros_(block.attn.value_embed.gate.weight)
 
     def forward(
         self,
@@ -288,9 +341,18 @@ class GPT(nn.Module):
         rope = (
             rope_angles(position_ids, self.config.head_dim) if self.config.pos == "rope" else None
         )
-        inputs = AttentionInputs(mask, is_causal, kv_cache, rope)
+        previous = None  # (previous token ids, has_previous), for bigram_embed and smear
+        if self.config.reads_previous_token:
+            previous = previous_tokens(idx, position_ids, kv_cache)
+            if kv_cache is not None:
+                kv_cache.record_tokens(idx)
 
-        x = self.embed(idx, position_ids)  # (B, T, C)
+        x = self.embed(idx, position_ids, previous)  # (B, T, C)
+        bigram = None
+        if self.bigram_embed is not None:
+            bigram = self.hook_bigram_embed(self.bigram_embed(idx, *previous))
+        x0 = x if self.config.x0_blend else None
+        inputs = BlockInputs(mask, is_causal, kv_cache, rope, idx, x0, bigram)
         for block in self.blocks:
             x = block(x, inputs)
         x = self.hook_ln_final(self.ln_f(x))
@@ -300,9 +362,19 @@ class GPT(nn.Module):
             return self.head(x), None
         return self.head_and_loss(x, targets)
 
-    def embed(self, idx: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        """Token embedding (+ learned position embedding), then dropout: (B, T) -> (B, T, C)."""
+    def embed(
+        self,
+        idx: torch.Tensor,
+        position_ids: torch.Tensor,
+        previous: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Token embedding (+ smear, + learned position embedding), then dropout: (B, T) ->
+        (B, T, C). previous: (previous token ids, has_previous) from previous_tokens (smear)."""
         x = self.hook_embed(self.wte(idx))
+        if self.smear is not None:
+            ids, has_previous = previous
+            first_previous = self.wte(ids[:, :1])  # the rest are x's own rows, shifted
+            x = x + self.hook_smear(self.smear(x, first_previous, has_previous))
         if self.wpe is not None:
             x = x + self.hook_pos_embed(self.wpe(position_ids))
         return self.drop(x)
