@@ -106,9 +106,9 @@ class ModelConfig:
         return changes
 
     def stream_extras(self) -> list[str]:
-        """The STREAM_EXTRAS switched on (empty for a model whose residual stream is the sum of
-        its embeddings and its blocks' outputs)."""
-        return [name for name in STREAM_EXTRAS if getattr(self, name)]
+        """The STREAM_EXTRAS switched on, as "name=true" (empty for a model whose residual
+        stream is the sum of its embeddings and its blocks' outputs)."""
+        return [f"{name}=true" for name in STREAM_EXTRAS if getattr(self, name)]
 
     @property
     def head_dim(self) -> int:

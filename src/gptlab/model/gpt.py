@@ -115,9 +115,7 @@ class CausalSelfAttention(nn.Module):
         self.k_norm = make_norm(config, self.head_dim) if config.qk_norm else None
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         # Value embeddings (every other layer): a token table added to the values, gated per head.
-        self.value_embed = (
-            ValueEmbedding(config) if layer in config.value_embed_layers() else None
-        )
+        self.value_embed = ValueEmbedding(config) if layer in config.value_embed_layers() else None
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.hook_q = HookPoint()  # (B, n_head, T, head_dim)

@@ -95,7 +95,11 @@ class KVCache:
     def record_tokens(self, idx: torch.Tensor) -> None:
         """Keep this pass's token ids (B, T) at positions seq_len.. (before the layers' updates)."""
         start, end = self._len, self._len + idx.shape[1]
-        if self.tokens is None or self.tokens.shape[1] < end or self.tokens.shape[0] != idx.shape[0]:
+        if (
+            self.tokens is None
+            or self.tokens.shape[1] < end
+            or self.tokens.shape[0] != idx.shape[0]
+        ):
             grown = idx.new_zeros(idx.shape[0], -(-end // CHUNK) * CHUNK)
             if self.tokens is not None and start > 0:
                 grown[:, :start] = self.tokens[:, :start]
