@@ -313,3 +313,37 @@ def test_hook_points_of_the_additions():
     torch.testing.assert_close(hooked, unscaled)
     assert not torch.allclose(hooked, logits)
     assert F.cross_entropy(logits[0], idx[0]).isfinite()
+
+
+def test_compiled_static_decode_step_with_every_addition():
+    """torch.compile's graph (the "eager" backend: the same capture, no C++ compiler) reads the
+    previous token from the static cache as the uncompiled model does."""
+    from gptlab.inference.forward import compiled_decode_step, new_cache, next_token_logits
+
+    torch._dynamo.reset()
+    model = scrambled(GPT(config(**ADDITIONS["all+rope,gqa"])))
+    step = compiled_decode_step(model, backend="eager")
+    tokens, cache = torch.tensor([[3, 1, 4, 1, 5]]), new_cache(model, "static", 1, 24)
+    with torch.inference_mode():
+        for _ in range(12):
+            logits, cache = next_token_logits(model, tokens, None, cache, step)
+            tokens = torch.cat([tokens, logits.argmax(-1, keepdim=True)], dim=1)
+    greedy = GenerationConfig(max_new_tokens=12, temperature=0, stop_at_eot=False, cache="none")
+    assert tokens[0, 5:].tolist() == generate(model, [3, 1, 4, 1, 5], greedy)[0].token_ids
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_low_precision_models_decode_alike_with_either_cache(precision):
+    """bf16 decodes as without a cache; int8 quantizes activations per call (a lone token
+    against the whole prefix), so there the two caches, which make the same calls, must agree."""
+    from gptlab.inference.precision import prepare_model
+
+    model = scrambled(GPT(config(**ADDITIONS["all"])))
+    if precision == "bf16":
+        model, reference = prepare_model(model, dtype="bf16"), "none"
+    else:
+        model, reference = prepare_model(model, quantize="int8"), "static"
+    greedy = dict(max_new_tokens=12, temperature=0, stop_at_eot=False)
+    cached = generate(model, [[2, 7, 1], [9, 9]], GenerationConfig(**greedy, cache="dynamic"))
+    other = generate(model, [[2, 7, 1], [9, 9]], GenerationConfig(**greedy, cache=reference))
+    assert [r.token_ids for r in cached] == [r.token_ids for r in other]
