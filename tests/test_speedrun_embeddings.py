@@ -18,7 +18,7 @@ from gptlab.inference.speculative import speculative_generate
 from gptlab.model import GPT
 from gptlab.model.config import ModelConfig
 from gptlab.model.embeddings import SMEAR_GATE_CHANNELS, VALUE_GATE_CHANNELS
-from gptlab.model.gpt import BlockInputs
+from gptlab.model.gpt import AttentionInputs
 from gptlab.model.hf import hf_config_from_model_config
 from gptlab.model.params import count_parameters
 from gptlab.model.transformer_lens import check_gpt2_shaped
@@ -136,7 +136,7 @@ def test_a_block_reads_its_blended_input_by_hand():
     block = model.blocks[1]
     torch.manual_seed(0)
     x, x0, bigram = (torch.randn(2, 5, C) for _ in range(3))
-    inputs = BlockInputs(None, True, x0=x0, bigram=bigram)
+    inputs = AttentionInputs(None, True, x0=x0, bigram=bigram)
     with torch.no_grad():
         block.resid_scale.fill_(0.7)
         block.x0_scale.fill_(-0.4)

@@ -78,8 +78,8 @@ def causal_mask(
     return mask, False
 
 
-class BlockInputs(NamedTuple):
-    """What every block needs besides x, the same for all layers of one forward pass.
+class AttentionInputs(NamedTuple):
+    """What every block and its attention need besides x, the same for all layers of one pass.
 
     mask: (B or 1, 1, T, T_k) boolean, True where a query may attend, or None when `is_causal`
     (or a lone new token) needs no tensor; see causal_mask. kv_cache: the keys and values of
@@ -126,7 +126,7 @@ class CausalSelfAttention(nn.Module):
         self.hook_pattern = HookPoint()  # (B, n_head, T, T_k) attention weights, rows sum to 1
         self.hook_z = HookPoint()  # (B, T, n_head, head_dim) each head's output before c_proj
 
-    def forward(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split([C, self.kv_dim, self.kv_dim], dim=2)
         # (B, T, heads * head_dim) -> (B, heads, T, head_dim): every head attends independently.
@@ -212,7 +212,7 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
-    def forward(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         x = self.hook_resid_pre(self.blend_inputs(x, inputs))
         if self.pre_norm:
             attn_out = self.hook_attn_out(self.attn(self.hook_ln1(self.ln_1(x)), inputs))
@@ -226,7 +226,7 @@ class Block(nn.Module):
         mlp_out = self.hook_mlp_out(self.mlp(x))
         return self.hook_resid_post(self.hook_ln2(self.ln_2(x + mlp_out)))
 
-    def blend_inputs(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+    def blend_inputs(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         """a * x + b * x0 (x0_blend), plus c * bigram (bigram_embed); x itself otherwise."""
         if self.resid_scale is not None:
             x = self.resid_scale * x + self.x0_scale * inputs.x0
@@ -350,7 +350,7 @@ class GPT(nn.Module):
         if self.bigram_embed is not None:
             bigram = self.hook_bigram_embed(self.bigram_embed(idx, *previous))
         x0 = x if self.config.x0_blend else None
-        inputs = BlockInputs(mask, is_causal, kv_cache, rope, idx, x0, bigram)
+        inputs = AttentionInputs(mask, is_causal, kv_cache, rope, idx, x0, bigram)
         for block in self.blocks:
             x = block(x, inputs)
         x = self.hook_ln_final(self.ln_f(x))
