@@ -16,9 +16,9 @@ from gptlab.errors import GptlabError
 from gptlab.inference.generate import GenerationConfig, generate
 from gptlab.inference.speculative import speculative_generate
 from gptlab.model import GPT
+from gptlab.model.attention import AttentionInputs
 from gptlab.model.config import ModelConfig
 from gptlab.model.embeddings import SMEAR_GATE_CHANNELS, VALUE_GATE_CHANNELS
-from gptlab.model.gpt import AttentionInputs
 from gptlab.model.hf import hf_config_from_model_config
 from gptlab.model.params import count_parameters
 from gptlab.model.transformer_lens import check_gpt2_shaped
