@@ -33,6 +33,10 @@ VARIANTS = {
     "bias=false": dict(bias=False),
     "tie_weights=false": dict(tie_weights=False),
     "logit_softcap=5": dict(logit_softcap=5.0),
+    "bigram_embed": dict(bigram_embed=True),
+    "value_embed": dict(value_embed=True),
+    "x0_blend": dict(x0_blend=True),
+    "smear": dict(smear=True),
     "all": dict(
         pos="rope",
         norm="rmsnorm",
@@ -43,6 +47,10 @@ VARIANTS = {
         bias=False,
         tie_weights=False,
         logit_softcap=8.0,
+        bigram_embed=True,
+        value_embed=True,
+        x0_blend=True,
+        smear=True,
     ),
 }
 

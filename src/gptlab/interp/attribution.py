@@ -95,6 +95,12 @@ def check_attribution_supported(config) -> None:
             f"(this one has norm={config.norm}, norm_placement={config.norm_placement}, "
             f"logit_softcap={config.logit_softcap})"
         )
+    if config.stream_extras():
+        raise GptlabError(
+            "direct logit attribution splits the residual stream into the embeddings and the "
+            "blocks' writes, which this model's "
+            f"{', '.join(config.stream_extras())} adds to or rescales"
+        )
 
 
 @torch.no_grad()

@@ -85,6 +85,12 @@ def check_circuit_model(model) -> None:
             f"pos={config.pos}, norm_placement={config.norm_placement}): rotary positions turn "
             "W_Q W_K^T into a different matrix at every distance"
         )
+    if config.stream_extras():
+        raise GptlabError(
+            "weight-based circuits read tokens through wte and values through W_V alone, which "
+            f"this model's {', '.join(config.stream_extras())} "
+            "changes; they are defined only for models without them"
+        )
 
 
 def head_weights(model, layer: int, head: int) -> dict[str, torch.Tensor]:

@@ -204,6 +204,12 @@ def check_path_patching(model, receiver: tuple[int, int], receiver_input: str) -
             "path patching recomputes a head's q/k/v from its residual stream, which needs a "
             "pre-norm model without rotary positions or QK-norm"
         )
+    if config.stream_extras():
+        raise GptlabError(
+            "path patching adds a sender's write to the receiver's residual stream as it is, "
+            f"which this model's {', '.join(config.stream_extras())} "
+            "rescales or adds to; it is defined only for models without them"
+        )
     if receiver_input != "q" and config.kv_heads != config.n_head:
         raise GptlabError("path patching into k or v needs one key/value head per query head")
     if receiver[0] == 0:

@@ -53,6 +53,13 @@ class ModelConfig:
     tie_weights: bool = True  # lm_head shares the token embedding's matrix
     # logits = cap * tanh(logits / cap) when set
     logit_softcap: float | None = setting(None, gt=0, says="null or a number > 0")
+    # The speedrun's small-model additions (modded-nanogpt, nanochat; see embeddings.py). Each
+    # enters through a learned scale or gate that starts at zero, so at initialisation the model
+    # computes what it would without them.
+    bigram_embed: bool = False  # an exact (previous token, token) table added before every block
+    value_embed: bool = False  # per-layer token tables added to the values, alternate layers
+    x0_blend: bool = False  # before block i: x = a_i * x + b_i * x0 (the embedding output)
+    smear: bool = False  # each token embedding adds a gated share of the previous one
 
     def __post_init__(self) -> None:
         check_fields(self, "model.")
@@ -77,6 +84,15 @@ class ModelConfig:
                 "change n_embd or n_head"
             )
 
+        if self.bigram_embed and self.bigram_parameters > BIGRAM_MAX_PARAMETERS:
+            raise GptlabError(
+                f"model.bigram_embed needs a table of (vocab_size + 1) x vocab_size rows of n_embd "
+                f"= {self.vocab_size + 1} x {self.vocab_size} x {self.n_embd} = "
+                f"{self.bigram_parameters:,} parameters, over the limit of "
+                f"{BIGRAM_MAX_PARAMETERS:,}; it is meant for small (character-level) vocabularies: "
+                "set model.bigram_embed=false"
+            )
+
     def variant_changes(self) -> list[str]:
         """The architecture settings that differ from GPT-2, as "name=value" (empty for GPT-2)."""
         gpt2 = {f.name: f.default for f in dataclasses.fields(self)}
@@ -89,6 +105,11 @@ class ModelConfig:
             changes.append(f"n_kv_head={self.n_kv_head}")
         return changes
 
+    def stream_extras(self) -> list[str]:
+        """The STREAM_EXTRAS switched on, as "name=true" (empty for a model whose residual
+        stream is the sum of its embeddings and its blocks' outputs)."""
+        return [f"{name}=true" for name in STREAM_EXTRAS if getattr(self, name)]
+
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
@@ -97,6 +118,22 @@ class ModelConfig:
     def kv_heads(self) -> int:
         """Key/value heads per layer: n_kv_head, or n_head when it is not set."""
         return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def reads_previous_token(self) -> bool:
+        """Whether each position also looks at the token before it (bigram_embed, smear)."""
+        return self.bigram_embed or self.smear
+
+    @property
+    def bigram_parameters(self) -> int:
+        """The bigram table's size: a row per (previous token or none, token) pair."""
+        return (self.vocab_size + 1) * self.vocab_size * self.n_embd
+
+    def value_embed_layers(self) -> list[int]:
+        """The layers with a value embedding: every other one, counting down from the last."""
+        if not self.value_embed:
+            return []
+        return [i for i in range(self.n_layer) if (self.n_layer - 1 - i) % 2 == 0]
 
     @property
     def padded_vocab_size(self) -> int:
@@ -131,7 +168,19 @@ VARIANT_FIELDS = (
     "qk_norm",
     "tie_weights",
     "logit_softcap",
+    "bigram_embed",
+    "value_embed",
+    "x0_blend",
+    "smear",
 )
+# The settings that write into the residual stream outside the blocks' attention and MLP outputs
+# (or into the values from outside the stream): tools that split the stream or a head's values
+# into its sources must refuse them.
+STREAM_EXTRAS = ("bigram_embed", "value_embed", "x0_blend", "smear")
+
+# The bigram table grows as vocab_size squared: 65 characters x 64 wide is 0.27M parameters,
+# GPT-2's 50,257 tokens would be 1.9 trillion. Past this it is a mistake, not a model.
+BIGRAM_MAX_PARAMETERS = 64_000_000
 
 
 def _nearest_divisor(n: int, target: int) -> int:

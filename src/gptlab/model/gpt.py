@@ -3,7 +3,7 @@
     tokens (B, T)
       -> token embedding + learned position embedding -> dropout       (B, T, C)
       -> n_layer x Block:
-             x = x + attn(ln_1(x))     causal multi-head self-attention
+             x = x + attn(ln_1(x))     causal multi-head self-attention (attention.py)
              x = x + mlp(ln_2(x))      Linear(C, 4C) -> GELU(tanh) -> Linear(4C, C)
       -> ln_f -> lm_head (tied to the token embedding)                 (B, T, vocab_size)
 
@@ -12,21 +12,24 @@ this file next to the paper or the Hugging Face weights is easy.
 
 ModelConfig's variant switches (all default to GPT-2) change single pieces: `pos` (learned, rope
 or none; see positions.py), `norm` (norms.py), `norm_placement`, `mlp` (mlp.py), `n_kv_head`
-(grouped-query attention), `qk_norm`, `bias`, `tie_weights` and `logit_softcap`.
+(grouped-query attention), `qk_norm`, `bias`, `tie_weights` and `logit_softcap`; the speedrun's
+additions `bigram_embed`, `smear`, `value_embed` (embeddings.py) and `x0_blend` (Block) add to
+what a block or its values read, each through a scale or gate that starts at zero.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
+from gptlab.model.attention import AttentionInputs, CausalSelfAttention, causal_mask
 from gptlab.model.batching import IGNORE_INDEX
 from gptlab.model.config import ModelConfig
+from gptlab.model.embeddings import BigramEmbedding, Smear, previous_tokens
 from gptlab.model.hooks import (
     BackwardHookFn,
     HookFn,
@@ -39,133 +42,7 @@ from gptlab.model.hooks import (
 from gptlab.model.kv_cache import KVCacheLike
 from gptlab.model.mlp import MLP
 from gptlab.model.norms import RMSNorm, make_norm
-from gptlab.model.positions import apply_rope, rope_angles
-
-
-def causal_mask(
-    T: int,
-    past: int,
-    attention_mask: torch.Tensor | None,
-    device: torch.device,
-    key_len: int | None = None,
-) -> tuple[torch.Tensor | None, bool]:
-    """The attention mask for T new queries after `past` cached positions.
-
-    Returns (mask, is_causal). The common cases need no mask tensor: a full causal pass uses the
-    fused causal kernel, and a single new token may attend to everything before it. Otherwise the
-    boolean mask is (B or 1, 1, T, key_len), True where a query may attend. key_len is past + T
-    unless a preallocated cache hands attention more slots; those lie after every query, so
-    causality hides them. With padding, a query always keeps its own position, so a padding row
-    never becomes all -inf (NaN); those rows' outputs are ignored.
-    """
-    T_k = past + T if key_len is None else key_len
-    if attention_mask is None and T_k == past + T:
-        if past == 0:
-            return None, True
-        if T == 1:
-            return None, False
-    query_pos = torch.arange(past, past + T, device=device).unsqueeze(1)  # (T, 1)
-    key_pos = torch.arange(T_k, device=device).unsqueeze(0)  # (1, T_k)
-    mask = (key_pos <= query_pos).unsqueeze(0).unsqueeze(0)  # (1, 1, T, T_k)
-    if attention_mask is not None:
-        keep = attention_mask.to(torch.bool)  # (B, past + T)
-        unwritten = keep.new_ones(keep.size(0), T_k - keep.size(1))  # hidden by causality anyway
-        keep = torch.cat([keep, unwritten], dim=1)[:, None, None, :]  # (B, 1, 1, T_k)
-        mask = (mask & keep) | (key_pos == query_pos)
-    return mask, False
-
-
-class AttentionInputs(NamedTuple):
-    """What every block's attention needs besides x, the same for all layers of one forward pass.
-
-    mask: (B or 1, 1, T, T_k) boolean, True where a query may attend, or None when `is_causal`
-    (or a lone new token) needs no tensor; see causal_mask. kv_cache: the keys and values of
-    earlier positions, appended to by this pass. rope: (cos, sin) of this pass's positions when
-    the model uses rotary positions.
-    """
-
-    mask: torch.Tensor | None
-    is_causal: bool
-    kv_cache: KVCacheLike | None = None
-    rope: tuple[torch.Tensor, torch.Tensor] | None = None
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, config: ModelConfig, layer: int) -> None:
-        super().__init__()
-        self.layer = layer  # which of the KV cache's layers this attention reads and appends to
-        self.n_head = config.n_head
-        self.n_kv_head = config.kv_heads
-        self.head_dim = config.head_dim
-        self.dropout = config.dropout
-        self.use_sdpa = config.attention == "sdpa"
-        # One matmul computes queries (n_head heads), keys and values (n_kv_head heads each).
-        self.kv_dim = self.n_kv_head * self.head_dim
-        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * self.kv_dim, bias=config.bias)
-        # QK-norm: normalising each head's q and k bounds the attention logits.
-        self.q_norm = make_norm(config, self.head_dim) if config.qk_norm else None
-        self.k_norm = make_norm(config, self.head_dim) if config.qk_norm else None
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.attn_dropout = nn.Dropout(config.dropout)
-        self.resid_dropout = nn.Dropout(config.dropout)
-        self.hook_q = HookPoint()  # (B, n_head, T, head_dim)
-        self.hook_k = HookPoint()  # (B, n_kv_head, T, head_dim), this call's positions only
-        self.hook_v = HookPoint()  # (B, n_kv_head, T, head_dim)
-        self.hook_attn_scores = HookPoint()  # (B, n_head, T, T_k) before softmax, -inf where masked
-        self.hook_pattern = HookPoint()  # (B, n_head, T, T_k) attention weights, rows sum to 1
-        self.hook_z = HookPoint()  # (B, T, n_head, head_dim) each head's output before c_proj
-
-    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split([C, self.kv_dim, self.kv_dim], dim=2)
-        # (B, T, heads * head_dim) -> (B, heads, T, head_dim): every head attends independently.
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        if inputs.rope is not None:  # rotate by absolute position before caching: keys are final
-            q, k = apply_rope(q, *inputs.rope), apply_rope(k, *inputs.rope)
-        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-        if inputs.kv_cache is not None:
-            k, v = inputs.kv_cache.update(self.layer, k, v)  # (B, n_kv_head, T_past + T, head_dim)
-        if self.n_kv_head != self.n_head:
-            # Grouped-query attention: each group of n_head / n_kv_head query heads shares one
-            # key/value head. The cache keeps the small tensors; expand them only here.
-            group = self.n_head // self.n_kv_head
-            k = k.repeat_interleave(group, dim=1)  # (B, n_head, T_k, head_dim)
-            v = v.repeat_interleave(group, dim=1)
-
-        dropout_p = self.dropout if self.training else 0.0
-        # The fused kernel never materialises the weights; hooks on them need the explicit path.
-        # A single query (a decode step) takes it too: its scores are one row per head, and the
-        # fused CPU kernel's thread fan-out cost 26 ms per call on a busy 2-core machine where
-        # the two small matmuls cost well under one (BENCHMARKS.md, decoding).
-        hooked = self.hook_attn_scores.active or self.hook_pattern.active
-        if self.use_sdpa and not hooked and not (T == 1 and not self.training):
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=inputs.mask, dropout_p=dropout_p, is_causal=inputs.is_causal
-            )
-        else:
-            y = self.attention_weights(q, k, inputs.mask, inputs.is_causal) @ v
-        y = self.hook_z(y.transpose(1, 2))  # (B, T, n_head, head_dim)
-        y = y.contiguous().view(B, T, C)  # re-assemble all heads side by side
-        return self.resid_dropout(self.c_proj(y))
-
-    def attention_weights(
-        self, q: torch.Tensor, k: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool
-    ) -> torch.Tensor:
-        """softmax(q k^T / sqrt(head_dim)) with masking: (B, n_head, T_q, T_k), rows sum to 1."""
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
-        if is_causal:
-            T_q, T_k = scores.shape[-2:]
-            attn_mask = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).tril(
-                diagonal=T_k - T_q
-            )
-        if attn_mask is not None:
-            scores = scores.masked_fill(~attn_mask, float("-inf"))
-        weights = self.hook_pattern(F.softmax(self.hook_attn_scores(scores), dim=-1))
-        return self.attn_dropout(weights)
+from gptlab.model.positions import rope_angles
 
 
 class Block(nn.Module):
@@ -173,6 +50,10 @@ class Block(nn.Module):
 
     Pre-LN (GPT-2): normalise, transform, add back to the residual stream: x + f(ln(x)).
     Post-LN (the 2017 Transformer): transform, add, then normalise the sum: ln(x + f(x)).
+
+    With x0_blend and bigram_embed, what the block reads is first
+        x = a * x + b * x0 + c * bigram        (a = 1, b = c = 0 at initialisation)
+    so every layer can draw on the token embedding and the bigram table directly.
     """
 
     def __init__(self, config: ModelConfig, layer: int) -> None:
@@ -182,6 +63,10 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
+        # Learned scalars of the block's input (see the class docstring); reset_parameters sets them.
+        self.resid_scale = nn.Parameter(torch.ones(1)) if config.x0_blend else None  # a
+        self.x0_scale = nn.Parameter(torch.zeros(1)) if config.x0_blend else None  # b
+        self.bigram_scale = nn.Parameter(torch.zeros(1)) if config.bigram_embed else None  # c
         # The residual stream at each stage, and what each sublayer reads and writes. All (B, T, C).
         self.hook_resid_pre = HookPoint()
         self.hook_ln1 = HookPoint()
@@ -192,7 +77,7 @@ class Block(nn.Module):
         self.hook_resid_post = HookPoint()
 
     def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
-        x = self.hook_resid_pre(x)
+        x = self.hook_resid_pre(self.blend_inputs(x, inputs))
         if self.pre_norm:
             attn_out = self.hook_attn_out(self.attn(self.hook_ln1(self.ln_1(x)), inputs))
             x = self.hook_resid_mid(x + attn_out)
@@ -205,6 +90,14 @@ class Block(nn.Module):
         mlp_out = self.hook_mlp_out(self.mlp(x))
         return self.hook_resid_post(self.hook_ln2(self.ln_2(x + mlp_out)))
 
+    def blend_inputs(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
+        """a * x + b * x0 (x0_blend), plus c * bigram (bigram_embed); x itself otherwise."""
+        if self.resid_scale is not None:
+            x = self.resid_scale * x + self.x0_scale * inputs.x0
+        if self.bigram_scale is not None:
+            x = x + self.bigram_scale * inputs.bigram
+        return x
+
 
 class GPT(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
@@ -216,6 +109,8 @@ class GPT(nn.Module):
         self.wpe = (
             nn.Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
         )
+        self.bigram_embed = BigramEmbedding(config) if config.bigram_embed else None
+        self.smear = Smear(config) if config.smear else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config, layer) for layer in range(config.n_layer)])
         self.ln_f = make_norm(config)
@@ -224,6 +119,8 @@ class GPT(nn.Module):
             self.lm_head.weight = self.wte.weight
         self.hook_embed = HookPoint()  # (B, T, C) token embeddings
         self.hook_pos_embed = HookPoint()  # (B, T, C) position embeddings (pos = learned only)
+        self.hook_smear = HookPoint()  # (B, T, C) what the smear adds to the token embeddings
+        self.hook_bigram_embed = HookPoint()  # (B, T, C) bigram rows, before each block's scale
         self.hook_ln_final = HookPoint()  # (B, T, C) the final norm's output
         self.hook_logits = HookPoint()  # (B, T, vocab_size)
         # 0 for the real vocabulary, -inf for the padding rows: added to the padded logits, it
@@ -255,6 +152,24 @@ class GPT(nn.Module):
         for block in self.blocks:
             nn.init.normal_(block.attn.c_proj.weight, mean=0.0, std=residual_std)
             nn.init.normal_(block.mlp.c_proj.weight, mean=0.0, std=residual_std)
+        self.reset_speedrun_parameters()
+
+    def reset_speedrun_parameters(self) -> None:
+        """The speedrun additions start switched off: every scale and gate that would let them
+        change the output is 0 (a gate's zero weights put it at its midpoint). The bigram table
+        keeps its N(0, 0.02) rows: with its scales at 0, a zero table would never get a gradient."""
+        if self.smear is not None:
+            nn.init.zeros_(self.smear.strength)
+            nn.init.zeros_(self.smear.gate.weight)
+        for block in self.blocks:
+            if block.resid_scale is not None:
+                nn.init.ones_(block.resid_scale)
+                nn.init.zeros_(block.x0_scale)
+            if block.bigram_scale is not None:
+                nn.init.zeros_(block.bigram_scale)
+            if block.attn.value_embed is not None:  # zero rows: the gate's own 1 is harmless
+                nn.init.zeros_(block.attn.value_embed.table.weight)
+                nn.init.zeros_(block.attn.value_embed.gate.weight)
 
     def forward(
         self,
@@ -288,9 +203,18 @@ class GPT(nn.Module):
         rope = (
             rope_angles(position_ids, self.config.head_dim) if self.config.pos == "rope" else None
         )
-        inputs = AttentionInputs(mask, is_causal, kv_cache, rope)
+        previous = None  # (previous token ids, has_previous), for bigram_embed and smear
+        if self.config.reads_previous_token:
+            previous = previous_tokens(idx, position_ids, kv_cache)
+            if kv_cache is not None:
+                kv_cache.record_tokens(idx)
 
-        x = self.embed(idx, position_ids)  # (B, T, C)
+        x = self.embed(idx, position_ids, previous)  # (B, T, C)
+        bigram = None
+        if self.bigram_embed is not None:
+            bigram = self.hook_bigram_embed(self.bigram_embed(idx, *previous))
+        x0 = x if self.config.x0_blend else None
+        inputs = AttentionInputs(mask, is_causal, kv_cache, rope, idx, x0, bigram)
         for block in self.blocks:
             x = block(x, inputs)
         x = self.hook_ln_final(self.ln_f(x))
@@ -300,9 +224,19 @@ class GPT(nn.Module):
             return self.head(x), None
         return self.head_and_loss(x, targets)
 
-    def embed(self, idx: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        """Token embedding (+ learned position embedding), then dropout: (B, T) -> (B, T, C)."""
+    def embed(
+        self,
+        idx: torch.Tensor,
+        position_ids: torch.Tensor,
+        previous: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Token embedding (+ smear, + learned position embedding), then dropout: (B, T) ->
+        (B, T, C). previous: (previous token ids, has_previous) from previous_tokens (smear)."""
         x = self.hook_embed(self.wte(idx))
+        if self.smear is not None:
+            ids, has_previous = previous
+            first_previous = self.wte(ids[:, :1])  # the rest are x's own rows, shifted
+            x = x + self.hook_smear(self.smear(x, first_previous, has_previous))
         if self.wpe is not None:
             x = x + self.hook_pos_embed(self.wpe(position_ids))
         return self.drop(x)

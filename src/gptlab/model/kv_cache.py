@@ -39,6 +39,15 @@ class KVCacheLike(Protocol):
         values attention reads (B, n_kv_head, key_len, head_dim)."""
         ...
 
+    def record_tokens(self, idx: torch.Tensor) -> None:
+        """Keep this pass's token ids (B, T) at positions seq_len.. (called before the layers'
+        updates, by models that read the previous token: bigram_embed, smear)."""
+        ...
+
+    def last_token(self) -> torch.Tensor:
+        """(B, 1) the recorded token id at position seq_len - 1."""
+        ...
+
     def crop(self, n: int) -> None:
         """Forget every position from n on (speculative decoding drops rejected tokens)."""
         ...
@@ -55,6 +64,7 @@ class KVCache:
     def __init__(self, n_layer: int) -> None:
         self.keys: list[torch.Tensor | None] = [None] * n_layer
         self.values: list[torch.Tensor | None] = [None] * n_layer
+        self.tokens: torch.Tensor | None = None  # (B, capacity) ids, when the model records them
         self._len = 0  # positions written by completed forward passes
 
     @property
@@ -82,6 +92,24 @@ class KVCache:
             self._len = end
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
+    def record_tokens(self, idx: torch.Tensor) -> None:
+        """Keep this pass's token ids (B, T) at positions seq_len.. (before the layers' updates)."""
+        start, end = self._len, self._len + idx.shape[1]
+        if (
+            self.tokens is None
+            or self.tokens.shape[1] < end
+            or self.tokens.shape[0] != idx.shape[0]
+        ):
+            grown = idx.new_zeros(idx.shape[0], -(-end // CHUNK) * CHUNK)
+            if self.tokens is not None and start > 0:
+                grown[:, :start] = self.tokens[:, :start]
+            self.tokens = grown
+        self.tokens[:, start:end] = idx
+
+    def last_token(self) -> torch.Tensor:
+        """(B, 1) the recorded token id at position seq_len - 1."""
+        return self.tokens[:, self._len - 1 : self._len]
+
     @staticmethod
     def _grown(
         buffer: torch.Tensor | None, new: torch.Tensor, start: int, end: int
@@ -102,4 +130,5 @@ class KVCache:
     def reset(self) -> None:
         self.keys = [None] * len(self.keys)
         self.values = [None] * len(self.values)
+        self.tokens = None
         self._len = 0

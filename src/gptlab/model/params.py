@@ -21,10 +21,17 @@ from gptlab.model.gpt import GPT
 COMPONENTS = (
     ("wte.", "token embedding (wte)"),
     ("wpe.", "position embedding (wpe)"),
+    ("bigram_embed.", "bigram embedding (bigram_embed)"),
+    (".value_embed.", "value embeddings (value_embed)"),
     (".attn.", "attention (c_attn, c_proj)"),
     (".mlp.", "MLP (c_fc, c_proj)"),
     ("ln_", "layer norms (ln_1, ln_2, ln_f)"),
+    ("smear.", "smear gate (smear)"),
+    ("_scale", "input scales (x0_blend, bigram)"),
 )
+# The components a GPT-2 has: always listed, even when empty (a rotary model's wpe is 0); the
+# others only when the model has them.
+GPT2_COMPONENTS = {"wte.", "wpe.", ".attn.", ".mlp.", "ln_"}
 HEAD = "head (lm_head)"
 TABLE_DTYPES = ("fp32", "bf16")  # the memory lines of the table
 
@@ -52,7 +59,9 @@ class ParamCounts:
 
 def count_parameters(config: ModelConfig) -> ParamCounts:
     """Counts from a one-block model on the meta device, with the block repeated n_layer times:
-    every block has the same shape, so this is exact, and instant even for absurd configs."""
+    every block has the same shape but for value embeddings (every other layer; a one-block
+    model's only block is its last, which has one), so this is exact, and instant even for
+    absurd configs."""
     try:
         with torch.device("meta"):
             model = GPT(dataclasses.replace(config, n_layer=1))
@@ -77,11 +86,18 @@ def count_parameters(config: ModelConfig) -> ParamCounts:
         totals[component] += param.numel()
         if name.startswith("blocks.0."):
             per_layer[component] += param.numel()
+    layers_with = {name: config.n_layer for _, name in COMPONENTS}
+    layers_with["value embeddings (value_embed)"] = len(config.value_embed_layers())
     for name in totals:
-        totals[name] += (config.n_layer - 1) * per_layer[name]
+        totals[name] += (layers_with[name] - 1) * per_layer[name]
+    per_layer["value embeddings (value_embed)"] = 0  # not every layer: no per-layer figure
 
     head = model.lm_head.weight.numel()
-    rows = [ParamRow(name, totals[name], per_layer[name] or None) for _, name in COMPONENTS]
+    rows = [
+        ParamRow(name, totals[name], per_layer[name] or None)
+        for key, name in COMPONENTS
+        if key in GPT2_COMPONENTS or totals[name]
+    ]
     rows.append(ParamRow(HEAD, head))
     tied = model.lm_head.weight is model.wte.weight
     with_tying = sum(totals.values()) + (0 if tied else head)

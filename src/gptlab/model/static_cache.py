@@ -32,6 +32,8 @@ class StaticKVCache:
         shape = (batch, n_head, max_len, head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        # Token ids by position, for models that read the previous token (bigram_embed, smear).
+        self.tokens = torch.zeros(batch, max_len, dtype=torch.long, device=device)
         self.max_len = max_len
         self._len = 0  # positions written by completed forward passes
 
@@ -72,6 +74,14 @@ class StaticKVCache:
         if layer == len(self.keys) - 1:  # the forward pass is complete: every layer has T more
             self._len = end
         return self.keys[layer], self.values[layer]
+
+    def record_tokens(self, idx: torch.Tensor) -> None:
+        """Keep this pass's token ids (B, T) at positions seq_len.. (before the layers' updates)."""
+        self.tokens[:, self._len : self._len + idx.shape[1]] = idx
+
+    def last_token(self) -> torch.Tensor:
+        """(B, 1) the recorded token id at position seq_len - 1."""
+        return self.tokens[:, self._len - 1 : self._len]
 
     def crop(self, n: int) -> None:
         """Forget every position from n on; the stale slots are masked until overwritten."""

@@ -43,15 +43,20 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def hidden_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The blocks' trainable 2-D weights (attention and MLP matrices): what Muon optimises.
+    """The blocks' trainable Linear weights (attention and MLP matrices): what Muon optimises.
 
     Embeddings and the output head are lookups/readouts of single tokens, not transforms of the
-    hidden state, and stay on AdamW, as in Muon's reference setup.
+    hidden state, and stay on AdamW, as in Muon's reference setup; so do the tables and gates
+    inside blocks (value embeddings), which are not Linear layers.
     """
     blocks = getattr(model, "blocks", None)
     if blocks is None:
         return []
-    return [p for p in blocks.parameters() if p.requires_grad and p.dim() == 2]
+    return [
+        m.weight
+        for m in blocks.modules()
+        if isinstance(m, torch.nn.Linear) and m.weight.requires_grad and m.weight.dim() == 2
+    ]
 
 
 class OptimizerPair:
