@@ -95,9 +95,8 @@ class TrainResult:
     sample: str | None
     # train.weight_average: the val loss of the raw last weights, beside val_loss (the average's)
     val_loss_raw: float | None = None
-    compile_warmup_seconds: float = (
-        0.0  # torch.compile's warm-up, before the clock (not in train_seconds)
-    )
+    # torch.compile's warm-up, before the clock (not in train_seconds)
+    compile_warmup_seconds: float = 0.0
 
 
 def train(
