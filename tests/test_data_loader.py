@@ -1,5 +1,6 @@
 """TokenLoader: windows equal the prepared tokens, determinism, exact resume, epochs that cover
-every window once, disjoint ranks, windows across shard boundaries, clear errors."""
+every window once (shifted epochs: on a grid moved each epoch), batches of other sizes, disjoint
+ranks, windows across shard boundaries, clear errors."""
 
 import json
 
@@ -86,7 +87,7 @@ def test_windows_across_shard_boundaries(prepared):
         assert np.array_equal(loader._read(start, 65), data[start : start + 65])
 
 
-@pytest.mark.parametrize("mode", ["random", "sequential"])
+@pytest.mark.parametrize("mode", ["random", "sequential", "shifted"])
 def test_same_seed_same_batches_and_exact_resume(prepared, mode):
     def loader(seed=0):
         return TokenLoader(prepared, "val", batch_size=8, block_size=256, mode=mode, seed=seed)
@@ -116,6 +117,42 @@ def test_a_sequential_epoch_covers_every_window_once(prepared, val_windows):
     starts = val_windows.starts(rows)
     assert sorted(starts) == [k * block for k in range(windows)]
     assert starts != sorted(starts)  # shuffled
+
+
+def test_a_shifted_epoch_covers_every_window_of_its_grid_once_and_the_grid_moves(
+    prepared, val_windows
+):
+    data = val_windows.data
+    block = 512
+    loader = TokenLoader(prepared, "val", batch_size=5, block_size=block, mode="shifted", seed=1)
+    # windows that fit whatever the offset o in [0, 512): (111,540 - 512) // 512
+    assert loader.num_windows == (len(data) - block) // block == 216
+    offsets = []
+    for epoch in range(3):
+        rows = torch.cat([loader.next_batch(rows=6)[0] for _ in range(36)])  # 216 = 36 x 6
+        starts = val_windows.starts(rows)
+        offset = min(starts)
+        assert 0 <= offset < block
+        assert sorted(starts) == [offset + k * block for k in range(216)], epoch
+        assert starts != sorted(starts)  # shuffled
+        offsets.append(offset)
+    assert len(set(offsets)) == 3  # a new grid each epoch
+
+
+def test_batches_of_other_sizes_continue_the_same_stream(prepared):
+    """A batch-size ramp asks for fewer rows: the epoch modes serve the next windows in order,
+    random mode draws batch k's rows from batch k's own generator, whatever their number."""
+    for mode in ("sequential", "shifted"):
+        whole = TokenLoader(prepared, "val", 8, 64, mode=mode, seed=2).next_batch()[0]
+        parts = TokenLoader(prepared, "val", 8, 64, mode=mode, seed=2)
+        pieces = [parts.next_batch(rows=3)[0], parts.next_batch(rows=5)[0]]
+        assert torch.equal(torch.cat(pieces), whole)
+    # random mode: batch k's rows come from generator (seed, rank, k), so a short batch is the
+    # first rows of the full one, and the next batch is the full stream's next
+    full = TokenLoader(prepared, "val", 8, 64, mode="random", seed=2)
+    short = TokenLoader(prepared, "val", 8, 64, mode="random", seed=2)
+    assert torch.equal(short.next_batch(rows=3)[0], full.next_batch()[0][:3])
+    assert torch.equal(short.next_batch()[0], full.next_batch()[0])
 
 
 def test_ranks_read_disjoint_parts(prepared, val_windows):
@@ -148,6 +185,8 @@ def test_loader_errors(prepared, tmp_path):
         TokenLoader(tmp_path, "train", 1, 8)
     with pytest.raises(GptlabError, match="unknown loader mode"):
         TokenLoader(prepared, "val", 1, 8, mode="shuffled")
+    with pytest.raises(GptlabError, match="at least one row"):
+        TokenLoader(prepared, "val", 2, 8).next_batch(rows=0)
     state = TokenLoader(prepared, "val", 2, 8).state_dict()
     with pytest.raises(GptlabError, match="its block_size is 16"):
         TokenLoader(prepared, "val", 2, 16).load_state_dict(state)

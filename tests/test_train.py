@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from gptlab.checkpoints import run as ckpt
 from gptlab.checkpoints.load import load_model
@@ -535,8 +536,29 @@ def run_python(args, **kwargs):
     )
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
-def test_a_run_killed_with_sigkill_resumes_exactly(prepared_shakespeare, tmp_path, optimizer):
+# The speedrun ladder's settings (issue 28) together: a weight average whose state must survive
+# the kill, a batch ramp still ramping at the checkpoint, shifted epochs, the cooldown schedule and
+# Polar Express's Muon.
+SPEEDRUN_SETTINGS = [
+    "train.weight_average=ema",
+    "train.weight_average_decay=0.7",
+    "train.batch_ramp_steps=6",
+    "train.batch_ramp_start=128",
+    "data.loader_mode=shifted",
+    "train.cooldown_fraction=0.5",
+    "train.muon_coefficients=polar_express",
+    "train.muon_ns_steps=4",
+]
+
+
+@pytest.mark.parametrize(
+    "optimizer, settings",
+    [("adamw", []), ("muon", []), ("muon", SPEEDRUN_SETTINGS)],
+    ids=["adamw", "muon", "muon-speedrun-settings"],
+)
+def test_a_run_killed_with_sigkill_resumes_exactly(
+    prepared_shakespeare, tmp_path, optimizer, settings
+):
     import signal
 
     # Dropout draws from torch's RNG and the random loader from its own: both must be restored,
@@ -548,6 +570,7 @@ def test_a_run_killed_with_sigkill_resumes_exactly(prepared_shakespeare, tmp_pat
         "train.max_steps=10",
         "train.checkpoint_every=4",
         "train.eval_every=7",
+        *settings,
     )
     reference = tmp_path / "reference"
     train(config, reference, show_progress=False)
@@ -567,7 +590,20 @@ def test_a_run_killed_with_sigkill_resumes_exactly(prepared_shakespeare, tmp_pat
     for want, got in zip(expected, resumed, strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], abs=1e-6), got["step"]
         assert got["lr"] == want["lr"]
+        assert got["tokens"] == want["tokens"]
         assert got.get("val_loss", 0.0) == pytest.approx(want.get("val_loss", 0.0), abs=1e-6)
+        # with a weight average: the raw weights' score beside the average's, at the end
+        assert got.get("val_loss_raw", 0.0) == pytest.approx(
+            want.get("val_loss_raw", 0.0), abs=1e-6
+        )
+    if settings:
+        assert "val_loss_raw" in resumed[-1] and resumed[-1]["tokens"] < 10 * 512  # it ramped
+        final = {
+            name: load_file(str(ckpt.latest_checkpoint(folder) / "model.safetensors"))
+            for name, folder in (("reference", reference), ("killed", killed))
+        }
+        for key, tensor in final["reference"].items():
+            torch.testing.assert_close(final["killed"][key], tensor, atol=1e-6, rtol=0)
 
 
 def test_ddp_on_two_processes_matches_one_process_with_twice_the_accumulation(

@@ -6,7 +6,13 @@ import torch
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
 from gptlab.train.config import TrainConfig, build_run_config
-from gptlab.train.muon import Muon, orthogonalise
+from gptlab.train.muon import (
+    POLAR_EXPRESS_COEFFICIENTS,
+    POLAR_EXPRESS_MARGIN,
+    Muon,
+    orthogonalise,
+    step_coefficients,
+)
 from gptlab.train.optim import (
     OptimizerPair,
     build_optimizer,
@@ -112,3 +118,79 @@ def test_a_muon_run_learns_and_its_state_round_trips(tiny_config):
 def test_an_unknown_optimizer_is_a_one_line_error():
     with pytest.raises(GptlabError, match="train.optimizer must be one of adamw, muon, got 'sgd'"):
         build_run_config(overrides=["train.optimizer=sgd"])
+
+
+def composed(kind: str, steps: int, singular_values: torch.Tensor) -> torch.Tensor:
+    """The scalar map the iteration applies to each singular value (of the normalised input)."""
+    x = singular_values
+    for a, b, c in step_coefficients(kind, steps):
+        x = a * x + b * x**3 + c * x**5
+    return x
+
+
+def test_polar_express_coefficients_are_the_published_ones_and_repeat_the_last():
+    # Amsel et al. 2025, as published with the paper's code and used by the GPU speedruns.
+    assert POLAR_EXPRESS_COEFFICIENTS[0] == (
+        8.156554524902461,
+        -22.48329292557795,
+        15.878769915207462,
+    )
+    assert POLAR_EXPRESS_COEFFICIENTS[4] == (
+        2.3465413258596377,
+        -1.7097828382687081,
+        0.42323551169305323,
+    )
+    assert step_coefficients("polar_express", 3) == list(POLAR_EXPRESS_COEFFICIENTS[:3])
+    assert step_coefficients("polar_express", 7)[5:] == [POLAR_EXPRESS_COEFFICIENTS[4]] * 2
+    assert step_coefficients("quintic", 2) == [(3.4445, -4.7750, 2.0315)] * 2
+
+
+def test_polar_express_takes_every_singular_value_near_1_in_five_steps():
+    # Every singular value the normalisation can leave, from 1e-3 (the interval the coefficients
+    # were derived for) to 1 / 1.02 (the Frobenius norm bounds the largest), on a fine grid.
+    grid = torch.logspace(-3, 0, 4001, dtype=torch.float64) / POLAR_EXPRESS_MARGIN
+    polar = composed("polar_express", 5, grid)
+    assert polar.min() > 0.84 and polar.max() < 1.15  # measured: [0.847, 1.141]
+    # the quintic, five steps: [0.47, 1.20] on the same interval, so Polar Express is tighter
+    quintic = composed("quintic", 5, grid * POLAR_EXPRESS_MARGIN)
+    assert quintic.min() < 0.5 and quintic.max() > 1.2
+    # Each step narrows the band: the worst distance from 1 shrinks step by step after the first.
+    worst = [(composed("polar_express", k, grid) - 1).abs().max().item() for k in range(1, 6)]
+    assert worst[1:] == sorted(worst[1:], reverse=True)
+
+
+@pytest.mark.parametrize("shape", [(96, 32), (32, 80)])
+def test_polar_express_on_matrices_matches_the_svd_prediction(shape):
+    """orthogonalise(A diag(s) B^T) = A diag(p(s / (1.02 |s|))) B^T, with p the composed
+    polynomial: checked against an SVD on random matrices with singular values spread over
+    three decades."""
+    generator = torch.Generator().manual_seed(2)
+    rank = min(shape)
+    a, _ = torch.linalg.qr(torch.randn(shape[0], rank, generator=generator, dtype=torch.float64))
+    b, _ = torch.linalg.qr(torch.randn(shape[1], rank, generator=generator, dtype=torch.float64))
+    s = torch.cat([torch.ones(1), torch.logspace(-2.5, -1, rank - 1)]).double()
+    update = a @ torch.diag(s) @ b.T
+    result = orthogonalise(update, steps=5, dtype=torch.float64, coefficients="polar_express")
+    expected = (
+        a @ torch.diag(composed("polar_express", 5, s / (POLAR_EXPRESS_MARGIN * s.norm()))) @ b.T
+    )
+    torch.testing.assert_close(result, expected, atol=1e-10, rtol=0)
+    singular_values = torch.linalg.svdvals(result)
+    assert singular_values.min() > 0.84 and singular_values.max() < 1.15
+    # the polar factor A B^T, which the SVD gives exactly: the update points the same way
+    cosine = (result * (a @ b.T)).sum() / (result.norm() * (a @ b.T).norm())
+    assert cosine > 0.99
+
+
+def test_the_muon_settings_reach_the_optimizer(tiny_config):
+    config = TrainConfig(optimizer="muon", muon_ns_steps=3, muon_coefficients="polar_express")
+    optimizer = build_optimizer(GPT(tiny_config), config, torch.device("cpu"))
+    assert optimizer.muon.param_groups[0]["ns_steps"] == 3
+    assert optimizer.muon.ns_coefficients == "polar_express"
+    defaults = build_optimizer(GPT(tiny_config), TrainConfig(optimizer="muon"), torch.device("cpu"))
+    assert defaults.muon.param_groups[0]["ns_steps"] == 5
+    assert defaults.muon.ns_coefficients == "quintic"
+    with pytest.raises(GptlabError, match="train.muon_coefficients must be one of"):
+        build_run_config(overrides=["train.muon_coefficients=cubic"])
+    with pytest.raises(GptlabError, match="train.muon_ns_steps"):
+        build_run_config(overrides=["train.muon_ns_steps=0"])

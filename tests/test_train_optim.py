@@ -102,14 +102,54 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(tiny_confi
     from contextlib import nullcontext
 
     whole = iter([(x, y)])
-    loss_big = accumulate_gradients(big, lambda: next(whole), 1, nullcontext(), scaler)
+    loss_big = accumulate_gradients(big, lambda rows: next(whole), [8], nullcontext(), scaler)
     quarters = iter([(x[i : i + 2], y[i : i + 2]) for i in range(0, 8, 2)])
-    loss_acc = accumulate_gradients(accumulated, lambda: next(quarters), 4, nullcontext(), scaler)
+    loss_acc = accumulate_gradients(
+        accumulated, lambda rows: next(quarters), [2, 2, 2, 2], nullcontext(), scaler
+    )
     assert loss_acc.item() == pytest.approx(loss_big.item(), abs=1e-6)
-    for (name, p_big), (_, p_acc) in zip(
-        big.named_parameters(), accumulated.named_parameters(), strict=True
+    assert_same_gradients(big, accumulated)
+    # A batch ramp's step may end on a shorter micro-batch (5 + 3 rows): each counts by its rows.
+    uneven = GPT(tiny_config)
+    uneven.load_state_dict(big.state_dict())
+    parts = iter([(x[:5], y[:5]), (x[5:], y[5:])])
+    asked = []
+
+    def next_batch(rows):
+        asked.append(rows)
+        return next(parts)
+
+    loss_uneven = accumulate_gradients(uneven, next_batch, [5, 3], nullcontext(), scaler)
+    assert asked == [5, 3]
+    assert loss_uneven.item() == pytest.approx(loss_big.item(), abs=1e-6)
+    assert_same_gradients(big, uneven)
+
+
+def assert_same_gradients(reference, other):
+    for (name, p_ref), (_, p) in zip(
+        reference.named_parameters(), other.named_parameters(), strict=True
     ):
-        torch.testing.assert_close(p_acc.grad, p_big.grad, atol=1e-6, rtol=1e-5, msg=name)
+        torch.testing.assert_close(p.grad, p_ref.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_warmup_stable_decay_holds_lr_then_falls_linearly_by_steps_and_by_seconds():
+    schedule = Schedule(1e-3, 1e-4, warmup_steps=10, max_steps=110, cooldown_fraction=0.4)
+    assert schedule.lr_at(4, 0.0) == pytest.approx(5e-4)  # warmup as before
+    # the 100 steps after warmup: stable until progress 0.6 (step 70), then linear to min_lr
+    assert schedule.lr_at(10, 0.0) == schedule.lr_at(70, 0.0) == pytest.approx(1e-3)
+    assert schedule.lr_at(80, 0.0) == pytest.approx(1e-4 + 0.9e-3 * 0.3 / 0.4)  # progress 0.7
+    assert schedule.lr_at(90, 0.0) == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # half way down
+    assert schedule.lr_at(110, 0.0) == pytest.approx(1e-4)
+    assert schedule.lr_at(500, 0.0) == pytest.approx(1e-4)
+    # A clock budget: the cooldown starts at 1 - f of the seconds, whatever the step.
+    by_time = Schedule(1e-3, 0.0, 5, None, max_seconds=180.0, cooldown_fraction=0.5)
+    assert by_time.lr_at(40, 89.0) == pytest.approx(1e-3)
+    assert by_time.lr_at(41, 135.0) == pytest.approx(1e-3 * 0.5)  # 45 s of 90 left
+    assert by_time.lr_at(42, 171.0) == pytest.approx(1e-3 * 0.1)
+    whole = Schedule(1e-3, 0.0, 0, 100, cooldown_fraction=1.0)  # f = 1: linear from the start
+    assert [whole.lr_at(k, 0.0) for k in (0, 25, 100)] == pytest.approx([1e-3, 7.5e-4, 0.0])
+    config = TrainConfig(warmup_steps=3, cooldown_fraction=0.5)
+    assert Schedule.of(config).cooldown_fraction == 0.5
 
 
 def test_mfu_uses_known_peaks_only(tiny_config):

@@ -10,6 +10,11 @@ Two modes:
 - "sequential": epochs over the non-overlapping windows [k*T, k*T + T + 1) of the split, in an
   order shuffled afresh each epoch (seeded with (seed, epoch)). The stream runs on from one epoch
   into the next, so no window is dropped at an epoch's end.
+- "shifted": as sequential, but each epoch's grid of windows starts at an offset o in [0, T)
+  drawn for that epoch, [o + k*T, o + k*T + T + 1): every token is still read once per epoch
+  (less at most 2T at the ends), and a token is seen at a different position of its window from
+  one epoch to the next, instead of always the same. An epoch has (N - T) // T windows whatever
+  o is, so every epoch (and every rank) takes the same number of steps.
 
 Data-parallel training: rank r of world w reads a part disjoint from every other rank's. In
 random mode that part is the r-th of w equal contiguous stretches of tokens; in sequential mode
@@ -28,7 +33,8 @@ from gptlab.data.prepared_folder import read_meta
 from gptlab.data.shards import open_shards
 from gptlab.errors import GptlabError, require
 
-MODES = ("random", "sequential")
+MODES = ("random", "sequential", "shifted")
+EPOCH_MODES = ("sequential", "shifted")  # the modes that walk epochs of non-overlapping windows
 
 
 def split_num_tokens(data_dir: str | Path, split: str) -> int:
@@ -84,32 +90,41 @@ class TokenLoader:
         # random mode: this rank's stretch of tokens
         self._lo = rank * self.num_tokens // world_size
         self._hi = (rank + 1) * self.num_tokens // world_size
-        # sequential mode: windows per epoch, for the whole split and for this rank
-        self.num_windows = (self.num_tokens - 1) // block_size
+        # sequential and shifted modes: windows per epoch, for the whole split and for this rank
+        # (shifted: those that fit whatever the epoch's offset, o <= T - 1)
+        last_token = self.num_tokens - 1 if mode != "shifted" else self.num_tokens - block_size
+        self.num_windows = max(last_token, 0) // block_size
         self.windows_per_rank = self.num_windows // world_size
         if mode == "random" and self._hi - self._lo < window:
             raise GptlabError(
                 f"split {split!r} has {self.num_tokens:,} tokens: split over {world_size} ranks that "
                 f"leaves rank {rank} {self._hi - self._lo:,}, fewer than block_size + 1 = {window:,}"
             )
-        if mode == "sequential" and self.windows_per_rank == 0:
+        if mode in EPOCH_MODES and self.windows_per_rank == 0:
             raise GptlabError(
                 f"split {split!r} has {self.num_windows:,} windows of {window:,} tokens, fewer than "
                 f"the {world_size} ranks; use a smaller block size or prepare more data"
             )
         self._step = 0  # batches served (random mode)
-        self._epoch, self._position = 0, 0  # sequential mode: epoch and next window of this rank
-        self._epoch_order: np.ndarray | None = None
+        self._epoch, self._position = 0, 0  # epoch modes: epoch and next window of this rank
+        self._epoch_order: np.ndarray | None = None  # this epoch's window starts for this rank
 
     @property
     def batches_per_epoch(self) -> int:
         """Full batches in one sequential epoch of this rank (the stream continues past it)."""
         return self.windows_per_rank // self.batch_size
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next (x, y): int64 tensors (B, T) on the loader's device, y = x shifted by one."""
-        starts = self._random_starts() if self.mode == "random" else self._sequential_starts()
-        windows = np.empty((self.batch_size, self.block_size + 1), dtype=np.int64)  # (B, T+1)
+    def next_batch(self, rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next (x, y): int64 tensors (B, T) on the loader's device, y = x shifted by one.
+
+        rows: B for this batch (default batch_size); a batch-size ramp asks for fewer. Random mode
+        draws batch k's rows from generator (seed, rank, k) whatever B is, and the epoch modes
+        take the next B windows, so the stream resumes exactly at any mix of sizes.
+        """
+        rows = self.batch_size if rows is None else rows
+        require(rows > 0, f"a batch needs at least one row, got {rows}")
+        starts = self._random_starts(rows) if self.mode == "random" else self._epoch_starts(rows)
+        windows = np.empty((rows, self.block_size + 1), dtype=np.int64)  # (B, T+1)
         for row, start in enumerate(starts):
             windows[row] = self._read(int(start), self.block_size + 1)
         # A shard edited or damaged on disk can hold ids the vocabulary lacks; said here, in one
@@ -128,26 +143,32 @@ class TokenLoader:
             )
         return x.to(self.device), y.to(self.device)
 
-    def _random_starts(self) -> np.ndarray:
+    def _random_starts(self, rows: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.rank, self._step])
         self._step += 1
         # Starts in [lo, hi - (T + 1)], so the whole window lies in this rank's stretch.
-        return rng.integers(self._lo, self._hi - self.block_size, size=self.batch_size)
+        return rng.integers(self._lo, self._hi - self.block_size, size=rows)
 
-    def _sequential_starts(self) -> np.ndarray:
-        windows = []
-        while len(windows) < self.batch_size:
+    def epoch_starts(self, epoch: int) -> np.ndarray:
+        """The token offsets where this rank's windows of `epoch` start, in the order served."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.num_windows)
+        offset = 0
+        if self.mode == "shifted":  # drawn from a stream of its own, apart from the order
+            offset = int(np.random.default_rng([self.seed, epoch, 1]).integers(self.block_size))
+        mine = order[self.rank :: self.world_size][: self.windows_per_rank]
+        return mine.astype(np.int64) * self.block_size + offset
+
+    def _epoch_starts(self, rows: int) -> np.ndarray:
+        starts = []
+        while len(starts) < rows:
             if self._position == self.windows_per_rank:
                 self._epoch, self._position, self._epoch_order = self._epoch + 1, 0, None
             if self._epoch_order is None:
-                order = np.random.default_rng([self.seed, self._epoch]).permutation(
-                    self.num_windows
-                )
-                self._epoch_order = order[self.rank :: self.world_size][: self.windows_per_rank]
-            take = min(self.batch_size - len(windows), self.windows_per_rank - self._position)
-            windows.extend(self._epoch_order[self._position : self._position + take])
+                self._epoch_order = self.epoch_starts(self._epoch)
+            take = min(rows - len(starts), self.windows_per_rank - self._position)
+            starts.extend(self._epoch_order[self._position : self._position + take])
             self._position += take
-        return np.asarray(windows, dtype=np.int64) * self.block_size
+        return np.asarray(starts, dtype=np.int64)
 
     def _read(self, start: int, length: int) -> np.ndarray:
         """Tokens [start, start + length) of the split, across a shard boundary if need be."""

@@ -3,6 +3,9 @@
     config.py          RunConfig = [model] + [data] + [train], presets, build_run_config
     trainer.py         the loop: accumulation, precision, evals, samples, checkpoints, logging
     optim.py, muon.py  AdamW / Muon parameter groups and the learning-rate Schedule
+    weight_average.py  the average of the last weights (EMA or tail) used at the end
+    batch_ramp.py      small batches first: the sequences and micro-batches of each step
+    compile_warmup.py  torch.compile on dummy batches before the training clock starts
     precision.py       autocast dtype, loss scaling, TF32
     distributed.py     DDP under torchrun
     training_data.py   the trainer's view of a prepared folder (prepared on first use)

@@ -49,8 +49,10 @@ class DataConfig:
     max_docs: int | None = None  # cap the corpus (useful for quick runs on big sources)
     max_tokens: int | None = None
     text_column: str = "text"
-    # random windows (the usual) or sequential passes over the split
-    loader_mode: Literal["random", "sequential"] = "random"
+    # random: windows drawn anywhere, with replacement (the usual). sequential: epochs over the
+    # non-overlapping windows, each epoch in a fresh order (seeded). shifted: as sequential, and
+    # each epoch also moves the windows' grid by a random offset, so the cut points change.
+    loader_mode: Literal["random", "sequential", "shifted"] = "random"
     # Re-hash the shards against meta.json before training. "auto": only before a long run (see
     # train/training_data.py), where a pass over the data is cheap beside what a bad shard costs.
     verify_shards: Literal["auto", "always", "never"] = "auto"
@@ -71,10 +73,22 @@ class TrainConfig:
     tokens_per_step: int = setting(8192, ge=1)
     micro_batch_size: int = setting(64, ge=1)  # sequences per forward pass on one device
 
-    # AdamW and the schedule: linear warmup to lr, then cosine decay to min_lr at the budget's end.
+    # A batch-size ramp: the first batch_ramp_steps steps grow linearly from batch_ramp_start
+    # tokens to tokens_per_step (whole sequences; train/batch_ramp.py). 0: every step is full.
+    batch_ramp_steps: int = setting(0, ge=0)
+    batch_ramp_start: int | None = setting(
+        None, ge=1, says=">= 1 (tokens in the first step), or none"
+    )
+
+    # AdamW and the schedule: linear warmup to lr, then cosine decay to min_lr at the budget's end;
+    # or, with cooldown_fraction, warmup-stable-decay: lr held until the last cooldown_fraction of
+    # the budget, then a straight line down to min_lr (train/optim.py).
     lr: float = setting(1e-3, gt=0)
     min_lr: float = setting(1e-4, ge=0)  # at most lr
     warmup_steps: int = setting(20, ge=0)
+    cooldown_fraction: float | None = setting(
+        None, gt=0, le=1, says="in (0, 1] (the share of the budget spent decaying), or none"
+    )
     weight_decay: float = setting(0.1, ge=0)  # applied to 2-D weights (matmuls, embeddings) only
     beta1: float = setting(0.9, ge=0, lt=1)
     beta2: float = setting(0.99, ge=0, lt=1)
@@ -85,6 +99,19 @@ class TrainConfig:
     optimizer: Literal["adamw", "muon"] = "adamw"
     muon_lr: float = setting(0.02, gt=0)
     muon_momentum: float = setting(0.95, ge=0, lt=1)
+    # The orthogonalisation (train/muon.py): iterations, and which polynomial each one applies.
+    # quintic: the same (3.4445, -4.7750, 2.0315) every time; polar_express: Amsel et al. 2025's
+    # per-iteration coefficients, which reach singular values near 1 in fewer iterations.
+    muon_ns_steps: int = setting(5, ge=1, le=20)
+    muon_coefficients: Literal["quintic", "polar_express"] = "quintic"
+
+    # Weight averaging: the final evaluation, the final checkpoint and the final sample use an
+    # average of the last weights (train/weight_average.py). ema: an exponential moving average
+    # with weight_average_decay per step; tail: the plain mean of the weights after every step of
+    # the budget's last weight_average_tail (a fraction). The raw weights stay resumable.
+    weight_average: Literal["none", "ema", "tail"] = "none"
+    weight_average_decay: float = setting(0.99, gt=0, lt=1)
+    weight_average_tail: float = setting(0.2, gt=0, le=1)
 
     # Budget: steps, seconds of training, or both (whichever ends first). The cosine decay follows
     # whichever is further along, so a wall-clock budget still ends at min_lr.
@@ -122,7 +149,9 @@ class TrainConfig:
     # auto | fp32 | bf16 | fp16 (float32, bfloat16, float16 are aliases, see normalize). auto:
     # bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU.
     dtype: str = "auto"
-    compile: bool = False  # torch.compile the model
+    # torch.compile the model. The compilation runs before the clock starts, on dummy batches of
+    # the real shapes (train/compile_warmup.py), so train.max_seconds counts training only.
+    compile: bool = False
     # CPU threads for torch: "auto" (the cores free of other work, see gptlab.device.auto_threads),
     # a number as text ("1"), or "none" (torch's default: one per core, which collapses on a
     # machine busy with other work). A string so that TOML and key=value spell it alike.
@@ -154,6 +183,21 @@ class TrainConfig:
             raise GptlabError(
                 "train.optimizer=muon orthogonalises whole matrices, which FSDP shards across "
                 "processes; use train.optimizer=adamw with train.distributed=fsdp"
+            )
+        if self.weight_average != "none" and self.distributed == "fsdp":
+            raise GptlabError(
+                "train.weight_average keeps a full copy of the weights, which FSDP shards across "
+                "processes; use train.weight_average=none with train.distributed=fsdp"
+            )
+        if (self.batch_ramp_steps > 0) != (self.batch_ramp_start is not None):
+            raise GptlabError(
+                "a batch ramp needs both train.batch_ramp_steps=N and train.batch_ramp_start=TOKENS "
+                f"(got {self.batch_ramp_steps} and {self.batch_ramp_start}); set both, or neither"
+            )
+        if self.batch_ramp_start is not None and self.batch_ramp_start >= self.tokens_per_step:
+            raise GptlabError(
+                f"train.batch_ramp_start ({self.batch_ramp_start}) must be below "
+                f"train.tokens_per_step ({self.tokens_per_step}): the ramp grows towards it"
             )
         if not self.sample_prompt:
             raise GptlabError(
@@ -187,7 +231,22 @@ class RunConfig:
                 f"model.block_size={self.model.block_size}), got {length}"
             )
         self.accumulation_steps(processes=1)
+        self.batch_ramp_sequences(processes=1)
         return self
+
+    def batch_ramp_sequences(self, processes: int) -> int | None:
+        """Sequences per process in the ramp's first step (None: no ramp), checked to be whole."""
+        start = self.train.batch_ramp_start
+        if start is None:
+            return None
+        per_sequence = self.model.block_size * processes
+        if start % per_sequence:
+            suggestion = max(1, round(start / per_sequence)) * per_sequence
+            raise GptlabError(
+                f"train.batch_ramp_start ({start}) must be a multiple of block_size x processes "
+                f"({per_sequence}): every step is whole sequences; e.g. train.batch_ramp_start={suggestion}"
+            )
+        return start // per_sequence
 
     def accumulation_steps(self, processes: int) -> int:
         """Micro-steps per optimizer step for `processes` data-parallel processes.

@@ -8,11 +8,15 @@ more line: where the 10-minute laptop recipe is, and that a GPU does the same in
 
 The first step is slow (allocations, warm-up), so the rate is taken after MEASURED_STEPS steps,
 or after the first step if that alone took MEASURED_SECONDS (a step that slow leaves no doubt).
+With a batch-size ramp (train/batch_ramp.py) the steps differ in size, so tokens are counted step
+by step and the run's length is its tokens over the measured tokens per second.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from gptlab.train.batch_ramp import BatchPlan
 
 MEASURED_STEPS = 3
 MEASURED_SECONDS = 30.0
@@ -47,12 +51,19 @@ class RunCost:
     start_step: int
     flops_per_token: float
     on_cpu: bool
+    batches: BatchPlan | None = None  # a batch ramp's plan (None: every step is tokens_per_step)
     reported: bool = False
+
+    @property
+    def ramped(self) -> bool:
+        return self.batches is not None and self.batches.ramp_steps > self.start_step
 
     @property
     def planned_tokens(self) -> int | None:
         if self.max_steps is None:
             return None
+        if self.ramped:
+            return self.batches.tokens_between(self.start_step, self.max_steps)
         return max(self.max_steps - self.start_step, 0) * self.tokens_per_step
 
     def plan(self) -> str:
@@ -64,24 +75,33 @@ class RunCost:
                 "after the first steps"
             )
         steps = self.max_steps - self.start_step
+        per_step = f"{self.tokens_per_step:,} tokens"
+        if self.ramped:
+            first = self.batches.tokens_at(self.start_step)
+            per_step = f"{first:,} tokens rising to {self.tokens_per_step:,} over {self.batches.ramp_steps:,} steps"
         return (
-            f"cost: {steps:,} steps x {self.tokens_per_step:,} tokens = {human_tokens(tokens)}, "
+            f"cost: {steps:,} steps x {per_step} = {human_tokens(tokens)}, "
             f"{tokens * self.flops_per_token:.2g} FLOPs; the time it takes here is measured "
             "after the first steps"
         )
 
-    def after_step(self, step: int, train_seconds: float) -> list[str]:
-        """The lines to print once the first steps are measured (then never again)."""
+    def after_step(self, step: int, train_seconds: float, tokens: int | None = None) -> list[str]:
+        """The lines to print once the first steps are measured (then never again).
+
+        tokens: trained since the start (default: the steps x tokens_per_step)."""
         done = step - self.start_step
         if self.reported or done < 1 or train_seconds <= 0:
             return []
         if done < MEASURED_STEPS and train_seconds < MEASURED_SECONDS:
             return []
         self.reported = True
-        tokens_per_s = done * self.tokens_per_step / train_seconds
+        tokens = done * self.tokens_per_step if tokens is None else tokens
+        tokens_per_s = tokens / train_seconds
         seconds_per_step = train_seconds / done
         run_seconds = []
-        if self.max_steps is not None:
+        if self.ramped and self.max_steps is not None:  # steps grow: the plan's tokens at this rate
+            run_seconds.append(self.planned_tokens / tokens_per_s)
+        elif self.max_steps is not None:
             run_seconds.append((self.max_steps - self.start_step) * seconds_per_step)
         if self.max_seconds is not None:
             run_seconds.append(self.max_seconds)

@@ -172,13 +172,16 @@ def describe_run(
     if train.max_seconds is not None:
         budgets.append(f"{train.max_seconds:g} s of training")
     processes = f" x {world_size} processes" if world_size > 1 else ""
+    ramp = ""
+    if train.batch_ramp_steps and start_step < train.batch_ramp_steps:
+        ramp = f", the first {train.batch_ramp_steps:,} ramping up from {train.batch_ramp_start:,}"
     start = f"resuming at step {start_step} in" if start_step else "run folder"
     return (
         f"gptlab train: {num_parameters / 1e6:.2f}M parameters ({model.n_layer} layers, "
         f"{model.n_head} heads, {model.n_embd} wide, context {model.block_size}, vocab "
         f"{model.vocab_size}) on {device}{processes}, {dtype_label(dtype)}; "
         f"{train.tokens_per_step:,} tokens/step ({accumulation_steps} micro-step(s) of "
-        f"{train.micro_batch_size}); budget {' or '.join(budgets)}; {start} {run_dir}"
+        f"{train.micro_batch_size}){ramp}; budget {' or '.join(budgets)}; {start} {run_dir}"
     )
 
 
@@ -197,8 +200,13 @@ def describe_result(result, train) -> str:
             val = f"val loss {result.val_loss:.4f} on {final} ({best}), "
         else:
             val = f"val loss {result.val_loss:.4f} ({best}), "
+    if result.val_loss_raw is not None:
+        val += f"the last raw weights (not averaged) {result.val_loss_raw:.4f}, "
+    warmup = ""
+    if result.compile_warmup_seconds:
+        warmup = f", {result.compile_warmup_seconds:.1f} s compiling before the clock"
     return (
         f"done: {result.steps} steps, {result.tokens:,} tokens, {val}"
-        f"{result.train_seconds:.1f} s training ({result.wall_seconds:.1f} s in all), "
+        f"{result.train_seconds:.1f} s training ({result.wall_seconds:.1f} s in all{warmup}), "
         f"{result.tokens_per_s:,.0f} tokens/s; run folder {result.run_dir}"
     )

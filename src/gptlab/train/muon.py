@@ -7,9 +7,20 @@ For a matrix W with gradient G, Muon keeps a Nesterov momentum buffer M and step
     W <- W * (1 - lr * weight_decay) - lr * sqrt(max(1, rows / cols)) * orthogonalise(U)
 
 orthogonalise(U) replaces U = A S B^T by roughly A B^T: every direction of the update gets about
-the same size, so rare directions learn as fast as the dominant ones. It is computed with five
-steps of a quintic Newton-Schulz iteration (no SVD), whose coefficients push the singular values
-quickly towards 1 (they land in about [0.7, 1.2], which trains just as well).
+the same size, so rare directions learn as fast as the dominant ones. It is computed with a few
+steps of an odd quintic iteration X <- a X + b (X X^T) X + c (X X^T)^2 X (no SVD), which maps each
+singular value s to p(s) = a s + b s^3 + c s^5 and so pushes them all towards 1. Two choices of
+coefficients (train.muon_coefficients):
+
+- "quintic": Jordan's (3.4445, -4.7750, 2.0315) at every step, the largest slope at zero for
+  which five steps still converge; the singular values land in about [0.7, 1.2], which trains
+  just as well as exactly 1.
+- "polar_express": Amsel, Persson, Musco and Gower, "The Polar Express" (2025), arXiv:2505.16932:
+  a different polynomial at each step, each the minimax-optimal odd quintic for the interval the
+  previous ones left the singular values in (from [1e-3, 1] at the start), with the paper's
+  safety margins. The first step is the aggressive one (slope 8.16 at zero); the later ones
+  narrow the band around 1. Its input is scaled by 1 / (1.02 ||U||_F), the 2% margin the
+  coefficients were derived for. Past the fifth step the fifth polynomial repeats.
 
 Muon is only for the 2-D hidden matrices (attention and MLP weights). Embeddings, the output head,
 norm gains and biases stay on AdamW: `gptlab.train.optim` builds both and steps them together.
@@ -28,18 +39,48 @@ import torch
 
 # The quintic's coefficients: the largest slope at zero for which five steps still converge.
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+# The Polar Express's five polynomials (a, b, c), as published with the paper's code (l = 1e-3,
+# 2% safety margin); tests/test_train_muon.py checks that they take every singular value in
+# [1e-3, 1] to within 0.1 of 1 after five steps, against an SVD.
+POLAR_EXPRESS_COEFFICIENTS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+POLAR_EXPRESS_MARGIN = 1.02  # the input is divided by 1.02 x its Frobenius norm
+COEFFICIENTS = ("quintic", "polar_express")
 
 
-def orthogonalise(update: torch.Tensor, steps: int = 5, dtype: torch.dtype | None = None):
+def step_coefficients(kind: str, steps: int) -> list[tuple[float, float, float]]:
+    """The (a, b, c) of each of `steps` iterations for train.muon_coefficients = `kind`."""
+    if kind == "quintic":
+        return [NEWTON_SCHULZ_COEFFICIENTS] * steps
+    if kind == "polar_express":
+        last = len(POLAR_EXPRESS_COEFFICIENTS) - 1
+        return [POLAR_EXPRESS_COEFFICIENTS[min(i, last)] for i in range(steps)]
+    raise ValueError(
+        f"unknown Newton-Schulz coefficients {kind!r}: use {' or '.join(COEFFICIENTS)}"
+    )
+
+
+def orthogonalise(
+    update: torch.Tensor,
+    steps: int = 5,
+    dtype: torch.dtype | None = None,
+    coefficients: str = "quintic",
+):
     """~A B^T for update = A S B^T, by `steps` Newton-Schulz iterations in `dtype`."""
-    a, b, c = NEWTON_SCHULZ_COEFFICIENTS
     dtype = dtype or (torch.bfloat16 if update.is_cuda else torch.float32)
     x = update.to(dtype)
     tall = x.size(0) > x.size(1)
     if tall:  # iterate on the wide orientation: the Gram matrix x x^T is the smaller one
         x = x.T
-    x = x / x.norm().clamp(min=1e-7)  # Frobenius norm >= spectral norm: singular values <= 1
-    for _ in range(steps):
+    # Frobenius norm >= spectral norm: singular values <= 1 (Polar Express: <= 1 / 1.02)
+    norm = x.norm() if coefficients == "quintic" else x.norm() * POLAR_EXPRESS_MARGIN
+    x = x / norm.clamp(min=1e-7)
+    for a, b, c in step_coefficients(coefficients, steps):
         gram = x @ x.T
         polynomial = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
         x = torch.addmm(x, polynomial, x, beta=a)  # a x + (b G + c G^2) x
@@ -55,10 +96,12 @@ class Muon(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         ns_steps: int = 5,
         ns_dtype: torch.dtype | None = None,
+        ns_coefficients: str = "quintic",
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps)
         super().__init__(params, defaults)
-        self.ns_dtype = ns_dtype
+        step_coefficients(ns_coefficients, 1)  # an unknown name fails here, not at the first step
+        self.ns_dtype, self.ns_coefficients = ns_dtype, ns_coefficients
         for group in self.param_groups:
             for p in group["params"]:
                 if p.dim() != 2:
@@ -83,7 +126,9 @@ class Muon(torch.optim.Optimizer):
                 buffer = state["momentum_buffer"]
                 buffer.mul_(momentum).add_(p.grad)
                 nesterov = p.grad.add(buffer, alpha=momentum)
-                direction = orthogonalise(nesterov, group["ns_steps"], self.ns_dtype)
+                direction = orthogonalise(
+                    nesterov, group["ns_steps"], self.ns_dtype, self.ns_coefficients
+                )
                 # sqrt(rows / cols) for tall matrices keeps the update's per-entry size the same
                 # for every shape (the orthogonalised matrix's entries shrink as rows grow).
                 shape_scale = math.sqrt(max(1.0, p.size(0) / p.size(1)))

@@ -15,6 +15,15 @@ over the rest of the budget:
 
 where `progress` (0 -> 1) is how far the run is through its budget after warmup: by steps, by
 training seconds, or whichever is further along when both are set.
+
+With train.cooldown_fraction = f, the part after warmup is warmup-stable-decay instead (the
+schedule of the GPU speedruns, which spend 45-55% of training cooling down): lr until progress
+reaches 1 - f, then a straight line to min_lr at the end,
+
+    afterwards:     min_lr + (lr - min_lr) * min(1, (1 - progress) / f)
+
+so f = 1 decays linearly over the whole budget. Measured by the same `progress`, the cooldown
+starts on time under a clock budget too.
 """
 
 from __future__ import annotations
@@ -137,13 +146,16 @@ def build_optimizer(
         lr=config.muon_lr,
         momentum=config.muon_momentum,
         weight_decay=config.weight_decay,
+        ns_steps=config.muon_ns_steps,
+        ns_coefficients=config.muon_coefficients,
     )
     return OptimizerPair(adamw, muon)
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """Linear warmup to `lr`, then a cosine to `min_lr` at the end of the budget (module docstring).
+    """Linear warmup to `lr`, then a cosine (or a stable stretch and a linear cooldown) to
+    `min_lr` at the end of the budget (module docstring).
 
     The budget is `max_steps`, `max_seconds` of training, or both (whichever is further along);
     pretraining and fine-tuning both step by it.
@@ -154,11 +166,17 @@ class Schedule:
     warmup_steps: int
     max_steps: int | None
     max_seconds: float | None = None
+    cooldown_fraction: float | None = None  # None: the cosine; else warmup-stable-decay
 
     @classmethod
     def of(cls, config: TrainConfig) -> Schedule:
         return cls(
-            config.lr, config.min_lr, config.warmup_steps, config.max_steps, config.max_seconds
+            config.lr,
+            config.min_lr,
+            config.warmup_steps,
+            config.max_steps,
+            config.max_seconds,
+            config.cooldown_fraction,
         )
 
     def progress(self, step: int, elapsed_s: float) -> float:
@@ -175,8 +193,12 @@ class Schedule:
         """The learning rate for optimizer step `step` (0-based) after `elapsed_s` of training."""
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
-        cosine = 0.5 * (1.0 + math.cos(math.pi * self.progress(step, elapsed_s)))  # 1 -> 0
-        return self.min_lr + (self.lr - self.min_lr) * cosine
+        progress = self.progress(step, elapsed_s)
+        if self.cooldown_fraction is None:
+            decay = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
+        else:
+            decay = min(1.0, (1.0 - progress) / self.cooldown_fraction)  # 1 until the cooldown
+        return self.min_lr + (self.lr - self.min_lr) * decay
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer | OptimizerPair, lr: float) -> None:

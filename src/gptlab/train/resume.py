@@ -7,6 +7,9 @@
         scaler       the grad scaler's state_dict (float16 loss scaling)
         world_size   how many processes wrote it (a resume must use as many)
         ranks        per process: every random number generator's state and the loader position
+        weight_average  (train.weight_average) the running average: kind, count, tensors
+        raw_weights  (the last checkpoint of an averaging run, whose model file holds the
+                     average) the raw weights, which a resumed run goes on training
 
 It is read back with torch.load(weights_only=True), so it holds tensors and plain values only
 (gptlab.rng turns NumPy's generator state into a tensor).
@@ -26,15 +29,26 @@ def rank_state(loader) -> dict:
 
 
 def training_state(
-    optimizer_state: dict, scaler, rank_states: list[dict], distributed: str
+    optimizer_state: dict,
+    scaler,
+    rank_states: list[dict],
+    distributed: str,
+    *,
+    weight_average=None,
+    raw_weights: dict | None = None,
 ) -> dict:
-    return {
+    state = {
         "optimizer": optimizer_state,
         "scaler": scaler.state_dict(),
         "distributed": distributed,
         "world_size": len(rank_states),
         "ranks": rank_states,
     }
+    if weight_average is not None:
+        state["weight_average"] = weight_average.state_dict()
+    if raw_weights is not None:
+        state["raw_weights"] = raw_weights
+    return state
 
 
 def check_resumable(

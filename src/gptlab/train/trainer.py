@@ -7,17 +7,20 @@ construction; how this process takes part in a multi-process run (DDP, FSDP) is 
 
 One optimizer step:
 
-    lr from the schedule (warmup, then cosine to min_lr over the budget)
+    lr from the schedule (warmup, then cosine, or stable then a linear cooldown, to min_lr)
     accumulation_steps x: next micro-batch -> forward under autocast -> (loss / accumulation).backward()
-                          (DDP or FSDP average gradients across processes on the last micro-step only)
+                          (DDP or FSDP average gradients across processes on the last micro-step only;
+                          a batch-size ramp makes the early steps fewer micro-batches, train/batch_ramp.py)
     unscale (float16 only) -> clip the global grad norm -> AdamW step -> zero the gradients
+    (train.weight_average) fold the new weights into the average (train/weight_average.py)
 
 and around it: evaluation on fixed windows of both splits, samples, checkpoints (the newest few
 and the best), metrics.jsonl, a live progress line and the loss-curve PNG. `gptlab train` is
 this function behind a command line; the experiment runner calls it directly.
 
 The budget counts training seconds only: time spent evaluating, sampling and checkpointing is
-left out, so extra measurement never changes what a run with a wall-clock budget learns.
+left out, so extra measurement never changes what a run with a wall-clock budget learns; so is
+torch.compile's warm-up, done on dummy batches before the clock starts (train/compile_warmup.py).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from gptlab.model.params import require_model_fits
 from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
 from gptlab.rng import seed_everything
+from gptlab.train.batch_ramp import BatchPlan
+from gptlab.train.compile_warmup import warm_up
 from gptlab.train.config import RunConfig, TrainConfig
 from gptlab.train.cost import RunCost
 from gptlab.train.data_checks import training_data_warnings
@@ -72,6 +77,7 @@ from gptlab.train.run_folder import (
     truncate_samples,
 )
 from gptlab.train.training_data import TrainingData, wants_shard_check
+from gptlab.train.weight_average import WeightAverage, raw_weights
 
 
 @dataclass
@@ -87,6 +93,10 @@ class TrainResult:
     val_loss: float | None  # at the end of the run
     best_val_loss: float | None
     sample: str | None
+    # train.weight_average: the val loss of the raw last weights, beside val_loss (the average's)
+    val_loss_raw: float | None = None
+    # torch.compile's warm-up, before the clock (not in train_seconds)
+    compile_warmup_seconds: float = 0.0
 
 
 def train(
@@ -149,21 +159,29 @@ def configured_extra_evals(config: RunConfig) -> list[PeriodicEval]:
     return [PeriodicEval(every=every, run=run), *evals]
 
 
-def accumulate_gradients(model, next_batch, steps: int, autocast, scaler) -> torch.Tensor:
-    """Forward and backward over `steps` micro-batches; returns their mean loss (detached).
+def accumulate_gradients(
+    model, next_batch, micro_batches: list[int], autocast, scaler
+) -> torch.Tensor:
+    """Forward and backward over micro-batches of `micro_batches[i]` rows; returns the step's
+    mean loss (detached). `next_batch(rows)` gives each (x, y).
 
-    Each micro-batch's loss is divided by `steps`, so the summed gradients are the gradient of
-    the mean loss over all the step's tokens, as one big batch would give. Under DDP the
-    gradients are averaged across processes on the last micro-step only.
+    Each micro-batch's loss is weighted by its share of the step's rows (1 / steps when they are
+    equal, as they are without a batch ramp), so the summed gradients are the gradient of the
+    mean loss over all the step's tokens, as one big batch would give. Under DDP the gradients
+    are averaged across processes on the last micro-step only.
     """
+    steps, rows_in_step = len(micro_batches), sum(micro_batches)
+    equal = len(set(micro_batches)) == 1
     loss_sum = None
-    for micro_step in range(steps):
-        x, y = next_batch()  # (micro_batch_size, block_size) each
+    for micro_step, rows in enumerate(micro_batches):
+        x, y = next_batch(rows)  # (rows, block_size) each
         with maybe_no_sync(model, sync=micro_step == steps - 1), autocast:
             _, loss = model(x, y)
-        scaler.scale(loss / steps).backward()
-        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
-    return loss_sum / steps
+        share = loss / steps if equal else loss * (rows / rows_in_step)
+        scaler.scale(share).backward()
+        part = loss.detach() if equal else share.detach()
+        loss_sum = part if loss_sum is None else loss_sum + part
+    return loss_sum / steps if equal else loss_sum
 
 
 def check_sample_settings(train_config: TrainConfig, tokenizer) -> None:
@@ -243,6 +261,13 @@ def build_trainer(
         train_batches = data.train_loader(
             train_config.micro_batch_size, config.model.block_size, train_config.seed
         )
+        weight_average = None
+        if train_config.weight_average != "none":
+            weight_average = WeightAverage(
+                train_config.weight_average,
+                decay=train_config.weight_average_decay,
+                tail=train_config.weight_average_tail,
+            )
         counters = Counters()
         if resume_state is not None:
             counters = restore_training(
@@ -254,6 +279,7 @@ def build_trainer(
                 scaler,
                 train_batches,
                 model,
+                weight_average,
             )
         # Written last: a resume refused on the way (say, another world size) keeps the run's
         # own config.toml, so a later plain --resume still finds it.
@@ -284,6 +310,14 @@ def build_trainer(
             dtype=dtype,
             autocast=autocast_context(parallel.device, dtype),
             accumulation_steps=accumulation_steps,
+            batches=BatchPlan(
+                micro_batch_size=train_config.micro_batch_size,
+                full_sequences=accumulation_steps * train_config.micro_batch_size,
+                tokens_per_sequence=config.model.block_size * parallel.world_size,
+                ramp_steps=train_config.batch_ramp_steps,
+                start_sequences=config.batch_ramp_sequences(parallel.world_size) or 0,
+            ),
+            weight_average=weight_average,
             num_parameters=num_parameters,
             flops_per_token=flops_per_token(config.model, num_parameters),
             peak_flops=device_peak_flops(parallel.device),
@@ -316,6 +350,8 @@ def load_resumed_weights(
         distributed=train_config.distributed,
     )
     load_state_checked(model, load_file(str(checkpoint / WEIGHTS_FILE)), source=str(checkpoint))
+    if "raw_weights" in state:  # the run's last checkpoint holds the average; training goes on
+        load_state_checked(model, state["raw_weights"], source=str(checkpoint))  # from the raw ones
     return state
 
 
@@ -328,8 +364,10 @@ def restore_training(
     scaler,
     loader,
     model,
+    weight_average: WeightAverage | None,
 ) -> Counters:
-    """The rest of a resume, once the optimizer exists: its state, RNGs, loader, counters."""
+    """The rest of a resume, once the optimizer exists: its state, RNGs, loader, the weight
+    average (a run that did not average before starts its average now), counters."""
     restore_training_state(
         state,
         rank=parallel.context.rank,
@@ -338,6 +376,8 @@ def restore_training(
         loader=loader,
         sharded_model=model if parallel.sharded else None,
     )
+    if weight_average is not None and "weight_average" in state:
+        weight_average.load_state_dict(state["weight_average"], parallel.device)
     info = ckpt.read_info(checkpoint)
     if parallel.is_main:
         truncate_metrics(run_dir, info["step"])  # the steps after the checkpoint run again
@@ -377,7 +417,9 @@ class Trainer:
     train_batches: object  # the TokenLoader of the train split (this rank's share)
     dtype: torch.dtype
     autocast: object
-    accumulation_steps: int
+    accumulation_steps: int  # micro-steps of a full step
+    batches: BatchPlan  # the sequences and micro-batches of each step (a batch ramp's too)
+    weight_average: WeightAverage | None  # train.weight_average, None when off
     num_parameters: int
     flops_per_token: float
     peak_flops: float | None
@@ -393,6 +435,10 @@ class Trainer:
     last_val_loss: float | None = None
     last_train_loss: float | None = None
     last_sample: str | None = None
+    last_val_loss_raw: float | None = None
+    compile_warmup_seconds: float = 0.0
+    # the raw weights once the average replaced them in the model (the final checkpoint keeps both)
+    raw_weights: dict | None = None
     plot_warned: bool = False
     released: bool = field(default=False, repr=False)
 
@@ -432,9 +478,29 @@ class Trainer:
             self.step,
             self.flops_per_token,
             on_cpu=self.parallel.device.type == "cpu",
+            batches=self.batches,
         )
         if self.parallel.is_main:
             print(cost.plan())
+        if train_config.compile and not self.budget_spent():
+            self.compile_warmup_seconds = warm_up(
+                self.forward_model,
+                self.model,
+                train_rows=[
+                    rows
+                    for step in range(self.step, max(self.step, self.batches.ramp_steps) + 1)
+                    for rows in self.batches.micro_batches(step)
+                ],
+                eval_rows=train_config.micro_batch_size,
+                block_size=self.config.model.block_size,
+                device=self.parallel.device,
+                autocast=self.autocast,
+            )
+            if self.parallel.is_main:
+                print(
+                    f"compile: torch.compile warmed up in {self.compile_warmup_seconds:.1f} s on "
+                    "dummy batches; the training clock starts now"
+                )
         try:
             finished = self.budget_spent()
             if finished:
@@ -442,9 +508,11 @@ class Trainer:
                     f"the budget is already spent at step {self.step}; "
                     "raise train.max_steps or train.max_seconds to go on"
                 )
+            tokens_at_start = self.tokens
             while not finished:
                 finished = self.advance()
-                for line in cost.after_step(self.step, self.train_seconds):
+                trained = self.tokens - tokens_at_start
+                for line in cost.after_step(self.step, self.train_seconds, trained):
                     if self.parallel.is_main:
                         self.progress.write(line)
         finally:
@@ -464,6 +532,8 @@ class Trainer:
             val_loss=self.last_val_loss,
             best_val_loss=self.best_val_loss,
             sample=self.last_sample,
+            val_loss_raw=self.last_val_loss_raw,
+            compile_warmup_seconds=self.compile_warmup_seconds,
         )
         if self.parallel.is_main:
             print(describe_result(result, train_config))
@@ -484,6 +554,10 @@ class Trainer:
                 self.diverged_message(f"the training loss became {record['train_loss']}")
             )
         evaluated = finished or due(self.step, train_config.eval_every)
+        if finished and self.weight_average is not None:
+            self.use_average(record)
+        if finished and self.compile_warmup_seconds:
+            record["compile_warmup_s"] = round(self.compile_warmup_seconds, 2)
         improved = False
         if evaluated:
             improved = self.evaluate(record, final=finished)
@@ -507,6 +581,16 @@ class Trainer:
             self.on_step(record)
         return finished
 
+    def use_average(self, record: dict) -> None:
+        """At the end: score the raw weights, then put the average in the model, so the final
+        evaluation, checkpoint and sample are the average's (train/weight_average.py)."""
+        final_tokens = self.config.train.final_eval_tokens
+        self.last_val_loss_raw = self.eval_loss("val", final_tokens)
+        record["val_loss_raw"] = self.last_val_loss_raw
+        record["weights_averaged"] = self.weight_average.count
+        self.raw_weights = raw_weights(self.model)
+        self.weight_average.copy_into(self.model)
+
     def budget_spent(self) -> bool:
         train_config = self.config.train
         by_steps = train_config.max_steps is not None and self.step >= train_config.max_steps
@@ -523,7 +607,7 @@ class Trainer:
         mean_loss_tensor = accumulate_gradients(
             self.forward_model,
             self.train_batches.next_batch,
-            self.accumulation_steps,
+            self.batches.micro_batches(self.step),
             self.autocast,
             self.scaler,
         )
@@ -533,6 +617,14 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        # Inside the step's time: averaging is part of training. Whether this step counts is read
+        # from counters every rank shares (the time before the step), so ranks never disagree.
+        average = self.weight_average
+        if average is not None and average.wants(
+            self.schedule.progress(self.step + 1, self.train_seconds)
+        ):
+            average.update(self.model)
+        step_tokens = self.batches.tokens_at(self.step)
 
         # One device-to-host copy for both numbers: each .item() is a sync that stalls the GPU's queue.
         local_loss, grad_norm = torch.stack([mean_loss_tensor, grad_norm.float()]).tolist()
@@ -541,10 +633,10 @@ class Trainer:
             [local_loss, time.perf_counter() - step_started]
         )
         self.step += 1
-        self.tokens += train_config.tokens_per_step
+        self.tokens += step_tokens
         self.train_seconds += step_seconds
         self.last_train_loss = train_loss
-        tokens_per_s = train_config.tokens_per_step / step_seconds
+        tokens_per_s = step_tokens / step_seconds
         record = {
             "step": self.step,
             "tokens": self.tokens,
@@ -678,7 +770,12 @@ class Trainer:
                     "best_val_loss": self.best_val_loss,
                 },
                 training_state=training_state(
-                    optimizer_state, self.scaler, rank_states, self.config.train.distributed
+                    optimizer_state,
+                    self.scaler,
+                    rank_states,
+                    self.config.train.distributed,
+                    weight_average=self.weight_average,
+                    raw_weights=self.raw_weights,
                 ),
                 keep_last=self.config.train.keep_last,
             )
