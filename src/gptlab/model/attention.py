@@ -26,6 +26,11 @@ from gptlab.model.kv_cache import KVCacheLike
 from gptlab.model.norms import make_norm
 from gptlab.model.positions import apply_rope
 
+# Whether a decode step's single query goes through torch's fused kernel (True) or the explicit
+# q @ k^T, softmax, @ v (False); which is faster on a CPU is measured, not assumed:
+# benchmarks/profile_decode.py --compare-attention.
+SINGLE_QUERY_SDPA = False
+
 
 def causal_mask(
     T: int,
@@ -133,11 +138,11 @@ class CausalSelfAttention(nn.Module):
 
         dropout_p = self.dropout if self.training else 0.0
         # The fused kernel never materialises the weights; hooks on them need the explicit path.
-        # A single query (a decode step) takes it too: its scores are one row per head, and the
-        # fused CPU kernel's thread fan-out cost 26 ms per call on a busy 2-core machine where
-        # the two small matmuls cost well under one (BENCHMARKS.md, decoding).
+        # A single query (a decode step) takes it too unless SINGLE_QUERY_SDPA: its scores are one
+        # row per head (BENCHMARKS.md, decoding, measures both).
         hooked = self.hook_attn_scores.active or self.hook_pattern.active
-        if self.use_sdpa and not hooked and not (T == 1 and not self.training):
+        single_query = T == 1 and not self.training
+        if self.use_sdpa and not hooked and (SINGLE_QUERY_SDPA or not single_query):
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=inputs.mask, dropout_p=dropout_p, is_causal=inputs.is_causal
             )
