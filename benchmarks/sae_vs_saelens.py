@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from gptlab.checkpoints.finetuned import load_language_model
+from gptlab.checkpoints.open import open_model
 from gptlab.data.loader import TokenLoader
 from gptlab.sae.activations import activations_at, data_folder
 from gptlab.sae.evaluate import ReconstructionStats
@@ -30,7 +30,7 @@ from gptlab.sae.train import train_step
 
 
 def cache_activations(run: str, hook: str, tokens: int, split: str, seed: int) -> torch.Tensor:
-    model, _ = load_language_model(run)
+    model, _ = open_model(run, "cpu", require_tokenizer=False)
     model.eval()
     loader = TokenLoader(data_folder(run, ""), split, 16, model.config.block_size, seed=seed)
     parts, have = [], 0
@@ -46,7 +46,7 @@ def cache_activations(run: str, hook: str, tokens: int, split: str, seed: int) -
 def train_gptlab(acts: torch.Tensor, options: SaeOptions) -> tuple[SparseAutoencoder, float]:
     torch.manual_seed(options.seed)
     sae = SparseAutoencoder(acts.shape[1], options.features, "topk", options.k)
-    sae.reset_parameters(torch.Generator().manual_seed(options.seed))
+    sae.reset_parameters(torch.Generator().manual_seed(options.seed), options.encoder_init_scale)
     with torch.no_grad():
         sae.b_dec.copy_(acts[: options.buffer_size].mean(dim=0))
     optimizer = torch.optim.Adam(sae.parameters(), lr=options.lr, betas=(0.9, 0.999))

@@ -106,20 +106,89 @@ def test_relu_kind_and_its_l1_penalty_by_hand():
 
 
 def test_auxk_loss_by_hand():
-    sae = SparseAutoencoder(d_in=4, d_sae=3, kind="topk", k=1)  # k_aux = d_in / 2 = 2
+    sae = SparseAutoencoder(d_in=4, d_sae=3, kind="topk", k=1)
     with torch.no_grad():
         sae.W_dec.copy_(torch.eye(3, 4))
-    x = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
-    x_hat = torch.tensor([[1.0, 0.0, 0.0, 4.0]])  # error e = (0, 2, 3, 0)
-    pre = torch.tensor([[5.0, 1.5, -1.0]])
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 0.0, 1.0, 0.0]])
+    x_hat = torch.tensor([[1.0, 0.0, 0.0, 4.0], [1.0, 0.0, 1.0, 0.0]])  # e = (0, 2, 3, 0), 0
+    pre = torch.tensor([[5.0, 1.5, -1.0], [5.0, -2.0, 0.5]])
     dead = torch.tensor([False, True, True])
-    # Dead features 1 and 2 are both among the top k_aux = 2, f_aux = (0, 1.5, 0) after ReLU:
-    # recon (0, 1.5, 0, 0) vs e: (0 + 0.25 + 9 + 0); 2 dead of k_aux 2 -> scale 1.
-    assert auxk_loss(sae, x, x_hat, pre, dead).item() == pytest.approx(9.25)
-    # One dead feature: the loss is scaled by 1/2.
+    # k_aux = 2 covers both dead features; after ReLU f_aux = (0, 1.5, 0) and (0, 0, 0.5):
+    # e_hat = (0, 1.5, 0, 0) and (0, 0, 0.5, 0); |e_hat - e|^2 = (0.25 + 9) + 0.25 = 9.5.
+    # e's mean is (0, 1, 1.5, 0): |e - mean|^2 = 2 * (1 + 2.25) = 6.5.
+    # x's mean is (1, 1, 2, 2): |x - mean|^2 = 6 + 6 over 2 tokens, 6 per token.
+    assert auxk_loss(sae, x, x_hat, pre, dead, k_aux=2).item() == pytest.approx(6 * 9.5 / 6.5)
+    # One dead feature: only feature 1 (1.5 on the first token, ReLU'd -2 on the second),
+    # |e_hat - e|^2 = 9.25 + 0, and scaled by 1 dead / k_aux 2.
     one = torch.tensor([False, True, False])
-    assert auxk_loss(sae, x, x_hat, pre, one).item() == pytest.approx(0.5 * 9.25)
-    assert auxk_loss(sae, x, x_hat, pre, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+    assert auxk_loss(sae, x, x_hat, pre, one, k_aux=2).item() == pytest.approx(0.5 * 6 * 9.25 / 6.5)
+    # k_aux = 1 among two dead: the larger of each token's two (1.5, then 0.5), scale 1.
+    assert auxk_loss(sae, x, x_hat, pre, dead, k_aux=1).item() == pytest.approx(6 * 9.5 / 6.5)
+    assert auxk_loss(sae, x, x_hat, pre, torch.zeros(3, dtype=torch.bool), k_aux=2).item() == 0.0
+    # Its gradient reaches the dead features only.
+    pre = pre.clone().requires_grad_(True)
+    auxk_loss(sae, x, x_hat, pre, dead, k_aux=2).backward()
+    assert pre.grad[:, 0].abs().sum() == 0 and pre.grad[:, 1:].abs().sum() > 0
+
+
+def test_resampling_restarts_dead_features_only():
+    from gptlab.sae.resample import resample_dead
+
+    # Features 0-3 are the identity on x - b_dec; 4 and 5 never win the top k = 4.
+    sae = SparseAutoencoder(d_in=4, d_sae=6, kind="topk", k=4)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([torch.eye(4), torch.zeros(4, 2)], dim=1))
+        sae.b_enc.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, -100.0, -100.0]))
+        sae.W_dec.copy_(torch.cat([torch.eye(4), torch.full((2, 4), 0.5)]))
+        sae.b_dec.copy_(torch.tensor([1.0, 1.0, 1.0, 1.0]))
+    optimizer = torch.optim.Adam(sae.parameters(), lr=1e-3)
+    x = 1.0 + torch.rand(8, 4, generator=torch.Generator().manual_seed(0))  # x - b_dec > 0
+    x[5] = torch.tensor([1.0, 4.0, -1.0, 3.0])  # the only token with an error: (x - b_dec)_2 < 0
+    sae(x).sub(x).pow(2).sum().backward()
+    optimizer.step()  # Adam now has moments for every row
+    with torch.no_grad():  # undo the step, so the reconstruction errors are as planned above
+        sae.W_enc.copy_(torch.cat([torch.eye(4), torch.zeros(4, 2)], dim=1))
+        sae.b_enc.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, -100.0, -100.0]))
+        sae.W_dec.copy_(torch.cat([torch.eye(4), torch.full((2, 4), 0.5)]))
+        sae.b_dec.copy_(torch.tensor([1.0, 1.0, 1.0, 1.0]))
+    before = {name: p.detach().clone() for name, p in sae.named_parameters()}
+    moments = {
+        name: {m: optimizer.state[p][m].clone() for m in ("exp_avg", "exp_avg_sq")}
+        for name, p in sae.named_parameters()
+    }
+    since_fired = torch.tensor([0, 3, 0, 1, 900, 700])
+    dead = since_fired >= 500
+
+    assert resample_dead(sae, optimizer, x, dead, since_fired, torch.Generator()) == 2
+    # Both restarts aim at token 5, the only one with an error: direction (0, 3, -2, 2) / sqrt 17.
+    direction = torch.tensor([0.0, 3.0, -2.0, 2.0]) / 17**0.5
+    for row in (4, 5):
+        torch.testing.assert_close(sae.W_dec[row].detach(), direction)
+        # 0.2 x the live encoder columns' mean norm (1, the identity's).
+        torch.testing.assert_close(sae.W_enc[:, row].detach(), 0.2 * direction)
+    assert sae.b_enc[4:].tolist() == [0.0, 0.0]
+    assert since_fired.tolist() == [0, 3, 0, 1, 0, 0]
+    # Everything of the live features (and b_dec) is bitwise what it was, moments included.
+    params = dict(sae.named_parameters())
+    assert torch.equal(params["W_dec"][:4], before["W_dec"][:4])
+    assert torch.equal(params["W_enc"][:, :4], before["W_enc"][:, :4])
+    assert torch.equal(params["b_enc"][:4], before["b_enc"][:4])
+    assert torch.equal(params["b_dec"], before["b_dec"])
+    for m in ("exp_avg", "exp_avg_sq"):
+        state = {name: optimizer.state[p][m] for name, p in params.items()}
+        assert torch.equal(state["W_dec"][:4], moments["W_dec"][m][:4])
+        assert torch.equal(state["W_enc"][:, :4], moments["W_enc"][m][:, :4])
+        assert torch.equal(state["b_enc"][:4], moments["b_enc"][m][:4])
+        assert torch.equal(state["b_dec"], moments["b_dec"][m])
+        assert state["W_dec"][4:].abs().sum() == 0 and state["W_enc"][:, 4:].abs().sum() == 0
+        assert state["b_enc"][4:].abs().sum() == 0
+    # Nothing dead: nothing changes.
+    assert (
+        resample_dead(
+            sae, optimizer, x, torch.zeros(6, dtype=torch.bool), since_fired, torch.Generator()
+        )
+        == 0
+    )
 
 
 def test_the_lr_schedule_warms_up_holds_and_decays_to_zero():
@@ -131,9 +200,9 @@ def test_the_lr_schedule_warms_up_holds_and_decays_to_zero():
 
 def test_unit_norm_decoder_and_parallel_gradient_removal():
     sae = SparseAutoencoder(d_in=8, d_sae=16)
-    sae.reset_parameters(torch.Generator().manual_seed(0))
+    sae.reset_parameters(torch.Generator().manual_seed(0), encoder_scale=0.1)
     assert sae.W_dec.detach().norm(dim=-1).tolist() == pytest.approx([1.0] * 16, abs=1e-6)
-    assert torch.allclose(sae.W_enc, 0.1 * sae.W_dec.t())
+    assert torch.equal(sae.W_enc, 0.1 * sae.W_dec.t())
     sae.W_dec.grad = torch.randn(16, 8)
     sae.remove_parallel_decoder_gradient()
     assert (sae.W_dec.grad * sae.W_dec).sum(dim=-1).abs().max() < 1e-6
@@ -197,7 +266,8 @@ def test_an_sae_run_killed_with_sigkill_resumes_exactly(tiny_run, tmp_path):
     torch.set_num_threads(1)
     # 20 steps with a checkpoint every 6; the buffer (8 batches) refills mid-run, so the resumed
     # run must restore its unserved rows, its loader and its shuffling generator.
-    extra = ["checkpoint_every=6", "dead_window=512"]
+    # Resampling every 4 steps (dead after 2) restarts features before and after the kill.
+    extra = ["checkpoint_every=6", "dead_window=512", "resample_every=4"]
     reference = train_sae(
         tiny_options(tiny_run, tmp_path / "reference", *extra), show_progress=False
     )

@@ -28,10 +28,6 @@ from torch import nn
 
 SaeKind = Literal["topk", "relu"]
 KINDS: tuple[str, ...] = typing.get_args(SaeKind)
-# The encoder starts as the decoder's transpose scaled down (Gao et al. start it at the transpose;
-# Anthropic's April 2024 update at a small norm): a unit-scale start makes the first
-# reconstructions k times too large, and the first hundred steps go to shrinking them.
-ENCODER_INIT_SCALE = 0.1
 
 
 class SparseAutoencoder(nn.Module):
@@ -51,12 +47,15 @@ class SparseAutoencoder(nn.Module):
         return 4 * (2 * d_in * d_sae + d_sae + d_in)
 
     @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Random unit-norm decoder rows, the encoder their transpose (Gao et al. section 2.4:
-        the SAE starts close to a scaled identity on the features it has), zero biases."""
+    def reset_parameters(
+        self, generator: torch.Generator | None = None, encoder_scale: float = 1.0
+    ) -> None:
+        """Random unit-norm decoder rows, the encoder their transpose times `encoder_scale`
+        (Gao et al. section A.1: the SAE starts close to a scaled identity on the features it
+        has), zero biases."""
         self.W_dec.copy_(torch.randn(self.d_sae, self.d_in, generator=generator))
         self.normalize_decoder()
-        self.W_enc.copy_(ENCODER_INIT_SCALE * self.W_dec.t())
+        self.W_enc.copy_(encoder_scale * self.W_dec.t())
         self.b_enc.zero_()
         self.b_dec.zero_()
 
@@ -116,25 +115,35 @@ def auxk_loss(
     x_hat: torch.Tensor,
     pre: torch.Tensor,
     dead: torch.Tensor,
+    k_aux: int,
 ) -> torch.Tensor:
     """The AuxK auxiliary loss of Gao et al. (2024, appendix A.2) against dead features.
 
-    The k_aux = d_in / 2 largest pre-activations among the dead features try to reconstruct the
-    main reconstruction's error e = x - x_hat (without b_dec, which e already accounts for). Its
-    gradient reaches only dead features, pulling them towards directions the live ones miss.
-    Scaled down while fewer features are dead than k_aux (as SAELens and EleutherAI's sparsify
-    do), so a handful of dead features does not dominate the loss.
+    The k_aux largest pre-activations among the dead features (ReLU'd) try to reconstruct the
+    main reconstruction's error e = x - x_hat (without b_dec, which e already accounts for):
+    e_hat = f_aux @ W_dec. As in the paper's code, the squared error is normalized by e's own
+    variance, |e_hat - e|^2 / |e - mean(e)|^2, so the pull on dead features does not fade as
+    the live ones reconstruct x better (at 99% variance explained e is a hundred times smaller
+    than x; unnormalized, AuxK's gradient shrinks with it and Adam, still remembering the
+    feature's larger gradients from when it was alive, barely moves it). The result is put in
+    the main loss's units (times x's variance per token), so aux_coefficient weighs it against
+    the reconstruction the way the paper's alpha weighs two normalized errors. Scaled down while
+    fewer features are dead than k_aux (as SAELens and EleutherAI's sparsify do), so a handful
+    of dead features does not dominate the loss. Its gradient reaches only dead features.
     """
     n_dead = int(dead.sum())
     if n_dead == 0:
         return x.new_zeros(())
-    k_aux = min(sae.d_in // 2, n_dead)
-    scale = min(n_dead / (sae.d_in // 2), 1.0)
+    scale = min(n_dead / k_aux, 1.0)
     masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
-    values, indices = sae.top_k(masked, k_aux)
+    values, indices = sae.top_k(masked, min(k_aux, n_dead))
     error = (x - x_hat).detach()
     recon = sae.decode_sparse(values, indices) - sae.b_dec  # e_hat = f_aux @ W_dec, no bias
-    return scale * (recon - error).pow(2).sum(dim=-1).mean()
+    error_variance = (error - error.mean(dim=0)).pow(2).sum()
+    if error_variance == 0:  # one token, or the same error on every token: nothing to normalize by
+        return x.new_zeros(())
+    x_variance = (x - x.mean(dim=0)).pow(2).sum() / x.shape[0]  # per token, the main loss's unit
+    return scale * x_variance * (recon - error).pow(2).sum() / error_variance
 
 
 def l1_penalty(sae: SparseAutoencoder, f: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,9 @@ class SaeOptions:
     k: int = setting(32, ge=1)  # topk: active features per token
     l1_coefficient: float = setting(5.0, ge=0)  # relu: weight of the L1 penalty
     aux_coefficient: float = setting(0.03125, ge=0)  # topk: weight of AuxK (Gao et al.: 1/32)
+    aux_k: int = setting(0, ge=0)  # topk: dead features AuxK uses per token; 0: d_in / 2
+    # The encoder's start, as a multiple of the decoder's transpose (Gao et al.: 1).
+    encoder_init_scale: float = setting(1.0, gt=0)
     lr: float = setting(1e-3, gt=0)  # Adam's peak learning rate
     warmup_steps: int = setting(100, ge=0)  # linear warm-up from 0
     decay_fraction: float = setting(0.2, ge=0, le=1)  # linear decay to 0 over the last part
@@ -45,7 +48,9 @@ class SaeOptions:
     max_seconds: float | None = setting(None, gt=0)
     buffer_size: int = setting(262_144, ge=1)  # activations held in the shuffled buffer
     model_batch_size: int = setting(16, ge=1)  # windows of context per forward pass filling it
-    dead_window: int = setting(1_000_000, ge=0)  # not active in this many tokens: dead
+    dead_window: int = setting(131_072, ge=0)  # not active in this many tokens: dead
+    # Steps between restarts of the dead features (Anthropic's resampling); 0: never.
+    resample_every: int = setting(0, ge=0)
     grad_clip: float = setting(1.0, ge=0)  # max gradient norm; 0 turns clipping off
     checkpoint_every: int = setting(250, ge=0)  # steps between checkpoints; 0: only at the end
     seed: int = setting(0, ge=0, lt=2**63, says="in [0, 2**63)")

@@ -6,8 +6,9 @@ and Gao et al. write it) plus the kind's sparsity term (AuxK for topk, L1 for re
 step with the gradient clipped, then the decoder rows back to unit norm.
 
 A feature is dead when it has not fired in the last `dead_window` training tokens; AuxK feeds
-exactly those features a gradient. The learning rate warms up, stays, then decays linearly to 0
-over the last `decay_fraction` of the token budget.
+exactly those features a gradient, and with `resample_every` set they are also restarted
+(gptlab.sae.resample). The learning rate warms up, stays, then decays linearly to 0 over the
+last `decay_fraction` of the token budget.
 
 Resumable like a training run: checkpoints/step-N holds the weights, Adam's moments, the
 buffer's unserved activations and its loader and generator states, and the dead-feature
@@ -43,6 +44,7 @@ from gptlab.sae.folder import (
 )
 from gptlab.sae.model import SparseAutoencoder, auxk_loss, l1_penalty
 from gptlab.sae.options import SaeOptions
+from gptlab.sae.resample import resample_dead
 
 LOG_EVERY = 10  # steps between metrics.jsonl lines
 # What an SAE folder may hold (written here and by gptlab sae eval / features).
@@ -137,7 +139,7 @@ def train_sae(
 
     torch.manual_seed(options.seed)
     sae = SparseAutoencoder(d_in, options.features, options.kind, options.k).to(device)
-    sae.reset_parameters(torch.Generator().manual_seed(options.seed))
+    sae.reset_parameters(torch.Generator().manual_seed(options.seed), options.encoder_init_scale)
     optimizer = torch.optim.Adam(sae.parameters(), lr=options.lr, betas=(0.9, 0.999))
     buffer = ActivationBuffer(
         model,
@@ -192,6 +194,7 @@ def train_sae(
             x = buffer.next_batch().to(device)
             record = train_step(sae, optimizer, x, since_fired, options, step)
             step += 1
+            maybe_resample(sae, optimizer, x, since_fired, options, step)
             bar.update(options.batch_size)
             if step % LOG_EVERY == 0 or step == total:
                 record["step"] = step
@@ -258,7 +261,8 @@ def train_step(
         values, indices = sae.top_k(pre, sae.k)
         x_hat = sae.decode_sparse(values, indices)
         mse = (x_hat - x).pow(2).sum(dim=-1).mean()
-        sparsity = options.aux_coefficient * auxk_loss(sae, x, x_hat, pre, dead)
+        k_aux = options.aux_k or max(1, sae.d_in // 2)
+        sparsity = options.aux_coefficient * auxk_loss(sae, x, x_hat, pre, dead, k_aux)
     else:
         f = sae.activate(pre)
         x_hat = sae.decode(f)
@@ -289,6 +293,26 @@ def train_step(
             "l0": active.float().sum(dim=-1).mean().item(),
             "dead": int(dead.sum()),
         }
+
+
+def maybe_resample(
+    sae: SparseAutoencoder,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    since_fired: torch.Tensor,
+    options: SaeOptions,
+    step: int,
+) -> int:
+    """After optimizer step `step` (1-based): restart the dead features if resampling is on and
+    it is time, never once the learning rate decays (a feature restarted then has no steps left
+    to find its place); how many were restarted. Its draw is seeded by (seed, step), so
+    resuming repeats it."""
+    decay_starts = options.total_steps - int(options.total_steps * options.decay_fraction)
+    if not options.resample_every or step % options.resample_every or step > decay_starts:
+        return 0
+    generator = torch.Generator().manual_seed((options.seed * 1_000_003 + step) % 2**63)
+    dead = since_fired >= options.dead_window
+    return resample_dead(sae, optimizer, x, dead, since_fired, generator)
 
 
 def keep_metrics(path: Path, last_step: int) -> None:
