@@ -300,7 +300,7 @@ def test_an_sae_run_killed_with_sigkill_resumes_exactly(tiny_run, tmp_path):
 def test_an_occupied_out_folder_is_refused(tiny_sae, tiny_run, capsys):
     argv = ["sae", "train", str(tiny_run), "--out", str(tiny_sae), "tokens=1024", "batch_size=256"]
     assert main([*argv, "buffer_size=512"]) == 1
-    assert "already holds an SAE; pass --overwrite" in capsys.readouterr().err
+    assert "already holds an SAE; replace it (overwrite)" in capsys.readouterr().err
     assert main(["sae", "train", "--print-options", "k=8"]) == 0
     assert "k = 8" in capsys.readouterr().out
 

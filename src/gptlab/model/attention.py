@@ -27,9 +27,10 @@ from gptlab.model.norms import make_norm
 from gptlab.model.positions import apply_rope
 
 # Whether a decode step's single query goes through torch's fused kernel (True) or the explicit
-# q @ k^T, softmax, @ v (False); which is faster on a CPU is measured, not assumed:
-# benchmarks/profile_decode.py --compare-attention.
-SINGLE_QUERY_SDPA = False
+# q @ k^T, softmax, @ v (False). On the quiet 2-core CPU the fused kernel decoded GPT-2 at 31.7
+# tokens/s against 30.7 (benchmarks/profile_decode.py --compare-attention, BENCHMARKS.md); under
+# heavy load its thread fan-out was the slower one, which is why the switch exists.
+SINGLE_QUERY_SDPA = True
 
 
 def causal_mask(
@@ -138,8 +139,7 @@ class CausalSelfAttention(nn.Module):
 
         dropout_p = self.dropout if self.training else 0.0
         # The fused kernel never materialises the weights; hooks on them need the explicit path.
-        # A single query (a decode step) takes it too unless SINGLE_QUERY_SDPA: its scores are one
-        # row per head (BENCHMARKS.md, decoding, measures both).
+        # A single query (a decode step) takes it too when SINGLE_QUERY_SDPA is off.
         hooked = self.hook_attn_scores.active or self.hook_pattern.active
         single_query = T == 1 and not self.training
         if self.use_sdpa and not hooked and (SINGLE_QUERY_SDPA or not single_query):

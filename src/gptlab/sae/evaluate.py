@@ -85,7 +85,7 @@ def evaluate_sae(
     """Measure the SAE in `folder` on about `tokens` tokens of `split`; writes eval.json and
     feature-density.png into the folder and returns the numbers."""
     if tokens < 1:
-        raise GptlabError(f"--tokens must be >= 1, got {tokens}")
+        raise GptlabError(f"tokens must be >= 1, got {tokens}")
     sae, config, model, _ = load_sae_and_model(folder, resolve_device(device))
     hook = config["hook"]
     loader = TokenLoader(

@@ -165,7 +165,7 @@ def scan_features(
     from safetensors.torch import save_file
 
     if tokens < 1:
-        raise GptlabError(f"--tokens must be >= 1, got {tokens}")
+        raise GptlabError(f"tokens must be >= 1, got {tokens}")
     sae, config, model, tokenizer = load_sae_and_model(folder, resolve_device(device))
     batch = 8
     loader = TokenLoader(

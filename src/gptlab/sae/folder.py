@@ -212,11 +212,11 @@ def read_checkpoint_state(checkpoint: Path) -> dict:
     except Exception as exc:  # a damaged file: any unpickling error
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GptlabError(
-            f"{checkpoint / STATE_FILE} cannot be read ({first_line}); start again with --overwrite"
+            f"{checkpoint / STATE_FILE} cannot be read ({first_line}); start again (overwrite)"
         ) from None
     if not isinstance(state, dict) or not isinstance(state.get("options"), dict):
         raise GptlabError(
-            f"{checkpoint / STATE_FILE} is not an SAE training state; start again with --overwrite"
+            f"{checkpoint / STATE_FILE} is not an SAE training state; start again (overwrite)"
         )
     return state
 
@@ -266,16 +266,16 @@ def export_saelens(folder: str | Path, out: str | Path, overwrite: bool = False)
     refuse_overlap(out, {"SAE_DIR": folder, "SAE's model": config["model"]})
     if out.exists():
         if not out.is_dir():
-            raise GptlabError(f"--out {out} is a file; give a folder for the export")
+            raise GptlabError(f"{out} is a file; give a folder for the export (out)")
         held = {path.name for path in out.iterdir()}
         if held and not overwrite:
-            raise GptlabError(f"{out} is not empty; pass --overwrite or pick another folder")
+            raise GptlabError(f"{out} is not empty; replace it (overwrite) or pick another folder")
         # --overwrite replaces an earlier export, never a folder of other things (it is deleted)
         foreign = sorted(held - {SAELENS_CONFIG_FILE, SAELENS_WEIGHTS_FILE})
         if foreign:
             raise GptlabError(
-                f"--out {out} holds files an SAELens export does not ({', '.join(foreign[:3])}); "
-                "--overwrite replaces only an earlier export: pick another folder"
+                f"{out} holds files an SAELens export does not ({', '.join(foreign[:3])}); "
+                "overwrite replaces only an earlier export: pick another folder"
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))

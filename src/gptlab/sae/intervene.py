@@ -32,13 +32,13 @@ def parse_steer(spec: str) -> tuple[int, float]:
             raise ValueError
         feature_id, value = int(feature), float(scale)
     except ValueError:
-        raise GptlabError(f"--steer {spec!r} is not ID:SCALE (e.g. --steer 417:8)") from None
+        raise GptlabError(f"steer {spec!r} is not ID:SCALE (e.g. 417:8)") from None
     # Past MAX_STEER the squares in the next LayerNorm overflow float32 and every logit is NaN,
     # which the decoder would blame on damaged weights.
     if not math.isfinite(value) or abs(value) > MAX_STEER:
         raise GptlabError(
-            f"--steer {spec!r}: SCALE must be a finite number of size at most {MAX_STEER:g} "
-            "(e.g. --steer 417:8)"
+            f"steer {spec!r}: SCALE must be a finite number of size at most {MAX_STEER:g} "
+            "(e.g. 417:8)"
         )
     return feature_id, value
 

@@ -65,7 +65,7 @@ RESUMABLE_CHANGES = {"max_seconds", "device", "checkpoint_every", "out", "tokens
 def check_out_folder(out: Path, resume: bool, overwrite: bool) -> Path | None:
     """Whether `out` may take this run (nothing written); the checkpoint to resume from, if any."""
     if resume and overwrite:
-        raise GptlabError("--resume and --overwrite contradict each other; pick one")
+        raise GptlabError("resume and overwrite contradict each other; pick one")
     if out.exists() and not out.is_dir():
         raise GptlabError(f"out {out} is a file; give a folder")
     checkpoint = latest_checkpoint(out) if out.is_dir() else None
@@ -78,11 +78,11 @@ def check_out_folder(out: Path, resume: bool, overwrite: bool) -> Path | None:
         if foreign:  # --overwrite deletes what an SAE run wrote, never anything else
             raise GptlabError(
                 f"{out} holds files that are not an SAE's ({', '.join(foreign[:3])}); "
-                "pick another --out"
+                "pick another output folder (out)"
             )
         if not overwrite:
             raise GptlabError(
-                f"{out} already holds an SAE; pass --overwrite, or --resume to continue it"
+                f"{out} already holds an SAE; replace it (overwrite) or continue it (resume)"
             )
     return None
 
@@ -162,7 +162,7 @@ def train_sae(
         if changed:
             raise GptlabError(
                 f"cannot resume {out} with different settings: {', '.join(changed)}; "
-                "use the settings it started with, or --overwrite"
+                "use the settings it started with, or replace it (overwrite)"
             )
         optimizer.load_state_dict(state["optimizer"])
         buffer.load_state_dict(state["buffer"])
