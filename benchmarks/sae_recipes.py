@@ -30,13 +30,16 @@ from gptlab.sae.options import SaeOptions
 from gptlab.sae.train import maybe_resample, train_step
 
 
-def cache_activations(run: str, hook: str, tokens: int | None, split: str) -> torch.Tensor:
-    """`tokens` shuffled activations of random windows, or (tokens=None) the whole split in order."""
+def cache_activations(
+    run: str, hook: str, tokens: int | None, split: str, seed: int = 0
+) -> torch.Tensor:
+    """`tokens` shuffled activations of random windows, or (tokens=None) the whole split in order.
+    (benchmarks/sae_vs_saelens.py caches its activations with this too.)"""
     model, _ = open_model(run, "cpu", require_tokenizer=False)
     model.eval()
     mode = "sequential" if tokens is None else "random"
     loader = TokenLoader(
-        data_folder(run, ""), split, 16, model.config.block_size, mode=mode, seed=0
+        data_folder(run, ""), split, 16, model.config.block_size, mode=mode, seed=seed
     )
     want = loader.batches_per_epoch * 16 * model.config.block_size if tokens is None else tokens
     parts, have = [], 0
@@ -47,7 +50,7 @@ def cache_activations(run: str, hook: str, tokens: int | None, split: str) -> to
         have += parts[-1].shape[0]
     rows = torch.cat(parts)[:want]
     if tokens is not None:
-        rows = rows[torch.randperm(want, generator=torch.Generator().manual_seed(0))]
+        rows = rows[torch.randperm(want, generator=torch.Generator().manual_seed(seed))]
     return rows
 
 

@@ -16,31 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from gptlab.checkpoints.open import open_model
-from gptlab.data.loader import TokenLoader
-from gptlab.sae.activations import activations_at, data_folder
 from gptlab.sae.evaluate import ReconstructionStats
 from gptlab.sae.model import SparseAutoencoder
 from gptlab.sae.options import SaeOptions
 from gptlab.sae.train import train_step
 
-
-def cache_activations(run: str, hook: str, tokens: int, split: str, seed: int) -> torch.Tensor:
-    model, _ = open_model(run, "cpu", require_tokenizer=False)
-    model.eval()
-    loader = TokenLoader(data_folder(run, ""), split, 16, model.config.block_size, seed=seed)
-    parts, have = [], 0
-    while have < tokens:
-        x, _ = loader.next_batch()
-        acts = activations_at(model, x, hook)
-        parts.append(acts.reshape(-1, acts.shape[-1]))
-        have += parts[-1].shape[0]
-    rows = torch.cat(parts)[:tokens]
-    return rows[torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(seed))]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sae_recipes import cache_activations  # noqa: E402  (benchmarks/ is not a package)
 
 
 def train_gptlab(acts: torch.Tensor, options: SaeOptions) -> tuple[SparseAutoencoder, float]:
