@@ -233,10 +233,12 @@ def test_a_worker_whose_parent_is_already_gone_or_dies_later_exits(tmp_path):
 
 @pytest.fixture(scope="module")
 def many_documents(shared_data, tmp_path_factory) -> Path:
-    """About 30 MB of real documents (the FineWeb-Edu sample's, repeated) as JSONL."""
+    """About 60 MB of real documents (the FineWeb-Edu sample's, repeated) as JSONL: 2 workers
+    need several seconds, so the kill comes after a progress record (every 2 s) and well before
+    the end on a fast machine too."""
     lines = (shared_data / "fineweb_edu" / "sample.jsonl").read_text(encoding="utf-8")
     path = tmp_path_factory.mktemp("docs") / "docs.jsonl"
-    path.write_text(lines * 72, encoding="utf-8")
+    path.write_text(lines * 150, encoding="utf-8")
     return path
 
 
