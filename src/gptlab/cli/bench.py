@@ -165,7 +165,7 @@ def generate_main(args: argparse.Namespace) -> int:
         draft=draft,
         draft_tokens=args.draft_tokens,
         compile=not args.no_compile,
-        perplexity_text=perplexity_text(args.ppl_text),
+        perplexity_text=perplexity_text(args.ppl_text, tokenizer),
         perplexity_tokens=args.ppl_tokens,
         only=args.rows,
     )
@@ -175,16 +175,34 @@ def generate_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def perplexity_text(path: str | None) -> tuple[str, str] | None:
-    """(description, text) for the perplexity rows: --ppl-text, else TinyShakespeare's val tail."""
+def perplexity_text(path: str | None, tokenizer) -> tuple[str, str] | None:
+    """(description, text) for the perplexity rows: --ppl-text, else TinyShakespeare's val tail.
+
+    Checked against the model's tokenizer before any timing starts: a --ppl-text the model cannot
+    read is an error now, not after minutes of decoding; the default text, when the model cannot
+    read it (a character vocabulary without some of its characters), is left out with a note.
+    """
+    import sys
+
+    from gptlab.errors import GptlabError
     from gptlab.fileio import read_text
 
     if path is not None:
-        return path, read_text(path, "--ppl-text")
+        text = read_text(path, "--ppl-text")
+        if tokenizer is not None:
+            tokenizer.encode(text)
+        return path, text
     from gptlab.data.sources import download_path
 
     cached = download_path("tinyshakespeare")
     if not cached.is_file():
         return None
     text = cached.read_text(encoding="utf-8")
-    return "TinyShakespeare validation text (last 10%)", text[int(0.9 * len(text)) :]
+    tail = text[int(0.9 * len(text)) :]
+    if tokenizer is not None:
+        try:
+            tokenizer.encode(tail)
+        except GptlabError as exc:
+            print(f"gptlab bench: no perplexity column ({exc}); pass --ppl-text", file=sys.stderr)
+            return None
+    return "TinyShakespeare validation text (last 10%)", tail
