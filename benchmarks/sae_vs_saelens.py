@@ -23,27 +23,10 @@ from pathlib import Path
 import torch
 
 from gptlab.sae.evaluate import ReconstructionStats
-from gptlab.sae.model import SparseAutoencoder
 from gptlab.sae.options import SaeOptions
-from gptlab.sae.train import train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sae_recipes import cache_activations  # noqa: E402  (benchmarks/ is not a package)
-
-
-def train_gptlab(acts: torch.Tensor, options: SaeOptions) -> tuple[SparseAutoencoder, float]:
-    torch.manual_seed(options.seed)
-    sae = SparseAutoencoder(acts.shape[1], options.features, "topk", options.k)
-    sae.reset_parameters(torch.Generator().manual_seed(options.seed), options.encoder_init_scale)
-    with torch.no_grad():
-        sae.b_dec.copy_(acts[: options.buffer_size].mean(dim=0))
-    optimizer = torch.optim.Adam(sae.parameters(), lr=options.lr, betas=(0.9, 0.999))
-    since_fired = torch.zeros(options.features, dtype=torch.long)
-    start = time.perf_counter()
-    for step in range(options.total_steps):
-        batch = acts[step * options.batch_size : (step + 1) * options.batch_size]
-        train_step(sae, optimizer, batch, since_fired, options, step)
-    return sae.eval(), time.perf_counter() - start
+from sae_recipes import cache_activations, train_recipe  # noqa: E402  (benchmarks/ is not a package)
 
 
 def train_saelens(acts: torch.Tensor, options: SaeOptions):
@@ -121,7 +104,7 @@ def main() -> None:
     rows = []
     for name in args.order.split(","):
         if name == "gptlab":
-            sae, seconds = train_gptlab(train, options)
+            sae, _, seconds = train_recipe(train, options)  # options.kind is topk
             fve, l0 = measure(sae.encode, sae.decode, held_out, args.features)
         else:
             sae, seconds = train_saelens(train, options)

@@ -153,8 +153,9 @@ def _claim_resumable_partial(folder: Path, expected_hash: str) -> Path | None:
             if not _builder_is_gone(partial):
                 continue
             progress = json.loads((partial / PROGRESS_FILE).read_text(encoding="utf-8"))
-            if progress.get("settings_hash") != expected_hash:
-                continue
+            complete = all(k in progress for k in ("documents_read", "tokens_written", "splits"))
+            if progress.get("settings_hash") != expected_hash or not complete:
+                continue  # another build's, or a record this version cannot carry on from
             # Ours before the rename, so the folder never looks abandoned to a third build.
             (partial / BUILDER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n")
             claimed = partial.with_name(f".{folder.name}.{os.urandom(6).hex()[:8]}.partial")
