@@ -1,13 +1,15 @@
-"""The input-major weight layout for CPU decoding: the same model, the same logits and tokens."""
+"""The decode weight layout for CPU decoding: the same model, the same logits and tokens."""
 
 import copy
 
 import torch
 import torch.nn as nn
 
+from gptlab.bench.measure import read_bytes_per_token
+from gptlab.inference import weight_layout
 from gptlab.inference.generate import GenerationConfig, generate
-from gptlab.inference.precision import prepare_model
-from gptlab.inference.weight_layout import InputMajorLinear
+from gptlab.inference.precision import prepare_model, weight_bytes
+from gptlab.inference.weight_layout import InputMajorLinear, PackedLinear
 from gptlab.model import GPT
 from gptlab.model.config import ModelConfig
 from gptlab.model.lora import LoRAConfig, add_lora
@@ -28,7 +30,8 @@ def test_prepared_model_gives_the_same_logits_and_greedy_tokens():
     model = tiny()
     prepared = prepare_model(copy.deepcopy(model))
     assert not any(type(m) is nn.Linear for m in prepared.modules())
-    assert sum(isinstance(m, InputMajorLinear) for m in prepared.modules()) == 2 * 4 + 1
+    assert isinstance(prepared.lm_head, InputMajorLinear)  # the head: input-major, tied to wte
+    assert sum(isinstance(m, PackedLinear) for m in prepared.modules()) == 2 * 4
     idx = torch.randint(97, (3, 20), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         torch.testing.assert_close(prepared(idx)[0], model(idx)[0], rtol=1e-5, atol=1e-5)
@@ -77,3 +80,38 @@ def test_lora_layers_keep_their_update_after_preparation():
     idx = torch.randint(97, (1, 12), generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         torch.testing.assert_close(prepared(idx)[0], model(idx)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_the_packed_product_and_weight_view_match_nn_linear_by_hand():
+    torch.manual_seed(4)
+    linear = nn.Linear(6, 5)
+    packed = PackedLinear.from_linear(linear)
+    x = torch.randn(3, 2, 6)
+    by_hand = torch.einsum("bti,oi->bto", x, linear.weight) + linear.bias
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x), by_hand)
+    assert torch.equal(packed.weight, linear.weight)
+    assert PackedLinear.from_linear(nn.Linear(6, 5, bias=False)).bias is None
+
+
+def test_a_prepared_model_saves_copies_and_measures_like_the_plain_one():
+    model = tiny(tie_weights=False)
+    prepared = prepare_model(copy.deepcopy(model))
+    state, plain = prepared.state_dict(), model.state_dict()
+    packed_names = [name for name, m in prepared.named_modules() if isinstance(m, PackedLinear)]
+    assert packed_names
+    for name in packed_names:  # saved as their plain (out, in) copies
+        torch.testing.assert_close(state[f"{name}.weight"], plain[f"{name}.weight"], rtol=0, atol=0)
+    assert weight_bytes(prepared) == weight_bytes(model)
+    assert read_bytes_per_token(prepared) == read_bytes_per_token(model)
+    twin = copy.deepcopy(prepared)
+    idx = torch.randint(97, (2, 9), generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        torch.testing.assert_close(twin(idx)[0], prepared(idx)[0], rtol=0, atol=0)
+
+
+def test_without_onednn_every_linear_is_stored_input_major(monkeypatch):
+    monkeypatch.setattr(weight_layout, "packing_available", lambda: False)
+    prepared = prepare_model(tiny())
+    assert sum(isinstance(m, InputMajorLinear) for m in prepared.modules()) == 2 * 4 + 1
+    assert not any(isinstance(m, PackedLinear) for m in prepared.modules())

@@ -111,6 +111,9 @@ def read_bytes_per_token(model: nn.Module) -> int:
 def module_weights(module: nn.Module) -> list[torch.Tensor]:
     """The module's own weights (not its children's), int8 packed weights unpacked."""
     own = [p for p in module.parameters(recurse=False)]
+    packed_matrix = getattr(module, "packed_weight", None)  # a decode-layout linear's oneDNN matrix
+    if isinstance(packed_matrix, torch.Tensor):
+        own.append(packed_matrix)
     packed = getattr(module, "_packed_params", None)
     if packed is not None and hasattr(packed, "_weight_bias"):
         weight, bias = packed._weight_bias()

@@ -4,7 +4,7 @@
     no cache                   the whole context recomputed every token
     dynamic / static cache     KV cache grown in chunks / preallocated, both written in place;
                                the model prepared for decoding as `gptlab sample` does it
-                               (on a CPU, fp32 linears input-major: gptlab.inference.weight_layout)
+                               (on a CPU, fp32 linears packed for decoding: gptlab.inference.weight_layout)
     dynamic cache, nn.Linear   the same with the weights as training keeps them: the layout's share
     static cache + compile     torch.compile of the decode step (compile time reported apart)
     bf16, fp16                 weights and activations in half precision (fp16: GPU only)

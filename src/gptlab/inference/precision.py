@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from gptlab.device import dtype_name, model_device, torch_dtype
 from gptlab.errors import GptlabError
-from gptlab.inference.weight_layout import to_input_major
+from gptlab.inference.weight_layout import to_decode_layout
 
 QUANTIZATIONS = ("int8",)
 
@@ -67,7 +67,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 def prepare_model(model: nn.Module, dtype: str = "fp32", quantize: str | None = None) -> nn.Module:
     """A loaded model made ready for decoding: the precision switches (dtype, quantize) applied,
-    and on a CPU an fp32 model's linears stored input-major (gptlab.inference.weight_layout).
+    and on a CPU an fp32 model's linears in the faster decode layout (gptlab.inference.weight_layout).
     The model may change in place; it is for inference only afterwards."""
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
@@ -81,7 +81,7 @@ def prepare_model(model: nn.Module, dtype: str = "fp32", quantize: str | None = 
         return quantize_int8(model)
     model = cast_model(model, dtype)
     if model_device(model).type == "cpu" and next(model.parameters()).dtype == torch.float32:
-        model = to_input_major(model)
+        model = to_decode_layout(model)
     return model
 
 
