@@ -2,6 +2,7 @@
 
 import copy
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -115,3 +116,14 @@ def test_without_onednn_every_linear_is_stored_input_major(monkeypatch):
     prepared = prepare_model(tiny())
     assert sum(isinstance(m, InputMajorLinear) for m in prepared.modules()) == 2 * 4 + 1
     assert not any(isinstance(m, PackedLinear) for m in prepared.modules())
+
+
+def test_a_model_for_torch_compile_keeps_traceable_linears_and_packed_ones_are_refused():
+    from gptlab.errors import GptlabError
+    from gptlab.inference.forward import compiled_decode_step
+
+    for_compile = prepare_model(tiny(), compile=True)
+    assert not any(isinstance(m, PackedLinear) for m in for_compile.modules())
+    assert compiled_decode_step(for_compile, backend="eager") is not None
+    with pytest.raises(GptlabError, match="prepare_model\\(model, compile=True\\)"):
+        compiled_decode_step(prepare_model(tiny()), backend="eager")

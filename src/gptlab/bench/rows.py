@@ -198,7 +198,10 @@ def int8_rows(model, device: torch.device) -> list[BenchRow]:
 
 
 def compile_row(model) -> BenchRow:
-    return gptlab_row("static cache + compile", model, cache="static", compile=True)
+    """The compiled step decodes its own copy: torch.compile traces input-major linears, not
+    the packed ones the eager rows use (gptlab.inference.weight_layout)."""
+    prepared = prepare_model(copy.deepcopy(model), compile=True)
+    return gptlab_row("static cache + compile", prepared, cache="static", compile=True)
 
 
 def build_rows(
@@ -215,7 +218,7 @@ def build_rows(
         gptlab_row("static cache", prepared, cache="static"),
     ]
     if compile:
-        rows.append(compile_row(prepared))
+        rows.append(compile_row(model))
     rows += [dtype_row(model, "bf16", device), dtype_row(model, "fp16", device)]
     rows += int8_rows(model, device)
     if draft is not None:

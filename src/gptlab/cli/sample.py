@@ -172,7 +172,7 @@ def sample(args: argparse.Namespace) -> int:
         not (args.sae and (args.draft or args.compile)), "--sae works without --draft and --compile"
     )
     model, tokenizer = load_model_from_args(args)
-    model = prepare_model(model, args.dtype, args.quantize)
+    model = prepare_model(model, args.dtype, args.quantize, compile=args.compile)
     if args.draft:
         return sample_speculative(args, model, tokenizer)
     steering = contextlib.nullcontext()

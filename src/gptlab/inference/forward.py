@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import torch
 
 from gptlab.device import require_memory
+from gptlab.errors import GptlabError
+from gptlab.inference.weight_layout import has_packed_linears
 from gptlab.model.kv_cache import KVCache
 from gptlab.model.static_cache import StaticKVCache
 
@@ -119,6 +121,11 @@ def compiled_decode_step(model, backend: str = "inductor"):
     once with it symbolic, and never again. backend="eager" traces without generating code
     (tests use it: the same graph capture, no C++ compiler needed).
     """
+    if has_packed_linears(model):  # inductor fails deep inside on oneDNN's opaque matrices
+        raise GptlabError(
+            "this model's linears are packed for eager decoding, which torch.compile cannot "
+            "trace; prepare it with prepare_model(model, compile=True)"
+        )
     device = model.wte.weight.device
     if backend == "inductor" and device.type == "cpu" and not _cpp_compiler():
         warnings.warn(

@@ -54,9 +54,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
             "int8 dynamic quantization runs on CPU only; leave quantize unset or use the cpu device"
         )
     if next(model.parameters()).dtype != torch.float32:
-        raise GptlabError(
-            "int8 quantization starts from fp32 weights; leave the dtype at fp32"
-        )
+        raise GptlabError("int8 quantization starts from fp32 weights; leave the dtype at fp32")
     from torch.ao.quantization import quantize_dynamic
 
     with warnings.catch_warnings():  # torch.ao announces its move to torchao on every call
@@ -65,9 +63,13 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return quantized
 
 
-def prepare_model(model: nn.Module, dtype: str = "fp32", quantize: str | None = None) -> nn.Module:
+def prepare_model(
+    model: nn.Module, dtype: str = "fp32", quantize: str | None = None, *, compile: bool = False
+) -> nn.Module:
     """A loaded model made ready for decoding: the precision switches (dtype, quantize) applied,
     and on a CPU an fp32 model's linears in the faster decode layout (gptlab.inference.weight_layout).
+    compile=True: the model will be torch.compiled, which cannot trace oneDNN's packed matrices
+    (inductor packs CPU linears itself), so its linears are only stored input-major.
     The model may change in place; it is for inference only afterwards."""
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
@@ -81,7 +83,7 @@ def prepare_model(model: nn.Module, dtype: str = "fp32", quantize: str | None = 
         return quantize_int8(model)
     model = cast_model(model, dtype)
     if model_device(model).type == "cpu" and next(model.parameters()).dtype == torch.float32:
-        model = to_decode_layout(model)
+        model = to_decode_layout(model, packed=not compile)
     return model
 
 

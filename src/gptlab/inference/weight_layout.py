@@ -103,16 +103,17 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN packed"
 
 
-def to_decode_layout(model: nn.Module) -> nn.Module:
+def to_decode_layout(model: nn.Module, packed: bool = True) -> nn.Module:
     """Swap every nn.Linear of `model` (in place) for the same product in the faster layout:
-    the head input-major, every other linear packed (input-major where oneDNN is missing).
+    the head input-major, every other linear packed (input-major where oneDNN is missing or
+    packed=False: torch.compile cannot trace the packed matrices).
 
     A tied head (lm_head.weight is wte.weight) is converted once and the embedding re-pointed at
     it, so the model's memory does not grow.
     """
     head = getattr(model, "lm_head", None)
     tied = head is not None and head.weight is getattr(getattr(model, "wte", None), "weight", None)
-    packed = packing_available()
+    packed = packed and packing_available()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is not nn.Linear:  # subclasses (int8, LoRA wrappers) keep their forward
@@ -124,3 +125,7 @@ def to_decode_layout(model: nn.Module) -> nn.Module:
     if tied:
         model.wte.weight = nn.Parameter(model.lm_head.weight_t.t(), requires_grad=False)
     return model
+
+
+def has_packed_linears(model: nn.Module) -> bool:
+    return any(isinstance(module, PackedLinear) for module in model.modules())
