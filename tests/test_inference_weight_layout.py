@@ -27,6 +27,13 @@ def tiny(**changes) -> GPT:
     return model
 
 
+@pytest.fixture
+def pack_small_matrices(monkeypatch):
+    """The tiny test models' matrices are below the packing threshold: pack them anyway."""
+    monkeypatch.setattr(weight_layout, "PACK_MIN_BYTES", 0)
+
+
+@pytest.mark.usefixtures("pack_small_matrices")
 def test_prepared_model_gives_the_same_logits_and_greedy_tokens():
     model = tiny()
     prepared = prepare_model(copy.deepcopy(model))
@@ -82,6 +89,7 @@ def test_lora_layers_keep_their_update_after_preparation():
         torch.testing.assert_close(prepared(idx)[0], model(idx)[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.usefixtures("pack_small_matrices")
 def test_a_prepared_model_saves_copies_and_measures_like_the_plain_one():
     model = tiny(tie_weights=False)
     prepared = prepare_model(copy.deepcopy(model))
@@ -98,13 +106,19 @@ def test_a_prepared_model_saves_copies_and_measures_like_the_plain_one():
         torch.testing.assert_close(twin(idx)[0], prepared(idx)[0], rtol=0, atol=0)
 
 
-def test_without_onednn_every_linear_is_stored_input_major(monkeypatch):
-    monkeypatch.setattr(weight_layout, "packing_available", lambda: False)
+@pytest.mark.parametrize("why", ["small matrices", "no oneDNN"])
+def test_small_matrices_or_no_onednn_leave_every_linear_input_major(monkeypatch, why):
+    if why == "no oneDNN":
+        monkeypatch.setattr(weight_layout, "PACK_MIN_BYTES", 0)
+        monkeypatch.setattr(weight_layout, "packing_available", lambda: False)
+    else:  # the tiny model's largest matrix, 32 x 128 floats, is far below the threshold
+        assert 32 * 128 * 4 < weight_layout.PACK_MIN_BYTES
     prepared = prepare_model(tiny())
     assert sum(isinstance(m, InputMajorLinear) for m in prepared.modules()) == 2 * 4 + 1
     assert not any(isinstance(m, PackedLinear) for m in prepared.modules())
 
 
+@pytest.mark.usefixtures("pack_small_matrices")
 def test_a_model_for_torch_compile_keeps_traceable_linears_and_packed_ones_are_refused():
     from gptlab.errors import GptlabError
     from gptlab.inference.forward import compiled_decode_step

@@ -103,10 +103,17 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN packed"
 
 
+# A packed product costs a fixed few microseconds more per call than a plain one (oneDNN looks up
+# its primitive), which a small matrix's faster streaming does not pay back: the 1.8M-parameter
+# prose model's 128 x 384 matrices decode faster input-major. GPT-2's smallest, 768 x 768, is
+# 2.4 MB.
+PACK_MIN_BYTES = 1 << 20
+
+
 def to_decode_layout(model: nn.Module, packed: bool = True) -> nn.Module:
     """Swap every nn.Linear of `model` (in place) for the same product in the faster layout:
-    the head input-major, every other linear packed (input-major where oneDNN is missing or
-    packed=False: torch.compile cannot trace the packed matrices).
+    the head input-major, every other linear of PACK_MIN_BYTES or more packed (input-major where
+    oneDNN is missing or packed=False: torch.compile cannot trace the packed matrices).
 
     A tied head (lm_head.weight is wte.weight) is converted once and the embedding re-pointed at
     it, so the model's memory does not grow.
@@ -118,7 +125,8 @@ def to_decode_layout(model: nn.Module, packed: bool = True) -> nn.Module:
         for name, child in list(parent.named_children()):
             if type(child) is not nn.Linear:  # subclasses (int8, LoRA wrappers) keep their forward
                 continue
-            if child is head or not packed:
+            large = child.weight.numel() * child.weight.element_size() >= PACK_MIN_BYTES
+            if child is head or not packed or not large:
                 setattr(parent, name, InputMajorLinear.from_linear(child))
             else:
                 setattr(parent, name, PackedLinear.from_linear(child))
