@@ -484,3 +484,46 @@ def test_overwrite_never_deletes_files_an_sae_did_not_write(tiny_run, tmp_path):
     with pytest.raises(GptlabError, match=r"holds files that are not an SAE's \(notes.txt\)"):
         train_sae(tiny_options(tiny_run, out), overwrite=True, show_progress=False)
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_the_exported_explorer_page_saves_the_features_tab(tiny_sae, tiny_run, tmp_path, capsys):
+    """`gptlab explore RUN --sae DIR --export`: the page holds the features on each token and,
+    for every feature listed, the dashboard and ablation the live server answers."""
+    from explore_testing import exported_data
+
+    from gptlab.explore import features
+    from gptlab.explore.sources import Source, load_sources
+
+    prompt = "ROMEO: But soft"
+    page = tmp_path / "page.html"
+    argv = ["explore", "--device", "cpu", str(tiny_run), "--sae", str(tiny_sae)]
+    assert main([*argv, "--export", str(page), "--prompt", prompt]) == 0
+    capsys.readouterr()
+    html = page.read_text(encoding="utf-8")
+    assert "function gptlabDashboard(" in html  # the renderer travels with the page
+    data = exported_data(html)
+    live = next(iter(load_sources([Source(str(tiny_run))], "cpu").values()))
+    features.attach_sae(live, tiny_sae)
+    assert (
+        data["sae"]
+        == {"sae": True, "hook": "blocks.1.hook_resid_post", "features": 64, "kind": "topk", "k": 4}
+        == features.sae_info(live)
+    )
+    answers = data["answers"]
+    fires = answers["sae/fires"]["saved"]
+    assert [s["settings"] for s in fires] == [{}]
+    with torch.no_grad():
+        assert fires[0]["answer"] == json.loads(json.dumps(features.fires(live, prompt)))
+    assert len(fires[0]["answer"]["tokens"]) == len(prompt)  # the run is character-level
+    listed = {f["id"] for token in fires[0]["answer"]["tokens"] for f in token["features"]}
+    boards = {s["settings"]["feature"]: s for s in answers["sae/feature"]["saved"]}
+    ablations = {s["settings"]["feature"]: s for s in answers["sae/ablate"]["saved"]}
+    assert listed and set(boards) == set(ablations) == listed
+    some = min(listed)
+    assert boards[some]["settings"] == {"feature": some, "top": 10}  # the page asks the default
+    with torch.no_grad():
+        assert boards[some]["answer"] == json.loads(json.dumps(features.feature(live, some)))
+        assert ablations[some]["answer"] == json.loads(
+            json.dumps(features.ablate(live, prompt, some))
+        )
+    assert data["views"]["sae/feature"]["exported"] and data["views"]["sae/ablate"]["exported"]
