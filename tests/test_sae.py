@@ -198,6 +198,28 @@ def test_the_lr_schedule_warms_up_holds_and_decays_to_zero():
     )
 
 
+def test_the_encoder_calibration_by_hand():
+    """The encoder shrinks to the largest scale whose reconstruction is no worse than b_dec."""
+    sae = SparseAutoencoder(d_in=2, d_sae=3, kind="topk", k=3)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6]]))
+        sae.W_enc.copy_(sae.W_dec.t())
+        sae.b_dec.copy_(torch.tensor([0.5, -1.0]))
+    x = torch.tensor([[1.5, -1.0]])  # x - b_dec = (1, 0): projections 1, 0.6, 0.8
+    # r = 1 (1, 0) + 0.6 (0.6, 0.8) + 0.8 (0.8, 0.6) = (2, 0.96): |r|^2 = 4.9216, <x - b_dec, r> = 2
+    assert sae.calibrate_encoder(x) == pytest.approx(2 * 2 / 4.9216)
+    assert sae.W_enc.detach() == pytest.approx(2 * 2 / 4.9216 * sae.W_dec.detach().t())
+    error = (sae(x) - x).pow(2).sum().item()  # at that scale: exactly the mean's error, |(1, 0)|^2
+    assert error == pytest.approx(1.0)
+    # An orthonormal dictionary reconstructs x exactly at the transpose: nothing to shrink.
+    square = SparseAutoencoder(d_in=2, d_sae=2, kind="topk", k=2)
+    with torch.no_grad():
+        square.W_dec.copy_(torch.eye(2))
+        square.W_enc.copy_(torch.eye(2))
+    assert square.calibrate_encoder(torch.tensor([[3.0, 4.0]])) == 1.0
+    assert torch.equal(square.W_enc.detach(), torch.eye(2))
+
+
 def test_unit_norm_decoder_and_parallel_gradient_removal():
     sae = SparseAutoencoder(d_in=8, d_sae=16)
     sae.reset_parameters(torch.Generator().manual_seed(0), encoder_scale=0.1)
