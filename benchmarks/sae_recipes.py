@@ -27,7 +27,7 @@ from gptlab.sae.activations import activations_at, data_folder
 from gptlab.sae.evaluate import ReconstructionStats
 from gptlab.sae.model import SparseAutoencoder
 from gptlab.sae.options import SaeOptions
-from gptlab.sae.train import maybe_resample, train_step
+from gptlab.sae.train import maybe_resample, start_sae, train_step
 
 
 def cache_activations(
@@ -57,9 +57,7 @@ def cache_activations(
 def train_recipe(acts: torch.Tensor, options: SaeOptions) -> tuple[SparseAutoencoder, dict, float]:
     torch.manual_seed(options.seed)
     sae = SparseAutoencoder(acts.shape[1], options.features, options.kind, options.k)
-    sae.reset_parameters(torch.Generator().manual_seed(options.seed), options.encoder_init_scale)
-    with torch.no_grad():
-        sae.b_dec.copy_(acts[: options.buffer_size].mean(dim=0))
+    start_sae(sae, options, acts[: options.buffer_size])  # what the buffer holds at the start
     optimizer = torch.optim.Adam(sae.parameters(), lr=options.lr, betas=(0.9, 0.999))
     since_fired = torch.zeros(options.features, dtype=torch.long)
     start = time.perf_counter()

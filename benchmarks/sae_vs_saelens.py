@@ -6,8 +6,8 @@ The model's activations at the hook are computed once (train + held-out tokens, 
 own data) and both trainers read the same shuffled tensor, batch by batch: the same kind (TopK),
 width, k, learning rate and schedule (100 warm-up steps, linear decay over the last 20%), batch
 size and token budget. Each library keeps its own other defaults (gptlab: AuxK weight 1/32,
-b_dec started at the data mean, sparse decoding; SAELens: AuxK weight 1, decoder norm 0.1 at
-init, rescale_acts_by_decoder_norm). Both are then measured by the same code on the held-out
+b_dec started at the data mean, the encoder calibrated on the first batch, sparse decoding;
+SAELens: AuxK weight 1, decoder norm 0.1 at init, rescale_acts_by_decoder_norm). Both are then measured by the same code on the held-out
 activations: variance explained and L0. Throughput is activations per second of training alone
 (the caching is shared), by default gptlab, SAELens, then gptlab again (a shared machine drifts).
 """

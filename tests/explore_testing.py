@@ -4,6 +4,7 @@ tokenizer model folder and a run folder holding a checkpoint, metrics and sample
 from __future__ import annotations
 
 import json
+import re
 
 import torch
 
@@ -67,3 +68,9 @@ def run_folder(path, steps: int = 20):
         "=== step 10 ===\nfirst sample\n\n=== step 20 ===\nsecond\nsample\n\n", encoding="utf-8"
     )
     return path
+
+
+def exported_data(page: str) -> dict:
+    """window.GPTLAB_EXPORT of an exported page (gptlab explore --export), parsed."""
+    match = re.search(r"<script>window.GPTLAB_EXPORT = (.*?);</script>", page, re.DOTALL)
+    return json.loads(match.group(1).replace("<\\/", "</"))

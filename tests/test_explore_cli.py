@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import socket
@@ -10,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from explore_testing import PROMPT, model_folder, run_folder, tiny_model
+from explore_testing import PROMPT, exported_data, model_folder, run_folder, tiny_model
 
 from gptlab.cli import main
 from gptlab.explore.export import bundle_scripts, page_html
@@ -95,11 +94,6 @@ def test_serving_prints_the_address_and_warns_for_0000(capsys, folder, monkeypat
     assert code == 0 and f"http://127.0.0.1:{served['port']}" in out and "warning" not in err
     code, out, err = explore(capsys, str(folder), "--host", "0.0.0.0", "--port", "0")
     assert code == 0 and "gptlab: warning: --host 0.0.0.0 lets anyone" in err
-
-
-def exported_data(page: str) -> dict:
-    match = re.search(r"<script>window.GPTLAB_EXPORT = (.*?);</script>", page, re.DOTALL)
-    return json.loads(match.group(1).replace("<\\/", "</"))
 
 
 def test_export_writes_one_self_contained_page(capsys, tmp_path):

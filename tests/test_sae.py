@@ -198,6 +198,28 @@ def test_the_lr_schedule_warms_up_holds_and_decays_to_zero():
     )
 
 
+def test_the_encoder_calibration_by_hand():
+    """The encoder shrinks to the largest scale whose reconstruction is no worse than b_dec."""
+    sae = SparseAutoencoder(d_in=2, d_sae=3, kind="topk", k=3)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6]]))
+        sae.W_enc.copy_(sae.W_dec.t())
+        sae.b_dec.copy_(torch.tensor([0.5, -1.0]))
+    x = torch.tensor([[1.5, -1.0]])  # x - b_dec = (1, 0): projections 1, 0.6, 0.8
+    # r = 1 (1, 0) + 0.6 (0.6, 0.8) + 0.8 (0.8, 0.6) = (2, 0.96): |r|^2 = 4.9216, <x - b_dec, r> = 2
+    assert sae.calibrate_encoder(x) == pytest.approx(2 * 2 / 4.9216)
+    assert sae.W_enc.detach() == pytest.approx(2 * 2 / 4.9216 * sae.W_dec.detach().t())
+    error = (sae(x) - x).pow(2).sum().item()  # at that scale: exactly the mean's error, |(1, 0)|^2
+    assert error == pytest.approx(1.0)
+    # An orthonormal dictionary reconstructs x exactly at the transpose: nothing to shrink.
+    square = SparseAutoencoder(d_in=2, d_sae=2, kind="topk", k=2)
+    with torch.no_grad():
+        square.W_dec.copy_(torch.eye(2))
+        square.W_enc.copy_(torch.eye(2))
+    assert square.calibrate_encoder(torch.tensor([[3.0, 4.0]])) == 1.0
+    assert torch.equal(square.W_enc.detach(), torch.eye(2))
+
+
 def test_unit_norm_decoder_and_parallel_gradient_removal():
     sae = SparseAutoencoder(d_in=8, d_sae=16)
     sae.reset_parameters(torch.Generator().manual_seed(0), encoder_scale=0.1)
@@ -484,3 +506,46 @@ def test_overwrite_never_deletes_files_an_sae_did_not_write(tiny_run, tmp_path):
     with pytest.raises(GptlabError, match=r"holds files that are not an SAE's \(notes.txt\)"):
         train_sae(tiny_options(tiny_run, out), overwrite=True, show_progress=False)
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_the_exported_explorer_page_saves_the_features_tab(tiny_sae, tiny_run, tmp_path, capsys):
+    """`gptlab explore RUN --sae DIR --export`: the page holds the features on each token and,
+    for every feature listed, the dashboard and ablation the live server answers."""
+    from explore_testing import exported_data
+
+    from gptlab.explore import features
+    from gptlab.explore.sources import Source, load_sources
+
+    prompt = "ROMEO: But soft"
+    page = tmp_path / "page.html"
+    argv = ["explore", "--device", "cpu", str(tiny_run), "--sae", str(tiny_sae)]
+    assert main([*argv, "--export", str(page), "--prompt", prompt]) == 0
+    capsys.readouterr()
+    html = page.read_text(encoding="utf-8")
+    assert "function gptlabDashboard(" in html  # the renderer travels with the page
+    data = exported_data(html)
+    live = next(iter(load_sources([Source(str(tiny_run))], "cpu").values()))
+    features.attach_sae(live, tiny_sae)
+    assert (
+        data["sae"]
+        == {"sae": True, "hook": "blocks.1.hook_resid_post", "features": 64, "kind": "topk", "k": 4}
+        == features.sae_info(live)
+    )
+    answers = data["answers"]
+    fires = answers["sae/fires"]["saved"]
+    assert [s["settings"] for s in fires] == [{}]
+    with torch.no_grad():
+        assert fires[0]["answer"] == json.loads(json.dumps(features.fires(live, prompt)))
+    assert len(fires[0]["answer"]["tokens"]) == len(prompt)  # the run is character-level
+    listed = {f["id"] for token in fires[0]["answer"]["tokens"] for f in token["features"]}
+    boards = {s["settings"]["feature"]: s for s in answers["sae/feature"]["saved"]}
+    ablations = {s["settings"]["feature"]: s for s in answers["sae/ablate"]["saved"]}
+    assert listed and set(boards) == set(ablations) == listed
+    some = min(listed)
+    assert boards[some]["settings"] == {"feature": some, "top": 10}  # the page asks the default
+    with torch.no_grad():
+        assert boards[some]["answer"] == json.loads(json.dumps(features.feature(live, some)))
+        assert ablations[some]["answer"] == json.loads(
+            json.dumps(features.ablate(live, prompt, some))
+        )
+    assert data["views"]["sae/feature"]["exported"] and data["views"]["sae/ablate"]["exported"]

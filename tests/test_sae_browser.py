@@ -1,6 +1,7 @@
 """The SAE pages in a real headless Chromium, with the network cut off: the exported feature
 page from disk (with markup planted in a context, which must stay text), and the explorer's
-Features tab driven like a person would (type, click a feature, read its dashboard)."""
+Features tab driven like a person would (type, click a feature, read its dashboard), served and
+exported."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from gptlab.explore.app import create_app  # noqa: E402
+from gptlab.explore.export import export_page  # noqa: E402
 from gptlab.explore.features import attach_sae  # noqa: E402
 from gptlab.explore.server import bind  # noqa: E402
 from gptlab.explore.sources import Source, load_sources  # noqa: E402
@@ -136,3 +138,31 @@ def test_the_features_tab_lists_features_per_token_and_opens_a_dashboard(
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def test_the_exported_explorer_page_opens_feature_dashboards_from_disk(browser, folders, tmp_path):
+    explorer = next(iter(load_sources([Source(str(folders / "run"))], "cpu").values()))
+    attach_sae(explorer, folders / "sae")
+    page = export_page(explorer, "ROMEO: But soft", tmp_path / "page.html")
+    browser.get(page.resolve().as_uri() + "#features")
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".sae-chip"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".sae-column-token")) == len(
+        "ROMEO: But soft"
+    )
+    chip = browser.find_elements(By.CSS_SELECTOR, ".sae-chip")[-1]
+    feature = chip.get_attribute("data-feature")
+    chip.click()
+    WebDriverWait(browser, 60).until(
+        lambda d: (
+            f"features-board:{feature}:"
+            in (d.find_element(By.TAG_NAME, "body").get_attribute("data-drawn") or "")
+        )
+    )
+    assert browser.find_element(By.CSS_SELECTOR, "#sae-board h2").text == f"feature {feature}"
+    assert browser.find_elements(By.CSS_SELECTOR, "#sae-board .sae-context")
+    assert "zeroed" in browser.find_element(By.ID, "sae-ablation").text
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    urls = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name)"
+    )
+    assert all(url.startswith("file://") for url in urls), urls  # nothing fetched from a server

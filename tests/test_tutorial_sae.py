@@ -3,8 +3,9 @@
 The budgets are shrunk (a few training steps on the head of TinyShakespeare, a 128-wide SAE on
 a few thousand activations, small scans), so the features are not the tutorial's; what is
 checked is that each command works end to end and writes what the tutorial shows. `gptlab
-explore` serves until stopped, so it is only parsed here (tests/test_sae_browser.py drives the
-Features tab in a browser). The tutorial's numbers are from the real run, recorded in it.
+explore` without `--export` serves until stopped, so it is only parsed here
+(tests/test_sae_browser.py drives the Features tab in a browser). The prose model's BPE is
+trained on the same head, with 512 tokens instead of 8,192. The tutorial's numbers are from the real run, recorded in it.
 """
 
 import shlex
@@ -65,14 +66,18 @@ def test_every_tutorial_command_runs(tmp_path, monkeypatch, shared_data, capsys)
     head.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text()[:40_000])
     monkeypatch.chdir(tmp_path)
     for argv in tutorial_commands():
-        if argv[0] == "explore":
+        if argv[0] == "explore" and "--export" not in argv:  # serving: parsed only
             build_parser().parse_args(argv)
             continue
         extra = SHRINK.get(argv[0]) or SHRINK.get(tuple(argv[:2]), [])
         if argv[0] == "train":
             extra = [*extra, f"data.source={head}"]
+            if "--preset" in argv:  # the prose model's own BPE, trained on the head instead
+                extra.append("data.tokenizer=bpe:512")
         code = main([*argv, *extra])
         assert code == 0, f"gptlab {shlex.join(argv)} failed: {capsys.readouterr().err}"
     assert (tmp_path / "runs" / "sae-char" / "feature-density.png").is_file()
     assert (tmp_path / "runs" / "sae-char" / "features.html").is_file()
     assert (tmp_path / "runs" / "sae-char-saelens" / "cfg.json").is_file()
+    assert (tmp_path / "runs" / "sae-prose" / "features.html").is_file()
+    assert "window.GPTLAB_EXPORT" in (tmp_path / "runs" / "prose-features.html").read_text()

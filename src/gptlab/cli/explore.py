@@ -12,6 +12,7 @@ EXAMPLES = """examples:
   gptlab explore runs/a runs/b               # several models or runs, switchable in the page
   gptlab explore runs/shakespeare --export page.html --prompt "ROMEO:"   # one page, no server
   gptlab explore runs/my-run --sae runs/sae        # adds a Features tab (sparse autoencoder)
+  gptlab explore runs/my-run --sae runs/sae --export page.html --prompt "ROMEO:"   # and saves it
 """
 
 
@@ -52,7 +53,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--sae",
         metavar="DIR",
-        help="an SAE folder (gptlab sae train) for the first model: adds the Features tab",
+        help="an SAE folder (gptlab sae train) for the first model: adds the Features tab "
+        "(saved in an --export page for its prompt)",
     )
     add_threads_arg(parser)
     parser.set_defaults(func=main)
@@ -64,10 +66,6 @@ def main(args: argparse.Namespace) -> int:
     from gptlab.explore.sources import Source, load_sources
 
     sources = [Source(path) for path in args.folders] + [Source(path, hf=True) for path in args.hf]
-    if args.sae and args.export:
-        raise GptlabError(
-            "--sae serves a live Features tab; for a page of features use gptlab sae features --export"
-        )
     if args.export:
         if not args.prompt:
             raise GptlabError("--export needs --prompt: the text the page shows")
@@ -81,7 +79,12 @@ def main(args: argparse.Namespace) -> int:
         from gptlab.explore.export import export_page
 
         explorers = load_sources(sources, resolve_device(args.device))
-        path = export_page(next(iter(explorers.values())), args.prompt, export_file)
+        explorer = next(iter(explorers.values()))
+        if args.sae:
+            from gptlab.explore.features import attach_sae
+
+            attach_sae(explorer, args.sae)
+        path = export_page(explorer, args.prompt, export_file)
         print(f"wrote {path}")
         return 0
     from gptlab.explore.server import bind, require_web_stack, serve

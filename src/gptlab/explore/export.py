@@ -11,6 +11,7 @@ prompt, the sampling knobs, generation, another attribution target) says so in t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from importlib import resources
@@ -21,10 +22,12 @@ from tqdm.auto import tqdm
 
 from gptlab.errors import GptlabError
 from gptlab.explore import runs
+from gptlab.explore.features import has_sae, sae_info
 from gptlab.explore.registry import VIEWS, View, describe_views
 from gptlab.explore.session import Explorer
 from gptlab.fileio import atomic_write_text
 from gptlab.html_pages import inline_script, script_json
+from gptlab.sae.page import dashboard_script
 
 MAIN_MODULE = "main.js"
 # The two module forms the page's scripts use (anything else is refused by bundle_scripts):
@@ -38,16 +41,23 @@ def saved_views(explorer: Explorer, prompt: str) -> list[tuple[View, list]]:
     planned = []
     for view in VIEWS:
         if view.export is not None:
+            # A request without a prompt (one feature's dashboard) is the same for any prompt.
+            given = {"prompt": prompt} if takes_prompt(view) else {}
             settings = view.export(explorer, prompt)
-            planned.append((view, [view.request(prompt=prompt, **s) for s in settings]))
+            planned.append((view, [view.request(**given, **s) for s in settings]))
     return planned
+
+
+def takes_prompt(view: View) -> bool:
+    return any(f.name == "prompt" for f in dataclasses.fields(view.request))
 
 
 def precomputed_answers(explorer: Explorer, prompt: str, progress: bool = True) -> dict:
     """Every answer the page asks for, for one prompt: per view of the registry with export
     settings, {"shared": the fields equal in every answer (saved once), "saved": [{"settings",
-    "answer"}]}. A view the model cannot answer (attribution of a post-norm model) saves its
-    one-line error, which the page shows."""
+    "answer"}]}; with an SAE attached, the Features tab's: the features on each token, and the
+    dashboard and the ablation of every feature active on the prompt. A view the model cannot
+    answer (attribution of a post-norm model) saves its one-line error, which the page shows."""
     explorer.require_model()
     planned = saved_views(explorer, prompt)
     answers = {}
@@ -67,7 +77,7 @@ def precomputed_answers(explorer: Explorer, prompt: str, progress: bool = True) 
                 except GptlabError as exc:
                     answer = {"error": str(exc)}
                 shared |= {key: answer.pop(key) for key in view.shared if key in answer}
-                del settings["prompt"]
+                settings.pop("prompt", None)
                 saved.append({"settings": settings, "answer": answer})
                 bar.update()
             answers[view.name] = {"shared": shared, "saved": saved}
@@ -83,6 +93,7 @@ def page_html(explorer: Explorer, prompt: str, progress: bool = True) -> str:
         "prompt": prompt,
         "answers": {},
         "run": None,
+        "sae": sae_info(explorer),
     }
     if explorer.model is not None:
         data["answers"] = precomputed_answers(explorer, prompt, progress)
@@ -95,13 +106,19 @@ def page_html(explorer: Explorer, prompt: str, progress: bool = True) -> str:
     # swallow the element (gptlab.html_pages).
     payload = script_json(data)
     script = inline_script(bundle_scripts(static / "js"))
+    # The Features tab's dashboards are drawn by the SAE package's renderer, which the live
+    # server sends on first use (GET /api/sae/dashboard.js); a page from disk carries it.
+    dashboard = (
+        f"<script>\n{inline_script(dashboard_script())}</script>\n" if has_sae(explorer) else ""
+    )
     page = replace_once(
         page, '<link rel="stylesheet" href="static/style.css">', f"<style>\n{style}</style>"
     )
     page = replace_once(
         page,
         '<script type="module" src="static/js/main.js"></script>',
-        f'<script>window.GPTLAB_EXPORT = {payload};</script>\n<script type="module">\n{script}</script>',
+        f"<script>window.GPTLAB_EXPORT = {payload};</script>\n{dashboard}"
+        f'<script type="module">\n{script}</script>',
     )
     return page
 

@@ -69,6 +69,15 @@ def attach_sae(explorer: Explorer, folder: str | Path) -> None:
     explorer.sae = AttachedSae(folder, explorer)
 
 
+def has_sae(explorer: Explorer) -> bool:
+    return getattr(explorer, "sae", None) is not None
+
+
+def sae_info(explorer: Explorer) -> dict:
+    """GET /api/sae/info's answer (saved in exported pages too)."""
+    return explorer.sae.describe() if has_sae(explorer) else {"sae": False}
+
+
 def attached(explorer: Explorer) -> AttachedSae:
     sae = getattr(explorer, "sae", None)
     if sae is None:
@@ -93,6 +102,13 @@ def fires(explorer: Explorer, prompt: str, k: int = MAX_FIRING) -> dict:
         ]
         tokens.append({"text": explorer.tokenizer.decode([token]), "features": active})
     return {"hook": sae.hook, "tokens": tokens}
+
+
+def firing_features(explorer: Explorer, prompt: str) -> list[int]:
+    """The features fires() lists on some token of the prompt, by index."""
+    with torch.no_grad():
+        answer = fires(explorer, prompt)
+    return sorted({f["id"] for token in answer["tokens"] for f in token["features"]})
 
 
 def feature(explorer: Explorer, feature: int, top: int = 10) -> dict:
@@ -122,6 +138,4 @@ def add_sae_routes(app, explorer_for: Callable) -> None:
 
     @app.get("/api/sae/info", summary="whether a model has an SAE attached, and its shape")
     def info(model: str | None = None) -> dict:
-        explorer = explorer_for(model)
-        sae = getattr(explorer, "sae", None)
-        return sae.describe() if sae is not None else {"sae": False}
+        return sae_info(explorer_for(model))

@@ -165,6 +165,18 @@ def every_component(explorer: Explorer, _prompt: str) -> list[dict]:
     return [{**component, "mode": mode} for mode in ("zero", "mean") for component in components]
 
 
+def with_sae(explorer: Explorer, _prompt: str) -> list[dict]:
+    """The default settings when the model has an SAE attached; nothing to save otherwise."""
+    return [{}] if features.has_sae(explorer) else []
+
+
+def every_firing_feature(explorer: Explorer, prompt: str) -> list[dict]:
+    """Each feature active on some token of the prompt: every chip the Features tab shows."""
+    if not features.has_sae(explorer):
+        return []
+    return [{"feature": feature} for feature in features.firing_features(explorer, prompt)]
+
+
 @dataclass(frozen=True)
 class View:
     name: str  # the route (POST /api/NAME) and the name the page asks for it by
@@ -234,18 +246,21 @@ VIEWS = [
         "the SAE features active on each token of a prompt",
         FiresRequest,
         features.fires,
+        export=with_sae,
     ),
     View(
         "sae/feature",
         "one feature's dashboard: contexts, histogram, logits",
         FeatureRequest,
         features.feature,
+        export=every_firing_feature,
     ),
     View(
         "sae/ablate",
         "zero one feature at its hook: loss and next-token change",
         SaeAblateRequest,
         features.ablate,
+        export=every_firing_feature,
     ),
 ]
 VIEWS_BY_NAME = {view.name: view for view in VIEWS}

@@ -130,11 +130,12 @@ class ActivationBuffer:
         self.position += self.batch_size
         return batch
 
-    def mean(self) -> torch.Tensor:
-        """The mean (d,) of the activations waiting in the buffer (filling it first if empty)."""
+    def waiting(self) -> torch.Tensor:
+        """The (n, d) activations not served yet, in the order they will be (filling the buffer
+        first if it is empty); nothing is consumed."""
         if self.rows.shape[0] == self.position:
             self._refill()
-        return self.rows[self.position :].mean(dim=0)
+        return self.rows[self.position :]
 
     def _refill(self) -> None:
         parts = [self.rows[self.position :]]

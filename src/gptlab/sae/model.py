@@ -59,6 +59,30 @@ class SparseAutoencoder(nn.Module):
         self.b_enc.zero_()
         self.b_dec.zero_()
 
+    @torch.no_grad()
+    def calibrate_encoder(self, x: torch.Tensor) -> float:
+        """Scale the encoder down to the largest start whose reconstruction of x (a first batch)
+        explains no less variance than b_dec alone; returns the scale (1: no change).
+
+        With b_enc = 0 both kinds are linear in the encoder's scale s (top-k picks the same
+        features at any s > 0 and ReLU(s p) = s ReLU(p)), so x_hat - b_dec = s r, where r is
+        the reconstruction at the current encoder, and the error |x - b_dec - s r|^2 falls
+        under |x - b_dec|^2 exactly for s < 2 <x - b_dec, r> / |r|^2. The decoder's transpose
+        overshoots that bound: 32 of 2,048 random unit directions in 128 dimensions give
+        |r| ~ 2 |x - b_dec| (variance explained about -0.8 on both tutorial models), which
+        costs a short run dozens of Adam steps spent shrinking the encoder. Scaling further,
+        to the least-squares s (half the bound) or below, wins those steps back but leaves
+        features dead (BENCHMARKS.md, "Sparse autoencoders"): Adam's steps are a fixed size, so
+        a smaller encoder lets the first batches' winners outgrow the rest."""
+        centred = x - self.b_dec
+        recon = self.decode(self.encode(x)) - self.b_dec
+        along, power = float((centred * recon).sum()), float(recon.pow(2).sum())
+        if along <= 0 or power == 0:  # nothing fires, or nothing to scale towards
+            return 1.0
+        scale = min(1.0, 2 * along / power)
+        self.W_enc.mul_(scale)
+        return scale
+
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.b_dec) @ self.W_enc + self.b_enc
 

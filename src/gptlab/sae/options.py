@@ -37,8 +37,9 @@ class SaeOptions:
     l1_coefficient: float = setting(5.0, ge=0)  # relu: weight of the L1 penalty
     aux_coefficient: float = setting(0.03125, ge=0)  # topk: weight of AuxK (Gao et al.: 1/32)
     aux_k: int = setting(0, ge=0)  # topk: dead features AuxK uses per token; 0: d_in / 2
-    # The encoder's start, as a multiple of the decoder's transpose (Gao et al.: 1).
-    encoder_init_scale: float = setting(1.0, gt=0)
+    # The encoder's start, as a multiple of the decoder's transpose (Gao et al.: 1); none: the
+    # largest multiple whose first reconstruction is no worse than the mean (calibrate_encoder).
+    encoder_init_scale: float | None = setting(None, gt=0)
     lr: float = setting(1e-3, gt=0)  # Adam's peak learning rate
     warmup_steps: int = setting(100, ge=0)  # linear warm-up from 0
     decay_fraction: float = setting(0.2, ge=0, le=1)  # linear decay to 0 over the last part

@@ -139,7 +139,6 @@ def train_sae(
 
     torch.manual_seed(options.seed)
     sae = SparseAutoencoder(d_in, options.features, options.kind, options.k).to(device)
-    sae.reset_parameters(torch.Generator().manual_seed(options.seed), options.encoder_init_scale)
     optimizer = torch.optim.Adam(sae.parameters(), lr=options.lr, betas=(0.9, 0.999))
     buffer = ActivationBuffer(
         model,
@@ -170,8 +169,7 @@ def train_sae(
         step, elapsed = int(state["step"]), float(state["elapsed"])
         keep_metrics(out / METRICS_FILE, step)
     else:
-        with torch.no_grad():  # start b_dec at the data's mean: the features then model deviations
-            sae.b_dec.copy_(buffer.mean())
+        start_sae(sae, options, buffer.waiting())
 
     total = options.total_steps
     bar = tqdm(
@@ -242,6 +240,20 @@ def train_sae(
             f"({rate:,.0f}/s); SAE folder {out}"
         )
     return out
+
+
+@torch.no_grad()
+def start_sae(sae: SparseAutoencoder, options: SaeOptions, sample: torch.Tensor) -> None:
+    """The SAE's first weights (gptlab.sae.model.reset_parameters), from `sample`, activations
+    drawn before training: b_dec at their mean (the features then model deviations from a
+    typical activation), and, unless encoder_init_scale is set, the encoder calibrated on the
+    first batch's worth of them (calibrate_encoder)."""
+    sae.reset_parameters(
+        torch.Generator().manual_seed(options.seed), options.encoder_init_scale or 1.0
+    )
+    sae.b_dec.copy_(sample.mean(dim=0))
+    if options.encoder_init_scale is None:
+        sae.calibrate_encoder(sample[: options.batch_size])
 
 
 def train_step(

@@ -25,7 +25,7 @@ export async function fullRequest(route, body) {
 }
 
 async function savedAnswer(route, body) {
-  if (body.prompt !== exported.prompt) throw new Error("this exported page holds one prompt; run `gptlab explore` to try others");
+  if ("prompt" in body && body.prompt !== exported.prompt) throw new Error("this exported page holds one prompt; run `gptlab explore` to try others");
   const request = await fullRequest(route, body);
   const view = exported.answers[route];
   const hit = view?.saved.find((s) => Object.entries(s.settings).every(([k, v]) => request[k] === v));

@@ -1,7 +1,8 @@
 // Features: a sparse autoencoder's features on the prompt (gptlab explore RUN --sae DIR).
 // Each token lists the features active on it; clicking one opens its dashboard (top contexts,
 // activation histogram, logit effect; drawn by the SAE package's dashboard.js, which the server
-// serves) and what zeroing it at its hook does to the loss and the next token here.
+// serves, or an exported page carries) and what zeroing it at its hook does to the loss and the
+// next token here. An exported page saves the dashboard and ablation of every feature listed.
 
 import { api, exported } from "./api.js";
 import { el, percent, visible } from "./draw.js";
@@ -9,18 +10,18 @@ import { el, percent, visible } from "./draw.js";
 let dashboardReady = null;
 
 function loadDashboard() {
-  // A classic script defining gptlabDashboard: loaded on first use, from the live server only.
+  // gptlabDashboard and its CSS come from the SAE package's dashboard.js: inlined in an exported
+  // page, loaded from the live server on first use otherwise.
   if (!dashboardReady) {
-    dashboardReady = new Promise((resolve, reject) => {
+    dashboardReady = (exported ? Promise.resolve() : new Promise((resolve, reject) => {
       const script = Object.assign(document.createElement("script"), { src: "api/sae/dashboard.js" });
-      script.onload = () => {
-        const style = document.createElement("style");
-        style.textContent = GPTLAB_DASHBOARD_CSS;  // eslint-disable-line no-undef
-        document.head.appendChild(style);
-        resolve();
-      };
+      script.onload = resolve;
       script.onerror = () => reject(new Error("the feature dashboards need the server: run gptlab explore"));
       document.head.appendChild(script);
+    })).then(() => {
+      const style = document.createElement("style");
+      style.textContent = GPTLAB_DASHBOARD_CSS;  // eslint-disable-line no-undef
+      document.head.appendChild(style);
     });
   }
   return dashboardReady;
@@ -40,13 +41,12 @@ export function initFeatures(panel) {
 }
 
 export async function renderFeatures(panel, state) {
-  if (exported) throw new Error("the Features tab needs the server: run gptlab explore RUN --sae DIR");
-  const info = await (await fetch(`api/sae/info?model=${encodeURIComponent(state.model)}`)).json();
+  const info = exported ? exported.sae : await (await fetch(`api/sae/info?model=${encodeURIComponent(state.model)}`)).json();
   const infoLine = panel.querySelector("#sae-info");
   const grid = panel.querySelector("#sae-tokens");
   grid.replaceChildren();
   if (!info.sae) {
-    infoLine.textContent = `${state.model} has no SAE: start the explorer with --sae DIR (gptlab sae train makes one)`;
+    infoLine.textContent = `${state.model} has no SAE: ${exported ? "export" : "start"} the explorer with --sae DIR (gptlab sae train makes one)`;
     return;
   }
   infoLine.textContent = `${info.kind} SAE at ${info.hook}: ${info.features} features` + (info.kind === "topk" ? `, ${info.k} active per token` : "");
@@ -67,7 +67,7 @@ export async function renderFeatures(panel, state) {
 async function showFeature(panel, state, id) {
   await loadDashboard();
   const [board, ablation] = await Promise.all([
-    api("sae/feature", { model: state.model, feature: id, top: 12 }),
+    api("sae/feature", { model: state.model, feature: id }),
     api("sae/ablate", { model: state.model, prompt: state.prompt, feature: id }),
   ]);
   const summary = panel.querySelector("#sae-ablation");
