@@ -18,7 +18,7 @@ from gptlab.inference.speculative import speculative_generate
 from gptlab.model import GPT
 from gptlab.model.attention import AttentionInputs
 from gptlab.model.config import ModelConfig
-from gptlab.model.embeddings import SMEAR_GATE_CHANNELS, VALUE_GATE_CHANNELS
+from gptlab.model.embeddings import SMEAR_GATE_CHANNELS, VALUE_GATE_CHANNELS, bigram_rows
 from gptlab.model.hf import hf_config_from_model_config
 from gptlab.model.params import count_parameters
 from gptlab.model.transformer_lens import check_gpt2_shaped
@@ -27,9 +27,11 @@ from gptlab.train.flops import flops_per_token
 from gptlab.train.optim import build_optimizer
 
 V, L, H, C = 40, 3, 4, 32
+BUCKETS = 50  # fewer rows than the 41 x 40 pairs: a hashed bigram table
 TINY = dict(vocab_size=V, block_size=24, n_layer=L, n_head=H, n_embd=C)
 ADDITIONS = {
     "bigram_embed": dict(bigram_embed=True),
+    "bigram_hashed": dict(bigram_embed=True, bigram_buckets=BUCKETS),
     "value_embed": dict(value_embed=True),
     "x0_blend": dict(x0_blend=True),
     "smear": dict(smear=True),
@@ -69,7 +71,8 @@ def scrambled(model: GPT, seed: int = 0) -> GPT:
 
 @pytest.mark.parametrize("changes", ADDITIONS.values(), ids=ADDITIONS.keys())
 def test_an_initialised_model_computes_what_the_plain_model_does(changes):
-    base = {k: v for k, v in changes.items() if k not in ADDITIONS["all"]}
+    addition_keys = set(ADDITIONS["all"]) | {"bigram_buckets"}
+    base = {k: v for k, v in changes.items() if k not in addition_keys}
     plain = GPT(config(**base))
     model = GPT(config(**changes))
     missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
@@ -129,6 +132,37 @@ def test_bigram_rows_by_hand():
     rows = [V * V + 3, 3 * V + 3, 3 * V + 0, 0 * V + 39, 39 * V + 7]
     torch.testing.assert_close(cache["hook_bigram_embed"][0], table[rows].detach())
     assert table.shape == ((V + 1) * V, C)
+
+
+def test_hashed_bigram_rows_by_hand():
+    model = scrambled(GPT(config(bigram_embed=True, bigram_buckets=BUCKETS)))
+    idx = torch.tensor([[3, 3, 0, 39, 7]])
+    _, cache = model.run_with_cache(idx, names=["hook_bigram_embed"])
+    table = model.bigram_embed.table.weight
+    assert table.shape == (BUCKETS, C)
+
+    def row(previous: int, token: int) -> int:  # the hash written out on Python integers
+        return ((previous * 1_000_003) ^ (token * 2_654_435_761)) % BUCKETS
+
+    # The first token's previous is "none", spelled V as in the exact table.
+    rows = [row(V, 3), row(3, 3), row(3, 0), row(0, 39), row(39, 7)]
+    torch.testing.assert_close(cache["hook_bigram_embed"][0], table[rows].detach())
+    # Every bucket is used by some pair, and the pairs spread evenly: no bucket holds more
+    # than twice its share of the 41 x 40 pairs.
+    counts = torch.bincount(
+        torch.tensor([row(p, t) for p in range(V + 1) for t in range(V)]), minlength=BUCKETS
+    )
+    assert counts.min() > 0 and counts.max() <= 2 * (V + 1) * V / BUCKETS
+
+
+def test_with_power_of_two_buckets_a_token_never_shares_a_row_between_two_previous_tokens():
+    buckets = 64  # >= V + 1 previous tokens (the odd multiplier permutes the integers mod 64)
+    model = GPT(config(bigram_embed=True, bigram_buckets=buckets))
+    previous = torch.arange(V + 1)
+    for token in range(V):
+        rows = bigram_rows(previous, torch.full_like(previous, token), V, buckets)
+        assert len(set(rows.tolist())) == V + 1
+    assert model.bigram_embed.table.weight.shape == (buckets, C)
 
 
 def test_a_block_reads_its_blended_input_by_hand():
@@ -196,6 +230,7 @@ def test_parameter_counts_by_hand():
     plain = count_parameters(config()).total_with_tying
     extra = {
         "bigram_embed": (V + 1) * V * C + L,  # the table, one scale per block
+        "bigram_hashed": BUCKETS * C + L,
         "value_embed": 2 * (Vp * kv * D + kv * VALUE_GATE_CHANNELS),  # layers 0 and 2
         "x0_blend": 2 * L,  # a and b per block
         "smear": SMEAR_GATE_CHANNELS + 1,  # the gate's weights and its strength
@@ -205,7 +240,7 @@ def test_parameter_counts_by_hand():
         assert counts.total_with_tying == plain + n, name
         assert GPT(config(**ADDITIONS[name])).num_parameters() == plain + n, name
     everything = count_parameters(config(**ADDITIONS["all"]))
-    assert everything.total_with_tying == plain + sum(extra.values())
+    assert everything.total_with_tying == plain + sum(extra.values()) - extra["bigram_hashed"]
     rows = {row.component.split(" (")[0]: row.total for row in everything.rows}
     assert rows["bigram embedding"] == (V + 1) * V * C
     assert rows["value embeddings"] == extra["value_embed"]
@@ -220,6 +255,8 @@ def test_flops_leave_out_the_lookup_tables():
     model = GPT(config(**ADDITIONS["all"]))
     multiplied = 3 * L + SMEAR_GATE_CHANNELS + 1 + 2 * H * VALUE_GATE_CHANNELS
     assert flops_per_token(model.config, model.num_parameters()) == plain + 6 * multiplied
+    hashed = GPT(config(**ADDITIONS["bigram_hashed"]))
+    assert flops_per_token(hashed.config, hashed.num_parameters()) == plain + 6 * L
 
 
 def test_muon_takes_only_the_blocks_linear_weights():
@@ -279,6 +316,26 @@ def test_the_bigram_table_is_refused_for_large_vocabularies():
         message = str(exc)
     assert "1415 x 1414 x 32 = 64,025,920 parameters" in message and "\n" not in message
     ModelConfig(vocab_size=1413, n_embd=32, n_head=4, bigram_embed=True)  # 63,935,424: fine
+    with pytest.raises(GptlabError, match=r"hash the pairs into fewer rows \(model.bigram_buckets"):
+        ModelConfig(vocab_size=8192, n_embd=128, n_head=4, bigram_embed=True)
+    # Hashed, an 8,192-token BPE gets a table of 2 x 8,192 rows.
+    hashed = ModelConfig(
+        vocab_size=8192, n_embd=128, n_head=4, bigram_embed=True, bigram_buckets=16384
+    )
+    assert hashed.bigram_parameters == 16384 * 128
+    with pytest.raises(GptlabError, match=r"bigram_buckets=600000 x n_embd 128 = 76,800,000"):
+        ModelConfig(
+            vocab_size=8192, n_embd=128, n_head=4, bigram_embed=True, bigram_buckets=600_000
+        )
+
+
+def test_bigram_buckets_without_the_bigram_table_is_refused():
+    with pytest.raises(
+        GptlabError, match=r"bigram_buckets=64 sizes the bigram table, which is off"
+    ):
+        config(bigram_buckets=64)
+    with pytest.raises(GptlabError, match=r"model.bigram_buckets must be an integer >= 2"):
+        config(bigram_embed=True, bigram_buckets=1)
 
 
 @pytest.mark.parametrize("name", ["bigram_embed", "value_embed", "x0_blend", "smear"])

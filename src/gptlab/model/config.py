@@ -56,7 +56,12 @@ class ModelConfig:
     # The speedrun's small-model additions (modded-nanogpt, nanochat; see embeddings.py). Each
     # enters through a learned scale or gate that starts at zero, so at initialisation the model
     # computes what it would without them.
-    bigram_embed: bool = False  # an exact (previous token, token) table added before every block
+    bigram_embed: bool = False  # a (previous token, token) table added before every block
+    # none: the exact table, a row per pair (small vocabularies only); N: N rows, each pair
+    # hashed to one of them (modded-nanogpt's bigram hash embedding), for BPE vocabularies.
+    bigram_buckets: int | None = setting(
+        None, ge=2, says="an integer >= 2 (rows of the hashed bigram table), or none (exact)"
+    )
     value_embed: bool = False  # per-layer token tables added to the values, alternate layers
     x0_blend: bool = False  # before block i: x = a_i * x + b_i * x0 (the embedding output)
     smear: bool = False  # each token embedding adds a gated share of the previous one
@@ -84,13 +89,25 @@ class ModelConfig:
                 "change n_embd or n_head"
             )
 
+        if self.bigram_buckets is not None and not self.bigram_embed:
+            raise GptlabError(
+                f"model.bigram_buckets={self.bigram_buckets} sizes the bigram table, which is off: "
+                "set model.bigram_embed=true as well, or model.bigram_buckets=none"
+            )
         if self.bigram_embed and self.bigram_parameters > BIGRAM_MAX_PARAMETERS:
+            if self.bigram_buckets is not None:
+                raise GptlabError(
+                    f"model.bigram_buckets={self.bigram_buckets} x n_embd {self.n_embd} = "
+                    f"{self.bigram_parameters:,} parameters, over the limit of "
+                    f"{BIGRAM_MAX_PARAMETERS:,}: use fewer buckets"
+                )
             raise GptlabError(
                 f"model.bigram_embed needs a table of (vocab_size + 1) x vocab_size rows of n_embd "
                 f"= {self.vocab_size + 1} x {self.vocab_size} x {self.n_embd} = "
                 f"{self.bigram_parameters:,} parameters, over the limit of "
-                f"{BIGRAM_MAX_PARAMETERS:,}; it is meant for small (character-level) vocabularies: "
-                "set model.bigram_embed=false"
+                f"{BIGRAM_MAX_PARAMETERS:,}; the exact table is meant for small (character-level) "
+                "vocabularies: hash the pairs into fewer rows (model.bigram_buckets=N, e.g. "
+                "2 x vocab_size) or set model.bigram_embed=false"
             )
 
     def variant_changes(self) -> list[str]:
@@ -126,7 +143,10 @@ class ModelConfig:
 
     @property
     def bigram_parameters(self) -> int:
-        """The bigram table's size: a row per (previous token or none, token) pair."""
+        """The bigram table's size: a row per (previous token or none, token) pair, or
+        bigram_buckets rows when the pairs are hashed."""
+        if self.bigram_buckets is not None:
+            return self.bigram_buckets * self.n_embd
         return (self.vocab_size + 1) * self.vocab_size * self.n_embd
 
     def value_embed_layers(self) -> list[int]:
@@ -169,6 +189,7 @@ VARIANT_FIELDS = (
     "tie_weights",
     "logit_softcap",
     "bigram_embed",
+    "bigram_buckets",
     "value_embed",
     "x0_blend",
     "smear",

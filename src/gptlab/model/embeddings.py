@@ -7,7 +7,11 @@ so an initialised model computes exactly what it would without them.
 
     bigram_embed   B[t] = table[(previous token, token)], one row per pair, no hashing:
                    (vocab_size + 1) x vocab_size rows of n_embd. Block i reads x + c_i * B
-                   (c_i in Block, initialised to 0).
+                   (c_i in Block, initialised to 0). With bigram_buckets = N the pairs are
+                   hashed into N rows instead (modded-nanogpt's bigram hash embedding): a BPE
+                   vocabulary of 8,192 tokens has 67M pairs, but a short training run meets a
+                   few hundred thousand of them, so a table a few times the vocabulary holds
+                   the frequent ones with few collisions.
     smear          e'[t] = e[t] + lambda * sigmoid(w . e[t][:24]) * e[t - 1]: each token
                    embedding takes a gated share of the one before it (lambda initialised to 0).
     value_embed    on every other layer (counting down from the last), attention's values get
@@ -69,13 +73,36 @@ def previous_tokens(
     return previous, has_previous
 
 
+# Odd multipliers for the bigram hash: multiplying by an odd number permutes the integers modulo
+# any power of two, so for a fixed token distinct previous tokens land in distinct buckets when
+# the bucket count is a power of two; the XOR mixes the two tokens' bits. Both products stay
+# below 2**63 for any vocabulary under 2**31 tokens.
+BIGRAM_HASH_PREVIOUS = 1_000_003
+BIGRAM_HASH_TOKEN = 2_654_435_761
+
+
+def bigram_rows(
+    previous: torch.Tensor, idx: torch.Tensor, vocab_size: int, buckets: int | None
+) -> torch.Tensor:
+    """The bigram table's row for each (previous, token) pair (previous = vocab_size: none).
+
+    Exact (buckets None): previous * vocab_size + token. Hashed: (previous * P XOR token * Q)
+    modulo buckets, P and Q the odd constants above.
+    """
+    if buckets is None:
+        return previous * vocab_size + idx
+    mixed = (previous.long() * BIGRAM_HASH_PREVIOUS) ^ (idx.long() * BIGRAM_HASH_TOKEN)
+    return torch.remainder(mixed, buckets)
+
+
 class BigramEmbedding(nn.Module):
-    """An exact bigram table: row previous * vocab_size + token, previous = vocab_size for none."""
+    """A bigram table: row previous * vocab_size + token (previous = vocab_size for none), or a
+    hashed row among bigram_buckets (bigram_rows)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.vocab_size = config.vocab_size
-        self.table = nn.Embedding((config.vocab_size + 1) * config.vocab_size, config.n_embd)
+        self.vocab_size, self.buckets = config.vocab_size, config.bigram_buckets
+        self.table = nn.Embedding(config.bigram_parameters // config.n_embd, config.n_embd)
 
     def forward(
         self, idx: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor
@@ -83,7 +110,7 @@ class BigramEmbedding(nn.Module):
         """(B, T) ids and their previous tokens -> (B, T, n_embd)."""
         no_previous = torch.full_like(previous, self.vocab_size)
         previous = torch.where(has_previous, previous, no_previous)
-        return self.table(previous * self.vocab_size + idx)
+        return self.table(bigram_rows(previous, idx, self.vocab_size, self.buckets))
 
 
 class Smear(nn.Module):
