@@ -186,3 +186,37 @@ def test_the_compile_warm_up_leaves_weights_gradients_and_rngs_alone_and_covers_
     with torch.no_grad():
         eager = model(x, x.roll(1, dims=1))[1]
         assert compiled(x, x.roll(1, dims=1))[1].item() == pytest.approx(eager.item(), abs=1e-6)
+
+
+def test_a_machine_that_cannot_compile_trains_uncompiled_after_a_one_line_notice(
+    prepared_shakespeare, tmp_path, monkeypatch, capsys
+):
+    import torch._inductor.config as inductor_config
+
+    # What a CPU machine without a C++ compiler does: inductor finds none it can run (and no
+    # cached kernels to reuse), so every compiled call fails.
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setattr(inductor_config, "force_disable_caches", True)
+    torch._dynamo.reset()
+    eager = train(
+        tiny_config(prepared_shakespeare, "train.max_steps=3"),
+        tmp_path / "eager",
+        show_progress=False,
+    )
+    fell_back = train(
+        tiny_config(prepared_shakespeare, "train.max_steps=3", "train.compile=true"),
+        tmp_path / "compile",
+        show_progress=False,
+    )
+    notices = [line for line in capsys.readouterr().out.splitlines() if line.startswith("compile")]
+    assert len(notices) == 1, notices
+    assert notices[0].startswith(
+        "compile: torch.compile cannot build the model here (InvalidCxxCompiler: No working C++ "
+        "compiler found"
+    )
+    assert "training uncompiled" in notices[0]
+    # the run then is the eager run, loss for loss, and reports no warm-up
+    assert [r["train_loss"] for r in read_metrics(tmp_path / "compile")] == [
+        r["train_loss"] for r in read_metrics(tmp_path / "eager")
+    ]
+    assert fell_back.val_loss == eager.val_loss and fell_back.compile_warmup_seconds == 0.0

@@ -50,7 +50,7 @@ from gptlab.model.state import load_state_checked
 from gptlab.optional import import_optional
 from gptlab.rng import seed_everything
 from gptlab.train.batch_ramp import BatchPlan
-from gptlab.train.compile_warmup import warm_up
+from gptlab.train.compile_warmup import CompileUnavailable, warm_up
 from gptlab.train.config import RunConfig, TrainConfig
 from gptlab.train.cost import RunCost
 from gptlab.train.data_checks import training_data_warnings
@@ -483,24 +483,7 @@ class Trainer:
         if self.parallel.is_main:
             print(cost.plan())
         if train_config.compile and not self.budget_spent():
-            self.compile_warmup_seconds = warm_up(
-                self.forward_model,
-                self.model,
-                train_rows=[
-                    rows
-                    for step in range(self.step, max(self.step, self.batches.ramp_steps) + 1)
-                    for rows in self.batches.micro_batches(step)
-                ],
-                eval_rows=train_config.micro_batch_size,
-                block_size=self.config.model.block_size,
-                device=self.parallel.device,
-                autocast=self.autocast,
-            )
-            if self.parallel.is_main:
-                print(
-                    f"compile: torch.compile warmed up in {self.compile_warmup_seconds:.1f} s on "
-                    "dummy batches; the training clock starts now"
-                )
+            self.compile_or_fall_back()
         try:
             finished = self.budget_spent()
             if finished:
@@ -538,6 +521,38 @@ class Trainer:
         if self.parallel.is_main:
             print(describe_result(result, train_config))
         return result
+
+    def compile_or_fall_back(self) -> None:
+        """torch.compile's warm-up before the clock; where the backend cannot compile (no C++
+        compiler on CPU), the run goes on uncompiled with a one-line notice instead of failing."""
+        train_config = self.config.train
+        try:
+            self.compile_warmup_seconds = warm_up(
+                self.forward_model,
+                self.model,
+                train_rows=[
+                    rows
+                    for step in range(self.step, max(self.step, self.batches.ramp_steps) + 1)
+                    for rows in self.batches.micro_batches(step)
+                ],
+                eval_rows=train_config.micro_batch_size,
+                block_size=self.config.model.block_size,
+                device=self.parallel.device,
+                autocast=self.autocast,
+            )
+        except CompileUnavailable as exc:
+            self.forward_model = self.parallel.forward_model(self.model, compile=False)
+            notice = (
+                f"compile: torch.compile cannot build the model here ({exc}); training uncompiled "
+                "(the same losses, fewer tokens/s; train.compile=false skips the try)"
+            )
+        else:
+            notice = (
+                f"compile: torch.compile warmed up in {self.compile_warmup_seconds:.1f} s on "
+                "dummy batches; the training clock starts now"
+            )
+        if self.parallel.is_main:
+            print(notice)
 
     def advance(self) -> bool:
         """One optimizer step and what follows it (logs, evals, checkpoints, samples, on_step).
