@@ -107,6 +107,14 @@ def test_bench_bad_input_is_one_line(checkpoint, capsys):
     assert "block_size" in capsys.readouterr().err
 
 
+def test_a_rows_pattern_that_matches_no_row_is_one_line(checkpoint, capsys):
+    flags = ["--checkpoint", str(checkpoint), "--quick", "--device", "cpu", "--rows", "int9*"]
+    assert main(["bench", "generate", *flags]) == 1
+    err = capsys.readouterr().err
+    assert "--rows 'int9*' matches no row" in err and "'int8, dynamic cache'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_quick_keeps_the_values_given_explicitly(checkpoint, tmp_path, capsys):
     pytest.importorskip("transformers")
     text = tmp_path / "text.txt"  # the model's own characters (not the cache's TinyShakespeare)

@@ -32,6 +32,7 @@ from gptlab.bench.measure import (
 )
 from gptlab.bench.rows import BASELINE_ROLE, REFERENCE_ROLE, BenchRow, build_rows
 from gptlab.device import model_device
+from gptlab.errors import GptlabError
 from gptlab.eval.perplexity import evaluate_text
 from gptlab.inference.precision import weight_bytes
 
@@ -116,6 +117,12 @@ def bench_generate(
         model, device, batches=batches, draft=draft, draft_tokens=draft_tokens, compile=compile
     )
     if only is not None:  # the two reference rows always stay
+        unmatched = [p for p in only if not any(fnmatch(r.name, p) for r in rows)]
+        if unmatched:  # a typo would otherwise time only the references, silently
+            raise GptlabError(
+                f"--rows {' '.join(map(repr, unmatched))} matches no row; the rows are: "
+                + ", ".join(repr(r.name) for r in rows)
+            )
         rows = [r for r in rows if r.role is not None or any(fnmatch(r.name, p) for p in only)]
     for row in rows:
         if not row.skipped:
