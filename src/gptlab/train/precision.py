@@ -5,11 +5,17 @@ fp16 (the tensor cores' formats) while reductions such as softmax and the loss s
 float16's narrow exponent range makes small gradients underflow to zero, so with float16 the loss
 is multiplied by a large factor before backward and the gradients divided by it before the
 update (GradScaler); bfloat16 has float32's range and needs no scaling.
+
+On a CPU, bf16 pays only where the cores multiply bf16 matrices in hardware (x86's AVX512-BF16 or
+AMX): there a matmul runs ~2x float32's speed, elsewhere torch emulates it ~80x slower (both
+measured, BENCHMARKS.md). A run that asks for bf16 on a CPU known to lack the units trains in
+float32 after a one-line notice, so a preset that sets bf16 stays the fastest choice everywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import torch
 
@@ -28,6 +34,36 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if dtype == torch.float16 and device.type == "cpu":
         raise GptlabError("train.dtype=fp16 needs a GPU; on CPU use fp32 or bf16")
     return dtype
+
+
+# /proc/cpuinfo's names for the x86 instructions that multiply bf16 matrices in hardware
+CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_has_bf16_units() -> bool | None:
+    """Whether this CPU multiplies bf16 matrices in hardware: x86 flags read from /proc/cpuinfo;
+    None where that cannot be told (no /proc/cpuinfo, or a CPU that lists no x86 flags)."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return not CPU_BF16_FLAGS.isdisjoint(line.partition(":")[2].split())
+    return None
+
+
+def fall_back_from_emulated_bf16(
+    dtype: torch.dtype, device: torch.device
+) -> tuple[torch.dtype, str | None]:
+    """(the dtype to train in, a notice or None): bf16 on a CPU known to lack bf16 units -> fp32."""
+    if dtype != torch.bfloat16 or device.type != "cpu" or cpu_has_bf16_units() is not False:
+        return dtype, None
+    return torch.float32, (
+        "dtype: this CPU has no bf16 matrix units (AVX512-BF16 or AMX), where bf16 runs many times "
+        "slower than fp32; training in fp32 (train.dtype=fp32 says so and skips this check)"
+    )
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype):

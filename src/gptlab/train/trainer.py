@@ -67,7 +67,13 @@ from gptlab.train.metrics import (
 from gptlab.train.optim import Schedule, build_optimizer, set_learning_rate
 from gptlab.train.periodic_eval import PeriodicEval, mean_loss, perplexity, sample_text
 from gptlab.train.plots import LOSS_PLOT_FILE, plot_runs
-from gptlab.train.precision import autocast_context, enable_tf32, grad_scaler, resolve_dtype
+from gptlab.train.precision import (
+    autocast_context,
+    enable_tf32,
+    fall_back_from_emulated_bf16,
+    grad_scaler,
+    resolve_dtype,
+)
 from gptlab.train.resume import check_resumable, rank_state, restore_training_state, training_state
 from gptlab.train.run_folder import (
     RUN_CONFIG_FILE,
@@ -224,7 +230,11 @@ def build_trainer(
     )
     resume_from = claim.resume_from
     try:
-        dtype = resolve_dtype(train_config.dtype, parallel.device)
+        dtype, notice = fall_back_from_emulated_bf16(
+            resolve_dtype(train_config.dtype, parallel.device), parallel.device
+        )
+        if notice and parallel.is_main:
+            print(notice)
         accumulation_steps = config.accumulation_steps(parallel.world_size)
         data = TrainingData.open(
             config.data, parallel.context, parallel.device, verify_shards=wants_shard_check(config)
