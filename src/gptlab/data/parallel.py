@@ -136,6 +136,9 @@ def _init_worker(tokenizer: Tokenizer | dict, dtype: str, parent_pid: int) -> No
     # A forked worker inherits the handler that turns SIGTERM into an unwinding exit in the
     # parent (gptlab.data.prepared_folder.building_folder); a worker has nothing to unwind: plain death.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Ctrl-C reaches the whole process group; the parent stops the pool in order (encode_in_order).
+    # A worker dying of KeyboardInterrupt mid-batch would leave a broken pool to tear down instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_tokenizer = tokenizer_from_dict(tokenizer) if isinstance(tokenizer, dict) else tokenizer
     _worker_dtype = np.dtype(dtype)
 
@@ -189,7 +192,13 @@ def encode_in_order(
             if not pending:
                 return
             yield pending.popleft().result()
-    except GeneratorExit:  # the caller stopped early (a token budget): the workers are sound
+    except (GeneratorExit, SystemExit, KeyboardInterrupt):
+        # An orderly stop: the caller stopped early (a token budget), or this process was told
+        # to stop (SIGTERM unwinds as SystemExit, see prepared_folder._sigterm_unwinds; Ctrl-C).
+        # The workers are sound: the `finally` cancels the queued batches and waits the second
+        # or two until each worker has sent back the one it holds. Killing them instead raced
+        # with the executor's own threads (a worker killed while writing its result, or while
+        # the queue's feeder wrote to it): an OSError traceback on exit, 3 times in 30 SIGTERMs.
         raise
     except BaseException:
         # A worker that could not start (too many open files) or died (the kernel killed it):
