@@ -1,5 +1,6 @@
 """bf16 training on a CPU: it runs under autocast where the cores have bf16 matrix units, and falls
-back to fp32 with a notice where /proc/cpuinfo says they are missing (emulated bf16 is ~80x slower).
+back to fp32 with a notice where /proc/cpuinfo says they are missing or cannot tell (emulated bf16
+is ~80x slower).
 
 The CPU's flags are faked with a cpuinfo file, so both branches run on any machine; autocast itself
 works without the units (only slower), which lets the bf16 branch run on an AVX2 CI machine too.
@@ -15,7 +16,9 @@ from gptlab.train.precision import cpu_has_bf16_units, fall_back_from_emulated_b
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 SKYLAKE = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
 SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: avx2 avx512f amx_tile amx_bf16 amx_int8\n"
-ARM = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
+GRAVITON3 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+CORTEX_A72 = "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+NO_FLAGS = "processor\t: 0\nmodel name\t: some CPU\n"
 
 
 @pytest.fixture
@@ -24,6 +27,7 @@ def cpuinfo(tmp_path, monkeypatch):
 
     def write(text: str | None):
         path = tmp_path / "cpuinfo"
+        path.unlink(missing_ok=True)
         if text is not None:
             path.write_text(text)
         monkeypatch.setattr(precision, "CPUINFO", path)
@@ -33,22 +37,31 @@ def cpuinfo(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "text, expected",
-    [(ZEN4, True), (SAPPHIRE_RAPIDS, True), (SKYLAKE, False), (ARM, None), (None, None)],
+    [
+        (ZEN4, True),
+        (SAPPHIRE_RAPIDS, True),
+        (GRAVITON3, True),
+        (SKYLAKE, False),
+        (CORTEX_A72, False),
+        (NO_FLAGS, None),
+        (None, None),
+    ],
 )
 def test_the_bf16_units_are_read_from_the_cpu_flags(cpuinfo, text, expected):
     cpuinfo(text)
     assert cpu_has_bf16_units() is expected
 
 
-def test_bf16_falls_back_to_fp32_only_on_a_cpu_known_to_lack_the_units(cpuinfo):
+def test_bf16_on_a_cpu_trains_in_fp32_unless_the_units_are_known_to_be_there(cpuinfo):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    cpuinfo(SKYLAKE)
-    dtype, notice = fall_back_from_emulated_bf16(torch.bfloat16, cpu)
-    assert dtype is torch.float32 and "no bf16 matrix units" in notice and "\n" not in notice
-    # a GPU, and fp32 asked for, are not the CPU's business
-    assert fall_back_from_emulated_bf16(torch.bfloat16, cuda) == (torch.bfloat16, None)
-    assert fall_back_from_emulated_bf16(torch.float32, cpu) == (torch.float32, None)
-    for text in (ZEN4, ARM, None):  # the units are there, or nobody can tell: as asked
+    for text, says in [(SKYLAKE, "no bf16 matrix units"), (None, "cannot be read here")]:
+        cpuinfo(text)
+        dtype, notice = fall_back_from_emulated_bf16(torch.bfloat16, cpu)
+        assert dtype is torch.float32 and says in notice and "\n" not in notice
+        # a GPU, and fp32 asked for, are not the CPU's business
+        assert fall_back_from_emulated_bf16(torch.bfloat16, cuda) == (torch.bfloat16, None)
+        assert fall_back_from_emulated_bf16(torch.float32, cpu) == (torch.float32, None)
+    for text in (ZEN4, GRAVITON3):
         cpuinfo(text)
         assert fall_back_from_emulated_bf16(torch.bfloat16, cpu) == (torch.bfloat16, None)
 

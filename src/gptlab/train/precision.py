@@ -7,9 +7,9 @@ is multiplied by a large factor before backward and the gradients divided by it 
 update (GradScaler); bfloat16 has float32's range and needs no scaling.
 
 On a CPU, bf16 pays only where the cores multiply bf16 matrices in hardware (x86's AVX512-BF16 or
-AMX): there a matmul runs ~2x float32's speed, elsewhere torch emulates it ~80x slower (both
-measured, BENCHMARKS.md). A run that asks for bf16 on a CPU known to lack the units trains in
-float32 after a one-line notice, so a preset that sets bf16 stays the fastest choice everywhere.
+AMX, Arm's BF16): there a matmul runs ~2x float32's speed, elsewhere torch emulates it ~80x slower
+(both measured, BENCHMARKS.md). A run that asks for bf16 on a CPU not known to have the units
+trains in float32 after a one-line notice, so a preset that sets bf16 is never the slow choice.
 """
 
 from __future__ import annotations
@@ -36,20 +36,21 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
-# /proc/cpuinfo's names for the x86 instructions that multiply bf16 matrices in hardware
-CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# /proc/cpuinfo's names for the instructions that multiply bf16 matrices in hardware: x86's
+# AVX512-BF16 and AMX (its "flags" line), Arm's BF16 extension (its "Features" line)
+CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 CPUINFO = Path("/proc/cpuinfo")
 
 
 def cpu_has_bf16_units() -> bool | None:
-    """Whether this CPU multiplies bf16 matrices in hardware: x86 flags read from /proc/cpuinfo;
-    None where that cannot be told (no /proc/cpuinfo, or a CPU that lists no x86 flags)."""
+    """Whether this CPU multiplies bf16 matrices in hardware, from the flags in /proc/cpuinfo;
+    None where that cannot be told (no /proc/cpuinfo, as on macOS, or no flags line in it)."""
     try:
         text = CPUINFO.read_text()
     except OSError:
         return None
     for line in text.splitlines():
-        if line.startswith("flags"):
+        if line.startswith(("flags", "Features")):
             return not CPU_BF16_FLAGS.isdisjoint(line.partition(":")[2].split())
     return None
 
@@ -57,13 +58,20 @@ def cpu_has_bf16_units() -> bool | None:
 def fall_back_from_emulated_bf16(
     dtype: torch.dtype, device: torch.device
 ) -> tuple[torch.dtype, str | None]:
-    """(the dtype to train in, a notice or None): bf16 on a CPU known to lack bf16 units -> fp32."""
-    if dtype != torch.bfloat16 or device.type != "cpu" or cpu_has_bf16_units() is not False:
+    """(the dtype to train in, a notice or None): bf16 on a CPU not known to have bf16 units ->
+    fp32, which is never the slow choice there."""
+    if dtype != torch.bfloat16 or device.type != "cpu":
         return dtype, None
-    return torch.float32, (
-        "dtype: this CPU has no bf16 matrix units (AVX512-BF16 or AMX), where bf16 runs many times "
-        "slower than fp32; training in fp32 (train.dtype=fp32 says so and skips this check)"
+    units = cpu_has_bf16_units()
+    if units:
+        return dtype, None
+    why = (
+        "this CPU has no bf16 matrix units (AVX512-BF16, AMX or Arm's BF16), so bf16 would be "
+        "emulated, many times slower than fp32"
+        if units is False
+        else "whether this CPU multiplies bf16 in hardware cannot be read here (no /proc/cpuinfo)"
     )
+    return torch.float32, f"dtype: {why}; training in fp32 (train.dtype=fp32 skips this check)"
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype):
