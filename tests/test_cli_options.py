@@ -2,10 +2,14 @@
 
 import io
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import gptlab
 from gptlab import device
 from gptlab.cli import build_parser, main
 from gptlab.device import auto_threads, resolve_device, resolve_threads
@@ -124,3 +128,42 @@ def test_threads_in_toml_may_be_a_number_as_older_configs_wrote_it(tmp_path):
     path.write_text('preset = "shakespeare-char"\n[train]\nthreads = 2.5\n')
     with pytest.raises(GptlabError, match=r"train.threads must be a string, got 2.5 \(in TOML"):
         build_run_config(config_file=path)
+
+
+def huge_page_run(thp_setting: str | None) -> tuple[str, int]:
+    """In a fresh interpreter: `gptlab params`, then one 64 MB CPU tensor. Returns the
+    THP_MEM_ALLOC_ENABLE the process ended with and its anonymous huge pages in kB."""
+    script = (
+        "import os\n"
+        "from gptlab.cli import main\n"
+        "main(['params', '--preset', 'speedrun'])\n"
+        "import torch\n"
+        "x = torch.ones(64 << 20, dtype=torch.uint8)\n"
+        "rollup = open('/proc/self/smaps_rollup').read()\n"
+        "print(os.environ['THP_MEM_ALLOC_ENABLE'], rollup.split('AnonHugePages:')[1].split()[0])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if thp_setting is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = thp_setting
+    src = str(Path(gptlab.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src] + [p for p in [env.get("PYTHONPATH")] if p])
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    setting, kilobytes = result.stdout.split()[-2:]
+    return setting, int(kilobytes)
+
+
+def test_gptlab_puts_large_cpu_tensors_on_huge_pages_unless_told_otherwise():
+    """torch reads THP_MEM_ALLOC_ENABLE once, at its first allocation, so `gptlab` sets it before
+    any verb imports torch; the tensor then lies on 2 MB pages instead of 16,384 faulted 4 KB ones."""
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not thp.is_file() or "[never]" in thp.read_text():
+        pytest.skip("this kernel gives no transparent huge pages (or is not Linux)")
+    setting, huge_kb = huge_page_run(None)
+    assert setting == "1"
+    assert huge_kb >= 32 * 1024, f"only {huge_kb} kB of the 64 MB tensor on huge pages"
+    setting, huge_kb = huge_page_run("0")  # a value set outside wins
+    assert setting == "0"
+    if "[madvise]" in thp.read_text():  # only asked-for memory gets huge pages
+        assert huge_kb < 32 * 1024
