@@ -236,12 +236,14 @@ def test_a_worker_whose_parent_is_already_gone_or_dies_later_exits(tmp_path):
 
 @pytest.fixture(scope="module")
 def many_documents(shared_data, tmp_path_factory) -> Path:
-    """About 60 MB of real documents (the FineWeb-Edu sample's, repeated) as JSONL: 2 workers
-    need several seconds, so the kill comes after a progress record (every 2 s) and well before
-    the end on a fast machine too."""
+    """About 100 MB of real documents (the FineWeb-Edu sample's, repeated) as JSONL: 2 workers
+    need about 4.5 s on a 2-core Zen 4 VM. A progress record is written with each finished
+    shard, so with the test's 400,000-token shards the first comes within a fraction of a second
+    and the kill lands well before the end, on a fast machine too (with only the 2-s records, a
+    machine that tokenized 60 MB in 2.7 s finished before the first one: CI failed so)."""
     lines = (shared_data / "fineweb_edu" / "sample.jsonl").read_text(encoding="utf-8")
     path = tmp_path_factory.mktemp("docs") / "docs.jsonl"
-    path.write_text(lines * 150, encoding="utf-8")
+    path.write_text(lines * 250, encoding="utf-8")
     return path
 
 

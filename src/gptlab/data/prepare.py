@@ -294,6 +294,7 @@ class _Job:
         )
         encoded = self._encode(batch_documents(self._documents(skip=first_doc)))
         recorded = time.monotonic()
+        finished_recorded = sum(len(writer.shards) for writer in self.writers.values())
         with progress, contextlib.closing(encoded):
             for tokens, lengths in encoded:  # tokens (sum(lengths),), lengths (docs in batch,)
                 budget_reached = (
@@ -321,9 +322,12 @@ class _Job:
                 progress.update(len(lengths), tokens.size)
                 if budget_reached:
                     return
-                if time.monotonic() - recorded >= PROGRESS_EVERY_S:
+                # A record every PROGRESS_EVERY_S, and one as soon as a shard is finished: a kill
+                # then never costs a finished shard, however fast the machine tokenizes.
+                finished = sum(len(writer.shards) for writer in self.writers.values())
+                if finished > finished_recorded or time.monotonic() - recorded >= PROGRESS_EVERY_S:
                     self._record_progress(first_doc, written)
-                    recorded = time.monotonic()
+                    recorded, finished_recorded = time.monotonic(), finished
 
     def _record_progress(self, documents_read: int, tokens_written: int) -> None:
         """How far the build got, for a build that carries it on after a kill. The shards are
