@@ -1,4 +1,5 @@
-"""The speedrun's model additions (bigram_embed, value_embed, x0_blend, smear): each starts as the
+"""The speedrun's model additions (bigram_embed and its trigram_buckets, value_embed, x0_blend,
+smear): each starts as the
 plain model, matches a hand computation, decodes with a cache exactly as the full forward pass
 predicts, and is counted, saved, optimised and refused where it cannot go."""
 
@@ -28,10 +29,12 @@ from gptlab.train.optim import build_optimizer
 
 V, L, H, C = 40, 3, 4, 32
 BUCKETS = 50  # fewer rows than the 41 x 40 pairs: a hashed bigram table
+TRIGRAM_BUCKETS = 96  # far fewer rows than the 41 x 41 x 40 triples
 TINY = dict(vocab_size=V, block_size=24, n_layer=L, n_head=H, n_embd=C)
 ADDITIONS = {
     "bigram_embed": dict(bigram_embed=True),
     "bigram_hashed": dict(bigram_embed=True, bigram_buckets=BUCKETS),
+    "trigram": dict(bigram_embed=True, trigram_buckets=TRIGRAM_BUCKETS),
     "value_embed": dict(value_embed=True),
     "x0_blend": dict(x0_blend=True),
     "smear": dict(smear=True),
@@ -39,6 +42,7 @@ ADDITIONS = {
     # the speedrun's shape around them: rotary positions, grouped-query heads, QK-norm, untied
     "all+rope,gqa": dict(
         bigram_embed=True,
+        trigram_buckets=TRIGRAM_BUCKETS,
         value_embed=True,
         x0_blend=True,
         smear=True,
@@ -71,7 +75,7 @@ def scrambled(model: GPT, seed: int = 0) -> GPT:
 
 @pytest.mark.parametrize("changes", ADDITIONS.values(), ids=ADDITIONS.keys())
 def test_an_initialised_model_computes_what_the_plain_model_does(changes):
-    addition_keys = set(ADDITIONS["all"]) | {"bigram_buckets"}
+    addition_keys = set(ADDITIONS["all"]) | {"bigram_buckets", "trigram_buckets"}
     base = {k: v for k, v in changes.items() if k not in addition_keys}
     plain = GPT(config(**base))
     model = GPT(config(**changes))
@@ -111,8 +115,9 @@ def test_speculative_decoding_keeps_the_previous_token_across_cache_crops(change
     assert result.accepted < result.proposed
 
 
-def test_a_left_padded_row_gets_the_logits_it_gets_alone():
-    model = scrambled(GPT(config(**ADDITIONS["all"])))
+@pytest.mark.parametrize("name", ["all", "all+rope,gqa"])
+def test_a_left_padded_row_gets_the_logits_it_gets_alone(name):
+    model = scrambled(GPT(config(**ADDITIONS[name])))
     row = torch.tensor([[5, 6, 7, 8]])
     padded = torch.tensor([[0, 0, 5, 6, 7, 8]])  # two pad tokens: the row starts at position 0
     mask = torch.tensor([[0, 0, 1, 1, 1, 1]])
@@ -153,6 +158,51 @@ def test_hashed_bigram_rows_by_hand():
         torch.tensor([row(p, t) for p in range(V + 1) for t in range(V)]), minlength=BUCKETS
     )
     assert counts.min() > 0 and counts.max() <= 2 * (V + 1) * V / BUCKETS
+
+
+def test_trigram_rows_by_hand():
+    model = scrambled(GPT(config(**ADDITIONS["trigram"])))
+    idx = torch.tensor([[3, 3, 0, 39, 7]])
+    _, cache = model.run_with_cache(idx, names=["hook_bigram_embed"])
+    bigram = model.bigram_embed.table.weight
+    trigram = model.bigram_embed.trigram_table.weight
+    assert trigram.shape == (TRIGRAM_BUCKETS, C)
+
+    def row(two_back: int, previous: int, token: int) -> int:  # the hash on Python integers
+        mixed = (two_back * 3_000_017) ^ (previous * 1_000_003) ^ (token * 2_654_435_761)
+        return mixed % TRIGRAM_BUCKETS
+
+    # A missing token is spelled V: the first has neither, the second no token two back.
+    triples = [(V, V, 3), (V, 3, 3), (3, 3, 0), (3, 0, 39), (0, 39, 7)]
+    expected = bigram[[p * V + t for _, p, t in triples]] + trigram[[row(*t) for t in triples]]
+    torch.testing.assert_close(cache["hook_bigram_embed"][0], expected.detach())
+    counts = torch.bincount(
+        torch.tensor([row(a, b, t) for a in range(V + 1) for b in range(V + 1) for t in range(V)]),
+        minlength=TRIGRAM_BUCKETS,
+    )
+    assert counts.min() > 0 and counts.max() <= 2 * (V + 1) ** 2 * V / TRIGRAM_BUCKETS
+
+
+def test_tokens_back_read_the_cache_and_the_position_ids():
+    from gptlab.model.embeddings import tokens_back
+    from gptlab.model.kv_cache import KVCache
+
+    cache = KVCache(n_layer=1)
+    cache.record_tokens(torch.tensor([[11, 12, 13]]))
+    cache._len = 3  # as after a forward pass over those three
+    idx, positions = torch.tensor([[14, 15]]), torch.tensor([[3, 4]])
+    for distance, expected in [(1, [13, 14]), (2, [12, 13]), (3, [11, 12])]:
+        ids, present = tokens_back(idx, positions, cache, distance)
+        assert ids.tolist() == [expected] and present.tolist() == [[True, True]]
+    # With one cached token, the first column's token two back lies before the sequence.
+    short = KVCache(n_layer=1)
+    short.record_tokens(torch.tensor([[11]]))
+    short._len = 1
+    ids, present = tokens_back(idx, torch.tensor([[1, 2]]), short, 2)
+    assert present.tolist() == [[False, True]] and ids[0, 1].item() == 11
+    # No cache: the first `distance` columns have none; a left-padded row's ids say the same.
+    _, present = tokens_back(torch.tensor([[0, 5, 6, 7]]), torch.tensor([[0, 0, 1, 2]]), None, 2)
+    assert present.tolist() == [[False, False, False, True]]
 
 
 def test_with_power_of_two_buckets_a_token_never_shares_a_row_between_two_previous_tokens():
@@ -231,6 +281,7 @@ def test_parameter_counts_by_hand():
     extra = {
         "bigram_embed": (V + 1) * V * C + L,  # the table, one scale per block
         "bigram_hashed": BUCKETS * C + L,
+        "trigram": (V + 1) * V * C + TRIGRAM_BUCKETS * C + L,  # both tables, one scale a block
         "value_embed": 2 * (Vp * kv * D + kv * VALUE_GATE_CHANNELS),  # layers 0 and 2
         "x0_blend": 2 * L,  # a and b per block
         "smear": SMEAR_GATE_CHANNELS + 1,  # the gate's weights and its strength
@@ -240,7 +291,16 @@ def test_parameter_counts_by_hand():
         assert counts.total_with_tying == plain + n, name
         assert GPT(config(**ADDITIONS[name])).num_parameters() == plain + n, name
     everything = count_parameters(config(**ADDITIONS["all"]))
-    assert everything.total_with_tying == plain + sum(extra.values()) - extra["bigram_hashed"]
+    assert (
+        everything.total_with_tying
+        == plain + sum(extra.values()) - extra["bigram_hashed"] - extra["trigram"]
+    )
+    rows = {
+        r.component.split(" (")[0]: r.total
+        for r in count_parameters(config(**ADDITIONS["trigram"])).rows
+    }
+    assert rows["trigram embedding"] == TRIGRAM_BUCKETS * C
+    assert rows["bigram embedding"] == (V + 1) * V * C
     rows = {row.component.split(" (")[0]: row.total for row in everything.rows}
     assert rows["bigram embedding"] == (V + 1) * V * C
     assert rows["value embeddings"] == extra["value_embed"]
@@ -257,6 +317,8 @@ def test_flops_leave_out_the_lookup_tables():
     assert flops_per_token(model.config, model.num_parameters()) == plain + 6 * multiplied
     hashed = GPT(config(**ADDITIONS["bigram_hashed"]))
     assert flops_per_token(hashed.config, hashed.num_parameters()) == plain + 6 * L
+    trigram = GPT(config(**ADDITIONS["trigram"]))
+    assert flops_per_token(trigram.config, trigram.num_parameters()) == plain + 6 * L
 
 
 def test_muon_takes_only_the_blocks_linear_weights():
@@ -327,6 +389,20 @@ def test_the_bigram_table_is_refused_for_large_vocabularies():
         ModelConfig(
             vocab_size=8192, n_embd=128, n_head=4, bigram_embed=True, bigram_buckets=600_000
         )
+
+
+def test_trigram_buckets_are_checked():
+    with pytest.raises(
+        GptlabError, match=r"trigram_buckets=64 adds its rows to the bigram table's"
+    ):
+        config(trigram_buckets=64)
+    with pytest.raises(GptlabError, match=r"model.trigram_buckets must be an integer >= 2"):
+        config(bigram_embed=True, trigram_buckets=1)
+    with pytest.raises(GptlabError, match=r"trigram_buckets=600000 x n_embd 128 = 76,800,000"):
+        ModelConfig(vocab_size=65, n_embd=128, n_head=4, bigram_embed=True, trigram_buckets=600_000)
+    assert (
+        config(**ADDITIONS["trigram"]).variant_changes()[-1] == f"trigram_buckets={TRIGRAM_BUCKETS}"
+    )
 
 
 def test_bigram_buckets_without_the_bigram_table_is_refused():

@@ -175,3 +175,66 @@ def test_mfu_uses_known_peaks_only(tiny_config):
     assert mfu(400_000.0, per_token, 989e12, world_size=8) == pytest.approx(
         400_000 * per_token / 989e12 / 8
     )
+
+
+def test_rate_scales_give_tables_head_and_dials_their_own_adamw_rate_by_hand():
+    """One AdamW step from zero state moves each parameter by about lr_group * sign(grad)
+    (Adam's first step is m / sqrt(v) = g / |g|), so the step sizes show each group's rate."""
+    from gptlab.train.optim import set_learning_rate
+
+    config = ModelConfig(
+        vocab_size=40,
+        block_size=16,
+        n_layer=2,
+        n_head=2,
+        n_embd=16,
+        tie_weights=False,
+        bigram_embed=True,
+        x0_blend=True,
+        smear=True,
+    )
+    torch.manual_seed(0)
+    model = GPT(config)
+    with torch.no_grad():  # the dials start at 0 or 1 with zero-gated tables: give them gradients
+        for name, p in model.named_parameters():
+            if name.endswith(("_scale", "strength")):
+                p.fill_(0.3)
+    train = TrainConfig(
+        optimizer="muon",
+        lr=1e-3,
+        weight_decay=0.0,
+        embed_lr_scale=10.0,
+        head_lr_scale=0.2,
+        scalar_lr_scale=50.0,
+    )
+    optimizer = build_optimizer(model, train, torch.device("cpu"))
+    set_learning_rate(optimizer, 1e-3)  # as the trainer does each step
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    idx = torch.randint(0, 40, (4, 16))
+    _, loss = model(idx[:, :-1], idx[:, 1:])
+    loss.backward()
+    optimizer.step()
+    step = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
+    expected = {
+        "wte.weight": 1e-2,  # embed
+        "bigram_embed.table.weight": 1e-2,  # embed
+        "lm_head.weight": 2e-4,  # head
+        "blocks.1.x0_scale": 5e-2,  # scalar
+        "blocks.0.bigram_scale": 5e-2,  # scalar
+        "smear.strength": 5e-2,  # scalar
+        "ln_f.weight": 1e-3,  # the rest: lr
+        "smear.gate.weight": 1e-3,
+    }
+    for name, rate in expected.items():
+        assert step[name] == pytest.approx(rate, rel=1e-3), name
+
+
+def test_without_rate_scales_adamw_keeps_its_two_groups(tiny_config):
+    model = GPT(tiny_config)
+    optimizer = build_optimizer(model, TrainConfig(lr=1e-3), torch.device("cpu"))
+    assert [g["lr_scale"] for g in optimizer.param_groups] == [1.0, 1.0]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
+    scaled = build_optimizer(model, TrainConfig(lr=1e-3, embed_lr_scale=3.0), torch.device("cpu"))
+    assert sorted(g["lr_scale"] for g in scaled.param_groups) == [1.0, 1.0, 3.0]
+    with pytest.raises(Exception, match=r"train.head_lr_scale must be > 0"):
+        TrainConfig(head_lr_scale=0)

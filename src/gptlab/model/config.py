@@ -62,6 +62,11 @@ class ModelConfig:
     bigram_buckets: int | None = setting(
         None, ge=2, says="an integer >= 2 (rows of the hashed bigram table), or none (exact)"
     )
+    # none: no trigram; N: a second table of N rows, each (token two back, previous, token)
+    # triple hashed to one, added to the bigram rows (needs bigram_embed).
+    trigram_buckets: int | None = setting(
+        None, ge=2, says="an integer >= 2 (rows of the hashed trigram table), or none"
+    )
     value_embed: bool = False  # per-layer token tables added to the values, alternate layers
     x0_blend: bool = False  # before block i: x = a_i * x + b_i * x0 (the embedding output)
     smear: bool = False  # each token embedding adds a gated share of the previous one
@@ -93,6 +98,18 @@ class ModelConfig:
             raise GptlabError(
                 f"model.bigram_buckets={self.bigram_buckets} sizes the bigram table, which is off: "
                 "set model.bigram_embed=true as well, or model.bigram_buckets=none"
+            )
+        if self.trigram_buckets is not None and not self.bigram_embed:
+            raise GptlabError(
+                f"model.trigram_buckets={self.trigram_buckets} adds its rows to the bigram "
+                "table's, which is off: set model.bigram_embed=true as well, or "
+                "model.trigram_buckets=none"
+            )
+        if self.trigram_parameters > BIGRAM_MAX_PARAMETERS:
+            raise GptlabError(
+                f"model.trigram_buckets={self.trigram_buckets} x n_embd {self.n_embd} = "
+                f"{self.trigram_parameters:,} parameters, over the limit of "
+                f"{BIGRAM_MAX_PARAMETERS:,}: use fewer buckets"
             )
         if self.bigram_embed and self.bigram_parameters > BIGRAM_MAX_PARAMETERS:
             if self.bigram_buckets is not None:
@@ -137,9 +154,12 @@ class ModelConfig:
         return self.n_head if self.n_kv_head is None else self.n_kv_head
 
     @property
-    def reads_previous_token(self) -> bool:
-        """Whether each position also looks at the token before it (bigram_embed, smear)."""
-        return self.bigram_embed or self.smear
+    def tokens_read_back(self) -> int:
+        """How many tokens before each position the model reads besides attention: 2 with a
+        trigram table, 1 with bigram_embed or smear, 0 otherwise."""
+        if self.trigram_buckets is not None:
+            return 2
+        return 1 if self.bigram_embed or self.smear else 0
 
     @property
     def bigram_parameters(self) -> int:
@@ -148,6 +168,11 @@ class ModelConfig:
         if self.bigram_buckets is not None:
             return self.bigram_buckets * self.n_embd
         return (self.vocab_size + 1) * self.vocab_size * self.n_embd
+
+    @property
+    def trigram_parameters(self) -> int:
+        """The hashed trigram table's size (0 without one)."""
+        return 0 if self.trigram_buckets is None else self.trigram_buckets * self.n_embd
 
     def value_embed_layers(self) -> list[int]:
         """The layers with a value embedding: every other one, counting down from the last."""
@@ -190,6 +215,7 @@ VARIANT_FIELDS = (
     "logit_softcap",
     "bigram_embed",
     "bigram_buckets",
+    "trigram_buckets",
     "value_embed",
     "x0_blend",
     "smear",
@@ -200,7 +226,8 @@ VARIANT_FIELDS = (
 STREAM_EXTRAS = ("bigram_embed", "value_embed", "x0_blend", "smear")
 
 # The bigram table grows as vocab_size squared: 65 characters x 64 wide is 0.27M parameters,
-# GPT-2's 50,257 tokens would be 1.9 trillion. Past this it is a mistake, not a model.
+# GPT-2's 50,257 tokens would be 1.9 trillion. Past this it is a mistake, not a model (the
+# same limit holds for the hashed trigram table).
 BIGRAM_MAX_PARAMETERS = 64_000_000
 
 

@@ -11,18 +11,22 @@ so an initialised model computes exactly what it would without them.
                    hashed into N rows instead (modded-nanogpt's bigram hash embedding): a BPE
                    vocabulary of 8,192 tokens has 67M pairs, but a short training run meets a
                    few hundred thousand of them, so a table a few times the vocabulary holds
-                   the frequent ones with few collisions.
+                   the frequent ones with few collisions. With trigram_buckets = M, B[t] also
+                   adds a row of an M-row table for (token two back, previous, token), hashed
+                   the same way: at the character level what a BPE bigram is (a 65-character
+                   vocabulary has 279K triples; TinyShakespeare's text uses 11,556 of them).
     smear          e'[t] = e[t] + lambda * sigmoid(w . e[t][:24]) * e[t - 1]: each token
                    embedding takes a gated share of the one before it (lambda initialised to 0).
     value_embed    on every other layer (counting down from the last), attention's values get
                    v[t] += 2 * sigmoid(W x[t][:12]) * table[token t], one gate per key/value
                    head (the table initialised to 0, W to 0 so the gate starts at 1).
 
-"Previous token": position 0 of a sequence has none. The bigram table keeps one extra row per
-token for it (previous = NO_PREVIOUS, i.e. vocab_size), and the smear adds nothing there. Whether
-a position has a previous token is read from its position id (0 = the first of its sequence),
-which is what makes left-padded batches and the decoder's sliding window agree with a lone
-sequence; during cached decoding the token before this call's first one comes from the KV cache.
+"Previous token": position 0 of a sequence has none (and positions 0 and 1 have no token two
+back). The bigram table keeps one extra row per token for it (previous = vocab_size), the trigram
+hash spells a missing token vocab_size too, and the smear adds nothing there. Whether a position
+has a token d back is read from its position id (>= d), which is what makes left-padded batches
+and the decoder's sliding window agree with a lone sequence; during cached decoding the tokens
+before this call's first one come from the KV cache (tokens_back).
 """
 
 from __future__ import annotations
@@ -54,31 +58,37 @@ class Gate(nn.Module):
         return self.scale * torch.sigmoid(x[..., : self.channels] @ self.weight.T)
 
 
-def previous_tokens(
-    idx: torch.Tensor, position_ids: torch.Tensor, kv_cache: KVCacheLike | None
+def tokens_back(
+    idx: torch.Tensor, position_ids: torch.Tensor, kv_cache: KVCacheLike | None, distance: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(previous token ids (B, T), has_previous (B or 1, T) bool) for this call's tokens idx (B, T).
+    """(ids (B, T), present (B or 1, T) bool): the token `distance` places before each of this
+    call's tokens idx (B, T); distance 1 is the previous token.
 
-    The first column's previous token is the cache's last one when decoding continues a cached
-    sequence; a position whose id is 0 starts its sequence and has none. Where has_previous is
-    False the id returned is meaningless (callers mask it).
+    The first columns read theirs from the cache when decoding continues a cached sequence. A
+    position whose id is below `distance` has none (its sequence starts fewer tokens back), nor
+    does a column that would reach before this call and the cache. Where present is False the id
+    returned is meaningless (callers mask it).
     """
-    continues = kv_cache is not None and kv_cache.seq_len > 0
-    first = kv_cache.last_token() if continues else idx[:, :1]  # (B, 1)
-    previous = torch.cat([first, idx[:, :-1]], dim=1)
-    has_previous = position_ids > 0
-    if not continues:  # nothing before this call: its first token starts the sequence
-        has_previous = has_previous.clone()
-        has_previous[:, 0] = False
-    return previous, has_previous
+    cached = min(distance, kv_cache.seq_len) if kv_cache is not None else 0
+    missing = distance - cached  # leading columns with nothing that far back
+    before = [idx[:, :1].expand(-1, missing)]  # placeholders, masked below
+    if cached:
+        before.append(kv_cache.last_tokens(cached))
+    back = torch.cat([*before, idx], dim=1)[:, : idx.shape[1]]
+    present = position_ids >= distance
+    if missing:
+        present = present.clone()
+        present[:, :missing] = False
+    return back, present
 
 
 # Odd multipliers for the bigram hash: multiplying by an odd number permutes the integers modulo
 # any power of two, so for a fixed token distinct previous tokens land in distinct buckets when
-# the bucket count is a power of two; the XOR mixes the two tokens' bits. Both products stay
-# below 2**63 for any vocabulary under 2**31 tokens.
+# the bucket count is a power of two; the XOR mixes the two tokens' bits. Every product stays
+# below 2**63 for any vocabulary under 2**31 tokens. The trigram hash XORs in a third.
 BIGRAM_HASH_PREVIOUS = 1_000_003
 BIGRAM_HASH_TOKEN = 2_654_435_761
+TRIGRAM_HASH_TWO_BACK = 3_000_017
 
 
 def bigram_rows(
@@ -95,22 +105,46 @@ def bigram_rows(
     return torch.remainder(mixed, buckets)
 
 
+def trigram_rows(
+    two_back: torch.Tensor, previous: torch.Tensor, idx: torch.Tensor, buckets: int
+) -> torch.Tensor:
+    """The trigram table's row for each (two back, previous, token) triple (a missing token is
+    vocab_size): (two_back * R XOR previous * P XOR token * Q) modulo buckets."""
+    mixed = (
+        (two_back.long() * TRIGRAM_HASH_TWO_BACK)
+        ^ (previous.long() * BIGRAM_HASH_PREVIOUS)
+        ^ (idx.long() * BIGRAM_HASH_TOKEN)
+    )
+    return torch.remainder(mixed, buckets)
+
+
 class BigramEmbedding(nn.Module):
     """A bigram table: row previous * vocab_size + token (previous = vocab_size for none), or a
-    hashed row among bigram_buckets (bigram_rows)."""
+    hashed row among bigram_buckets (bigram_rows); with trigram_buckets, plus a row of a second,
+    hashed table for (two back, previous, token) (trigram_rows)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.vocab_size, self.buckets = config.vocab_size, config.bigram_buckets
         self.table = nn.Embedding(config.bigram_parameters // config.n_embd, config.n_embd)
+        self.trigram_buckets = config.trigram_buckets
+        self.trigram_table = (
+            nn.Embedding(config.trigram_buckets, config.n_embd)
+            if config.trigram_buckets is not None
+            else None
+        )
 
     def forward(
-        self, idx: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor
+        self, idx: torch.Tensor, back: list[tuple[torch.Tensor, torch.Tensor]]
     ) -> torch.Tensor:
-        """(B, T) ids and their previous tokens -> (B, T, n_embd)."""
-        no_previous = torch.full_like(previous, self.vocab_size)
-        previous = torch.where(has_previous, previous, no_previous)
-        return self.table(bigram_rows(previous, idx, self.vocab_size, self.buckets))
+        """(B, T) ids and the tokens before them, back[d - 1] = tokens_back(..., d) -> (B, T, C)."""
+        before = [torch.where(present, ids, self.vocab_size) for ids, present in back]
+        rows = self.table(bigram_rows(before[0], idx, self.vocab_size, self.buckets))
+        if self.trigram_table is None:
+            return rows
+        return rows + self.trigram_table(
+            trigram_rows(before[1], before[0], idx, self.trigram_buckets)
+        )
 
 
 class Smear(nn.Module):

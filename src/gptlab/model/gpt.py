@@ -29,7 +29,7 @@ from gptlab.errors import GptlabError
 from gptlab.model.attention import AttentionInputs, CausalSelfAttention, causal_mask
 from gptlab.model.batching import IGNORE_INDEX
 from gptlab.model.config import ModelConfig
-from gptlab.model.embeddings import BigramEmbedding, Smear, previous_tokens
+from gptlab.model.embeddings import BigramEmbedding, Smear, tokens_back
 from gptlab.model.hooks import (
     BackwardHookFn,
     HookFn,
@@ -203,16 +203,19 @@ class GPT(nn.Module):
         rope = (
             rope_angles(position_ids, self.config.head_dim) if self.config.pos == "rope" else None
         )
-        previous = None  # (previous token ids, has_previous), for bigram_embed and smear
-        if self.config.reads_previous_token:
-            previous = previous_tokens(idx, position_ids, kv_cache)
-            if kv_cache is not None:
-                kv_cache.record_tokens(idx)
+        # back[d - 1]: (ids, present) of the token d places back, for bigram_embed and smear (d = 1)
+        # and the trigram table (d = 2)
+        back = [
+            tokens_back(idx, position_ids, kv_cache, distance)
+            for distance in range(1, self.config.tokens_read_back + 1)
+        ]
+        if back and kv_cache is not None:
+            kv_cache.record_tokens(idx)
 
-        x = self.embed(idx, position_ids, previous)  # (B, T, C)
+        x = self.embed(idx, position_ids, back[0] if back else None)  # (B, T, C)
         bigram = None
         if self.bigram_embed is not None:
-            bigram = self.hook_bigram_embed(self.bigram_embed(idx, *previous))
+            bigram = self.hook_bigram_embed(self.bigram_embed(idx, back))
         x0 = x if self.config.x0_blend else None
         inputs = AttentionInputs(mask, is_causal, kv_cache, rope, idx, x0, bigram)
         for block in self.blocks:
@@ -231,7 +234,7 @@ class GPT(nn.Module):
         previous: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Token embedding (+ smear, + learned position embedding), then dropout: (B, T) ->
-        (B, T, C). previous: (previous token ids, has_previous) from previous_tokens (smear)."""
+        (B, T, C). previous: (previous token ids, present) from tokens_back(..., 1) (smear)."""
         x = self.hook_embed(self.wte(idx))
         if self.smear is not None:
             ids, has_previous = previous

@@ -41,11 +41,11 @@ class KVCacheLike(Protocol):
 
     def record_tokens(self, idx: torch.Tensor) -> None:
         """Keep this pass's token ids (B, T) at positions seq_len.. (called before the layers'
-        updates, by models that read the previous token: bigram_embed, smear)."""
+        updates, by models that read the tokens before each one: bigram_embed, smear)."""
         ...
 
-    def last_token(self) -> torch.Tensor:
-        """(B, 1) the recorded token id at position seq_len - 1."""
+    def last_tokens(self, n: int) -> torch.Tensor:
+        """(B, n) the recorded token ids at positions seq_len - n .. seq_len - 1 (n <= seq_len)."""
         ...
 
     def crop(self, n: int) -> None:
@@ -106,9 +106,9 @@ class KVCache:
             self.tokens = grown
         self.tokens[:, start:end] = idx
 
-    def last_token(self) -> torch.Tensor:
-        """(B, 1) the recorded token id at position seq_len - 1."""
-        return self.tokens[:, self._len - 1 : self._len]
+    def last_tokens(self, n: int) -> torch.Tensor:
+        """(B, n) the recorded token ids at positions seq_len - n .. seq_len - 1 (n <= seq_len)."""
+        return self.tokens[:, self._len - n : self._len]
 
     @staticmethod
     def _grown(

@@ -21,6 +21,7 @@ from gptlab.model.gpt import GPT
 COMPONENTS = (
     ("wte.", "token embedding (wte)"),
     ("wpe.", "position embedding (wpe)"),
+    ("bigram_embed.trigram_table.", "trigram embedding (trigram_buckets)"),
     ("bigram_embed.", "bigram embedding (bigram_embed)"),
     (".value_embed.", "value embeddings (value_embed)"),
     (".attn.", "attention (c_attn, c_proj)"),

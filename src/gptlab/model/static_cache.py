@@ -32,7 +32,7 @@ class StaticKVCache:
         shape = (batch, n_head, max_len, head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
-        # Token ids by position, for models that read the previous token (bigram_embed, smear).
+        # Token ids by position, for models that read the tokens before each one (bigram_embed, smear).
         self.tokens = torch.zeros(batch, max_len, dtype=torch.long, device=device)
         self.max_len = max_len
         self._len = 0  # positions written by completed forward passes
@@ -79,9 +79,9 @@ class StaticKVCache:
         """Keep this pass's token ids (B, T) at positions seq_len.. (before the layers' updates)."""
         self.tokens[:, self._len : self._len + idx.shape[1]] = idx
 
-    def last_token(self) -> torch.Tensor:
-        """(B, 1) the recorded token id at position seq_len - 1."""
-        return self.tokens[:, self._len - 1 : self._len]
+    def last_tokens(self, n: int) -> torch.Tensor:
+        """(B, n) the recorded token ids at positions seq_len - n .. seq_len - 1 (n <= seq_len)."""
+        return self.tokens[:, self._len - n : self._len]
 
     def crop(self, n: int) -> None:
         """Forget every position from n on; the stale slots are masked until overwritten."""

@@ -90,6 +90,14 @@ class TrainConfig:
         None, gt=0, le=1, says="in (0, 1] (the share of the budget spent decaying), or none"
     )
     weight_decay: float = setting(0.1, ge=0)  # applied to 2-D weights (matmuls, embeddings) only
+    # AdamW's rate for three kinds of parameter, as multiples of lr (the GPU speedruns give each
+    # kind its own rate; train/optim.py): the lookup tables (token and position embeddings, the
+    # bigram/trigram and value tables; a tied head goes with the token embedding), an untied
+    # output head, and the additions' scalar dials (x0_blend's and bigram's scales, smear's
+    # strength). Norms, biases and gates keep lr.
+    embed_lr_scale: float = setting(1.0, gt=0)
+    head_lr_scale: float = setting(1.0, gt=0)
+    scalar_lr_scale: float = setting(1.0, gt=0)
     beta1: float = setting(0.9, ge=0, lt=1)
     beta2: float = setting(0.99, ge=0, lt=1)
     # max global grad norm; 0 turns clipping off (the norm is still logged)

@@ -35,13 +35,14 @@ def flops_per_token(config: ModelConfig, num_parameters: int) -> float:
 
     Tables that are only looked up, never multiplied, cost no FLOPs: the learned position table
     (rope and none have none), the token embedding when the head has its own matrix (tied,
-    the same matrix is the head's matmul and counts), the bigram table and the value embeddings.
+    the same matrix is the head's matmul and counts), the bigram and trigram tables and the value
+    embeddings.
     """
     lookup_only = config.block_size * config.n_embd if config.pos == "learned" else 0
     if not config.tie_weights:
         lookup_only += config.padded_vocab_size * config.n_embd
     if config.bigram_embed:
-        lookup_only += config.bigram_parameters
+        lookup_only += config.bigram_parameters + config.trigram_parameters
     value_table = config.padded_vocab_size * config.kv_heads * config.head_dim
     lookup_only += len(config.value_embed_layers()) * value_table
     non_embedding = num_parameters - lookup_only

@@ -6,6 +6,10 @@ GPT-2/GPT-3 training.
 
 train.optimizer = "muon" hands the blocks' weight matrices to Muon (train/muon.py) at peak
 train.muon_lr and keeps AdamW for embeddings, head, norms and biases; both follow the schedule.
+Within AdamW, train.embed_lr_scale, head_lr_scale and scalar_lr_scale multiply lr for the lookup
+tables, an untied head and the speedrun additions' scalar dials (adamw_rate_scales): a table row
+gets a gradient only from the tokens that use it, and a dial is one number that sums a whole
+layer's signal, so neither moves at the pace the matrices' rate sets.
 
 The schedule: linear warmup over `warmup_steps` to `lr`, then a cosine from `lr` down to `min_lr`
 over the rest of the budget:
@@ -105,6 +109,28 @@ def saved_optimizer_name(state: dict) -> str:
     return "muon" if set(state) == {"adamw", "muon"} else "adamw"
 
 
+def adamw_rate_scales(
+    model: torch.nn.Module, *, embed: float = 1.0, head: float = 1.0, scalar: float = 1.0
+) -> dict[int, float]:
+    """{id(parameter): its multiple of AdamW's lr} for the parameters whose multiple is not 1.
+
+    embed: every nn.Embedding's table (with a tied head, the shared matrix is the embedding);
+    head: an untied lm_head; scalar: the speedrun additions' one-number dials (a block's
+    resid_scale, x0_scale and bigram_scale, the smear's strength).
+    """
+    scales = {}
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            scales[id(module.weight)] = embed
+    lm_head = getattr(model, "lm_head", None)
+    if lm_head is not None and id(lm_head.weight) not in scales:
+        scales[id(lm_head.weight)] = head
+    for name, param in model.named_parameters():
+        if name.endswith(("resid_scale", "x0_scale", "bigram_scale", "smear.strength")):
+            scales[id(param)] = scalar
+    return {key: scale for key, scale in scales.items() if scale != 1.0}
+
+
 def adamw_optimizer(
     model: torch.nn.Module,
     *,
@@ -113,13 +139,25 @@ def adamw_optimizer(
     betas: tuple[float, float],
     device: torch.device,
     exclude: list[torch.nn.Parameter] = (),
+    rate_scales: dict[int, float] | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters (less `exclude`), weight decay on 2-D tensors only."""
+    """AdamW over the trainable parameters (less `exclude`), weight decay on 2-D tensors only;
+    the parameters in rate_scales (adamw_rate_scales) get groups of their own at that multiple
+    of lr. Without any, the two groups of parameter_groups, as before the scales existed."""
     excluded = {id(p) for p in exclude}
-    groups = [
-        {**group, "params": [p for p in group["params"] if id(p) not in excluded], "lr_scale": 1.0}
-        for group in parameter_groups(model, weight_decay)
-    ]
+    rate_scales = rate_scales or {}
+    groups = []
+    for group in parameter_groups(model, weight_decay):
+        by_scale: dict[float, list[torch.nn.Parameter]] = {}
+        for p in group["params"]:
+            if id(p) not in excluded:
+                by_scale.setdefault(rate_scales.get(id(p), 1.0), []).append(p)
+        if not by_scale:  # keep the group (empty) so a plain run's groups never change
+            by_scale[1.0] = []
+        groups += [
+            {**group, "params": params, "lr": lr * scale, "lr_scale": scale}
+            for scale, params in by_scale.items()
+        ]
     # The fused kernel updates every tensor in one pass; without it torch picks the per-tensor
     # loop on CPU, which costs ~2 ms a step more on the 0.8M-parameter char model (BENCHMARKS.md).
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device.type in ("cuda", "cpu"))
@@ -138,6 +176,12 @@ def build_optimizer(
         betas=(config.beta1, config.beta2),
         device=device,
         exclude=muon_params,
+        rate_scales=adamw_rate_scales(
+            model,
+            embed=config.embed_lr_scale,
+            head=config.head_lr_scale,
+            scalar=config.scalar_lr_scale,
+        ),
     )
     if not muon_params:
         return adamw
