@@ -281,7 +281,9 @@ class _Job:
             first_doc, written = self.progress["documents_read"], self.progress["tokens_written"]
             for split, writer in self.writers.items():
                 writer.resume(self.progress["splits"][split])
-            self.log(f"carrying on a killed prepare after {first_doc:,} documents ({written:,} tokens)")
+            self.log(
+                f"carrying on a killed prepare after {first_doc:,} documents ({written:,} tokens)"
+            )
         # The bar's total: the budget, or the source's count when that is smaller (or the only one).
         known = [n for n in (self.max_docs, self.src.known_documents()) if n is not None]
         total_docs = min(known, default=None)

@@ -99,7 +99,9 @@ def is_prepared(folder: Path, expected_hash: str) -> bool:
             "another output folder (out)"
         )
     if not folder.is_dir() or any(folder.iterdir()):
-        raise GptlabError(f"{folder} exists and is not a prepared dataset; choose another output folder (out)")
+        raise GptlabError(
+            f"{folder} exists and is not a prepared dataset; choose another output folder (out)"
+        )
     return False
 
 

@@ -120,7 +120,7 @@ class GPT(nn.Module):
         self.hook_embed = HookPoint()  # (B, T, C) token embeddings
         self.hook_pos_embed = HookPoint()  # (B, T, C) position embeddings (pos = learned only)
         self.hook_smear = HookPoint()  # (B, T, C) what the smear adds to the token embeddings
-        self.hook_bigram_embed = HookPoint()  # (B, T, C) bigram rows, before each block's scale
+        self.hook_bigram_embed = HookPoint()  # (B, T, C) bigram (+ trigram) rows, pre-scale
         self.hook_ln_final = HookPoint()  # (B, T, C) the final norm's output
         self.hook_logits = HookPoint()  # (B, T, vocab_size)
         # 0 for the real vocabulary, -inf for the padding rows: added to the padded logits, it

@@ -203,6 +203,25 @@ def check_sample_settings(train_config: TrainConfig, tokenizer) -> None:
     )
 
 
+def require_optional_loggers(train_config: TrainConfig) -> None:
+    """Missing optional loggers are reported before anything is written."""
+    if train_config.tensorboard:
+        import_optional("tensorboard", "tensorboard")
+    if train_config.wandb:
+        import_optional("wandb", "wandb")
+
+
+def weight_average_of(train_config: TrainConfig) -> WeightAverage | None:
+    """The run's weight average (train.weight_average), or None for the raw weights."""
+    if train_config.weight_average == "none":
+        return None
+    return WeightAverage(
+        train_config.weight_average,
+        decay=train_config.weight_average_decay,
+        tail=train_config.weight_average_tail,
+    )
+
+
 def build_trainer(
     config: RunConfig,
     run_dir: Path,
@@ -220,11 +239,7 @@ def build_trainer(
     config = copy.deepcopy(config)
     train_config = config.train
     enable_tf32()
-    # Missing optional loggers are reported before anything is written.
-    if train_config.tensorboard:
-        import_optional("tensorboard", "tensorboard")
-    if train_config.wandb:
-        import_optional("wandb", "wandb")
+    require_optional_loggers(train_config)
     claim = claim_run_folder(
         run_dir, config, resume=resume, overwrite=overwrite, is_main=parallel.is_main
     )
@@ -271,13 +286,7 @@ def build_trainer(
         train_batches = data.train_loader(
             train_config.micro_batch_size, config.model.block_size, train_config.seed
         )
-        weight_average = None
-        if train_config.weight_average != "none":
-            weight_average = WeightAverage(
-                train_config.weight_average,
-                decay=train_config.weight_average_decay,
-                tail=train_config.weight_average_tail,
-            )
+        weight_average = weight_average_of(train_config)
         counters = Counters()
         if resume_state is not None:
             counters = restore_training(
