@@ -6,6 +6,7 @@ predicts, and is counted, saved, optimised and refused where it cannot go."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -391,27 +392,26 @@ def test_the_bigram_table_is_refused_for_large_vocabularies():
         )
 
 
-def test_trigram_buckets_are_checked():
-    with pytest.raises(
-        GptlabError, match=r"trigram_buckets=64 adds its rows to the bigram table's"
-    ):
-        config(trigram_buckets=64)
-    with pytest.raises(GptlabError, match=r"model.trigram_buckets must be an integer >= 2"):
-        config(bigram_embed=True, trigram_buckets=1)
-    with pytest.raises(GptlabError, match=r"trigram_buckets=600000 x n_embd 128 = 76,800,000"):
-        ModelConfig(vocab_size=65, n_embd=128, n_head=4, bigram_embed=True, trigram_buckets=600_000)
+@pytest.mark.parametrize(
+    "field, without_bigram",
+    [
+        ("bigram_buckets", "bigram_buckets=64 sizes the bigram table, which is off"),
+        ("trigram_buckets", "trigram_buckets=64 adds its rows to the bigram table's, which is off"),
+    ],
+)
+def test_bucket_counts_are_checked(field, without_bigram):
+    with pytest.raises(GptlabError, match=re.escape(without_bigram)):
+        config(**{field: 64})
+    with pytest.raises(GptlabError, match=rf"model.{field} must be an integer >= 2"):
+        config(bigram_embed=True, **{field: 1})
+    with pytest.raises(GptlabError, match=rf"{field}=600000 x n_embd 128 = 76,800,000"):
+        ModelConfig(vocab_size=65, n_embd=128, n_head=4, bigram_embed=True, **{field: 600_000})
+
+
+def test_the_trigram_table_is_a_variant():
     assert (
         config(**ADDITIONS["trigram"]).variant_changes()[-1] == f"trigram_buckets={TRIGRAM_BUCKETS}"
     )
-
-
-def test_bigram_buckets_without_the_bigram_table_is_refused():
-    with pytest.raises(
-        GptlabError, match=r"bigram_buckets=64 sizes the bigram table, which is off"
-    ):
-        config(bigram_buckets=64)
-    with pytest.raises(GptlabError, match=r"model.bigram_buckets must be an integer >= 2"):
-        config(bigram_embed=True, bigram_buckets=1)
 
 
 @pytest.mark.parametrize("name", ["bigram_embed", "value_embed", "x0_blend", "smear"])
