@@ -15,7 +15,7 @@ import pytest
 
 import gptlab
 from gptlab.cli import main
-from gptlab.data.prepared_folder import read_meta
+from gptlab.data.prepared_folder import PROGRESS_FILE, read_meta
 
 needs_proc = pytest.mark.skipif(
     not Path("/proc/self/stat").is_file(),
@@ -248,8 +248,6 @@ def many_documents(shared_data, tmp_path_factory) -> Path:
 
 
 def progress_of(out: Path) -> dict | None:
-    from gptlab.data.prepared_folder import PROGRESS_FILE
-
     for partial in partials(out):
         try:
             return json.loads((partial / PROGRESS_FILE).read_text(encoding="utf-8"))
@@ -273,6 +271,9 @@ def test_a_killed_prepare_is_carried_on_and_ends_as_an_uninterrupted_one(
     assert process.wait(timeout=60) == -signal.SIGKILL
     recorded = progress_of(tmp_path / "resumed")
     assert recorded["documents_read"] > 0 and recorded["splits"]["train"]["shards"]
+    # A kill in the middle of a record's write leaves its temporary file (CI met one): plant one.
+    [killed] = partials(tmp_path / "resumed")
+    (killed / f".{PROGRESS_FILE}.ab12cd_9.tmp").write_text('{"half": ')
 
     assert (
         main(["prepare", str(many_documents), "--out", str(tmp_path / "resumed"), *flags[:4]]) == 0

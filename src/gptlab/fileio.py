@@ -138,6 +138,19 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         raise
 
 
+# atomic_write's temporary names: mkstemp's `.{name}.` + 8 of [a-z0-9_] + `.tmp`.
+_ATOMIC_WRITE_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_atomic_write_leftovers(folder: str | Path) -> None:
+    """Delete the temporary files that atomic_write calls in `folder` left unfinished: a
+    process killed between writing one and its rename (SIGKILL runs no cleanup). Only for a
+    folder no other process writes to, such as a killed build's folder once it is claimed."""
+    for entry in os.scandir(folder):
+        if _ATOMIC_WRITE_TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            Path(entry.path).unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gptlab.errors import GptlabError
-from gptlab.fileio import read_json
+from gptlab.fileio import read_json, remove_atomic_write_leftovers
 from gptlab.tokenizers.base import Tokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
@@ -164,6 +164,10 @@ def _claim_resumable_partial(folder: Path, expected_hash: str) -> Path | None:
             os.rename(partial, claimed)
         except (OSError, ValueError, AttributeError):
             continue  # unreadable, not ours to resume, or another build claimed it first
+        # A kill in the middle of writing a progress record leaves its temporary file; the
+        # build carries on here, so the finished folder would keep it.
+        with contextlib.suppress(OSError):
+            remove_atomic_write_leftovers(claimed)
         return claimed
     return None
 
