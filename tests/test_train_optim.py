@@ -238,3 +238,20 @@ def test_without_rate_scales_adamw_keeps_its_two_groups(tiny_config):
     assert sorted(g["lr_scale"] for g in scaled.param_groups) == [1.0, 1.0, 3.0]
     with pytest.raises(Exception, match=r"train.head_lr_scale must be > 0"):
         TrainConfig(head_lr_scale=0)
+
+
+def test_a_state_saved_with_other_rate_groups_is_refused_in_one_line():
+    from gptlab.errors import GptlabError
+    from gptlab.train.resume import check_same_rate_groups
+
+    config = ModelConfig(vocab_size=40, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    model = GPT(config)
+    cpu = torch.device("cpu")
+    # With Muon the matrices leave AdamW: its decay group holds only the (tied) embedding.
+    for optimizer, saved in [("adamw", r"\[5\.0, 1\.0, 1\.0\]"), ("muon", r"\[5\.0, 1\.0\]")]:
+        scaled = build_optimizer(model, TrainConfig(optimizer=optimizer, embed_lr_scale=5.0), cpu)
+        plain = build_optimizer(model, TrainConfig(optimizer=optimizer), cpu)
+        check_same_rate_groups(scaled.state_dict(), scaled)  # the same groups: resumable
+        with pytest.raises(GptlabError, match="AdamW rate multiples " + saved) as exc:
+            check_same_rate_groups(scaled.state_dict(), plain)
+        assert "\n" not in str(exc.value)

@@ -74,6 +74,22 @@ def check_resumable(
         )
 
 
+def check_same_rate_groups(saved: dict, optimizer) -> None:
+    """Refuse, in one line, a state whose AdamW groups were split by other rates per kind
+    (train.embed_lr_scale, head_lr_scale, scalar_lr_scale): their moments could not be matched
+    to this run's groups."""
+    adamw_state = saved["adamw"] if saved_optimizer_name(saved) == "muon" else saved
+    adamw = getattr(optimizer, "adamw", optimizer)
+    saved_scales = [group.get("lr_scale", 1.0) for group in adamw_state["param_groups"]]
+    scales = [group["lr_scale"] for group in adamw.param_groups]
+    if saved_scales != scales:
+        raise GptlabError(
+            f"the run was trained with AdamW rate multiples {saved_scales} per parameter group, "
+            f"this one asks for {scales}; resume with the train.embed_lr_scale, head_lr_scale "
+            "and scalar_lr_scale the run was trained with (its config.toml)"
+        )
+
+
 def restore_training_state(
     state: dict, *, rank: int, optimizer, scaler, loader, sharded_model=None
 ) -> None:
@@ -81,6 +97,7 @@ def restore_training_state(
 
     sharded_model: the FSDP-sharded model, whose optimizer state is the gathered full one.
     """
+    check_same_rate_groups(state["optimizer"], optimizer)
     if sharded_model is not None:
         load_gathered_optimizer_state(sharded_model, optimizer, state["optimizer"])
     else:
