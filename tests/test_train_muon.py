@@ -5,6 +5,7 @@ import torch
 
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
+from gptlab.train import muon
 from gptlab.train.config import TrainConfig, build_run_config
 from gptlab.train.muon import (
     POLAR_EXPRESS_COEFFICIENTS,
@@ -37,6 +38,17 @@ def test_orthogonalise_approximates_the_polar_factor(shape):
     assert cosine > 0.95
 
 
+@pytest.mark.parametrize("shape", [(48, 16), (16, 48)])
+def test_orthogonalise_of_a_stack_is_each_matrix_on_its_own(shape):
+    generator = torch.Generator().manual_seed(2)
+    stack = torch.randn(3, *shape, generator=generator, dtype=torch.float64)
+    stack[1] *= 1e3  # each matrix is normalised by its own norm, not the stack's
+    result = orthogonalise(stack, coefficients="polar_express")
+    for update, direction in zip(stack, result, strict=True):
+        expected = orthogonalise(update, coefficients="polar_express")
+        torch.testing.assert_close(direction, expected, atol=1e-12, rtol=0)
+
+
 def test_muon_in_bfloat16_matches_torch_optim_muon():
     generator = torch.Generator().manual_seed(1)
     start = [torch.randn(24, 8, generator=generator), torch.randn(8, 40, generator=generator)]
@@ -55,6 +67,30 @@ def test_muon_in_bfloat16_matches_torch_optim_muon():
         # torch keeps an exponential moving average where we keep a sum: the two differ by a
         # constant factor, which the iteration's normalisation removes (up to bfloat16 rounding).
         torch.testing.assert_close(p, q, atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("batch_numbers", [None, 400])
+def test_muon_steps_same_shape_matrices_as_if_each_were_alone(monkeypatch, batch_numbers):
+    """Matrices of one shape are orthogonalised as a batch (400 numbers at most: batches of two
+    24 x 8 matrices and one, and one 8 x 40 at a time); each must move as on its own."""
+    if batch_numbers is not None:
+        monkeypatch.setattr(muon, "BATCH_NUMBERS", batch_numbers)
+    generator = torch.Generator().manual_seed(3)
+    start = [torch.randn(shape, generator=generator) for shape in [(24, 8), (8, 40)] * 3]
+    together = [p.clone().requires_grad_() for p in start]
+    alone = [p.clone().requires_grad_() for p in start]
+    options = dict(lr=0.05, momentum=0.9, weight_decay=0.1, ns_dtype=torch.float64)
+    optimizer = Muon(together, **options)
+    one_each = [Muon([p], **options) for p in alone]
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=generator) for p in start]
+        for p, q, g in zip(together, alone, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        optimizer.step()
+        for single in one_each:
+            single.step()
+    for p, q in zip(together, alone, strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0)
 
 
 def test_muon_refuses_tensors_that_are_not_matrices():

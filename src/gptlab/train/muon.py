@@ -50,6 +50,9 @@ POLAR_EXPRESS_COEFFICIENTS = (
     (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
 )
 POLAR_EXPRESS_MARGIN = 1.02  # the input is divided by 1.02 x its Frobenius norm
+# At most this many numbers are orthogonalised as one batch (64 MB in float32): small models batch
+# every layer at once, while a large one's temporaries stay a few matrices' worth.
+BATCH_NUMBERS = 2**24
 COEFFICIENTS = ("quintic", "polar_express")
 
 
@@ -71,20 +74,28 @@ def orthogonalise(
     dtype: torch.dtype | None = None,
     coefficients: str = "quintic",
 ):
-    """~A B^T for update = A S B^T, by `steps` Newton-Schulz iterations in `dtype`."""
+    """~A B^T for update = A S B^T, by `steps` Newton-Schulz iterations in `dtype`.
+
+    `update` is one matrix (rows, cols) or a stack of same-shape matrices (n, rows, cols), each
+    orthogonalised on its own: the stack runs as a few batched matmuls instead of many small ones.
+    """
     dtype = dtype or (torch.bfloat16 if update.is_cuda else torch.float32)
     x = update.to(dtype)
-    tall = x.size(0) > x.size(1)
+    tall = x.size(-2) > x.size(-1)
     if tall:  # iterate on the wide orientation: the Gram matrix x x^T is the smaller one
-        x = x.T
+        x = x.mT
     # Frobenius norm >= spectral norm: singular values <= 1 (Polar Express: <= 1 / 1.02)
-    norm = x.norm() if coefficients == "quintic" else x.norm() * POLAR_EXPRESS_MARGIN
+    norm = x.norm(dim=(-2, -1), keepdim=True)
+    if coefficients != "quintic":
+        norm = norm * POLAR_EXPRESS_MARGIN
     x = x / norm.clamp(min=1e-7)
+    # addmm for one matrix, baddbmm for a stack: both fuse the scaled sum into the matmul.
+    fused = torch.addmm if x.dim() == 2 else torch.baddbmm
     for a, b, c in step_coefficients(coefficients, steps):
-        gram = x @ x.T
-        polynomial = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
-        x = torch.addmm(x, polynomial, x, beta=a)  # a x + (b G + c G^2) x
-    return (x.T if tall else x).to(update.dtype)
+        gram = x @ x.mT
+        polynomial = fused(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
+        x = fused(x, polynomial, x, beta=a)  # a x + (b G + c G^2) x
+    return (x.mT if tall else x).to(update.dtype)
 
 
 class Muon(torch.optim.Optimizer):
@@ -109,6 +120,15 @@ class Muon(torch.optim.Optimizer):
                         f"Muon takes 2-D weight matrices only, got shape {tuple(p.shape)}"
                     )
 
+    def nesterov_update(self, p: torch.Tensor, momentum: float) -> torch.Tensor:
+        """Fold p's gradient into its momentum buffer; the Nesterov look-ahead G + momentum * M."""
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        buffer = state["momentum_buffer"]
+        buffer.mul_(momentum).add_(p.grad)
+        return p.grad.add(buffer, alpha=momentum)
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -117,21 +137,24 @@ class Muon(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, momentum = group["lr"], group["momentum"]
+            # A layer stack holds each weight shape once per layer: matrices of one shape are
+            # orthogonalised together, as a batch (the same result, a few larger matmuls).
+            by_shape: dict[torch.Size, list[torch.Tensor]] = {}
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buffer = state["momentum_buffer"]
-                buffer.mul_(momentum).add_(p.grad)
-                nesterov = p.grad.add(buffer, alpha=momentum)
-                direction = orthogonalise(
-                    nesterov, group["ns_steps"], self.ns_dtype, self.ns_coefficients
-                )
+                if p.grad is not None:
+                    by_shape.setdefault(p.shape, []).append(p)
+            for shape, same_shape in by_shape.items():
                 # sqrt(rows / cols) for tall matrices keeps the update's per-entry size the same
                 # for every shape (the orthogonalised matrix's entries shrink as rows grow).
-                shape_scale = math.sqrt(max(1.0, p.size(0) / p.size(1)))
-                p.mul_(1.0 - lr * group["weight_decay"])
-                p.add_(direction, alpha=-lr * shape_scale)
+                shape_scale = math.sqrt(max(1.0, shape[0] / shape[1]))
+                per_batch = max(1, BATCH_NUMBERS // shape.numel())
+                for start in range(0, len(same_shape), per_batch):
+                    params = same_shape[start : start + per_batch]
+                    updates = torch.stack([self.nesterov_update(p, momentum) for p in params])
+                    directions = orthogonalise(
+                        updates, group["ns_steps"], self.ns_dtype, self.ns_coefficients
+                    )
+                    for p, direction in zip(params, directions, strict=True):
+                        p.mul_(1.0 - lr * group["weight_decay"])
+                        p.add_(direction, alpha=-lr * shape_scale)
         return loss
