@@ -21,7 +21,7 @@ import torch
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
 from gptlab.train.config import build_run_config
-from gptlab.train.muon import orthogonalise
+from gptlab.train.muon import orthogonalise, same_shape_batches
 from gptlab.train.optim import hidden_matrices
 
 
@@ -30,15 +30,12 @@ def one_at_a_time(updates: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def batched_by_shape(updates: list[torch.Tensor]) -> list[torch.Tensor]:
-    by_shape: dict[torch.Size, list[int]] = {}
-    for i, update in enumerate(updates):
-        by_shape.setdefault(update.shape, []).append(i)
-    results: list[torch.Tensor] = [torch.empty(0)] * len(updates)
-    for indices in by_shape.values():
-        stacked = orthogonalise(torch.stack([updates[i] for i in indices]))
-        for i, result in zip(indices, stacked, strict=True):
-            results[i] = result
-    return results
+    """As Muon.step does it: each batch of same-shape matrices orthogonalised as one stack."""
+    return [
+        direction
+        for batch in same_shape_batches(updates)
+        for direction in orthogonalise(torch.stack(batch))
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     matrices = hidden_matrices(GPT(config.model))
     updates = [torch.randn(p.shape, generator=generator) for p in matrices]
     ways = {"one at a time": one_at_a_time, "batched by shape": batched_by_shape}
-    first, second = (way(updates) for way in ways.values())
+    # batched results come back batch by batch: line the reference up in the same order
+    in_batch_order = [update for batch in same_shape_batches(updates) for update in batch]
+    first, second = one_at_a_time(in_batch_order), batched_by_shape(updates)
     worst = max((a - b).abs().max().item() for a, b in zip(first, second, strict=True))
     times: dict[str, list[float]] = {name: [] for name in ways}
     for round_ in range(args.rounds):

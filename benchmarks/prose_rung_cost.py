@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads, --rounds and --steps must be >= 1, --warmup >= 0")
     torch.set_num_threads(args.threads)
     try:
-        rungs = {name: RUNGS[name] for name in list(RUNGS)[: 1 if args.only_given else None]}
+        names = list(RUNGS)[:1] if args.only_given else list(RUNGS)  # the first is the base
+        rungs = {name: RUNGS[name] for name in names}
         rungs.update(parse_rung(text) for text in args.rung)
         if not (args.prepared / "meta.json").is_file():
             raise GptlabError(f"{args.prepared} is not a prepared folder (no meta.json)")

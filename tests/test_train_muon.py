@@ -69,6 +69,21 @@ def test_muon_in_bfloat16_matches_torch_optim_muon():
         torch.testing.assert_close(p, q, atol=2e-3, rtol=0)
 
 
+def test_same_shape_batches_group_by_shape_and_cap_each_batch(monkeypatch):
+    monkeypatch.setattr(muon, "BATCH_NUMBERS", 400)
+    a1, b1, a2, a3, b2 = (
+        torch.zeros(shape) for shape in [(24, 8), (8, 40), (24, 8), (24, 8), (8, 40)]
+    )
+    batches = muon.same_shape_batches([a1, b1, a2, a3, b2])
+    # 24 x 8 = 192 numbers: two a batch; 8 x 40 = 320: one a batch
+    assert [[id(m) for m in batch] for batch in batches] == [
+        [id(a1), id(a2)],
+        [id(a3)],
+        [id(b1)],
+        [id(b2)],
+    ]
+
+
 @pytest.mark.parametrize("batch_numbers", [None, 400])
 def test_muon_steps_same_shape_matrices_as_if_each_were_alone(monkeypatch, batch_numbers):
     """Matrices of one shape are orthogonalised as a batch (400 numbers at most: batches of two

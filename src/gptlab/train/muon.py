@@ -98,6 +98,20 @@ def orthogonalise(
     return (x.mT if tall else x).to(update.dtype)
 
 
+def same_shape_batches(matrices: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """`matrices` grouped by shape, in batches of at most BATCH_NUMBERS numbers, to be
+    orthogonalised as stacks: a layer stack holds each shape once per layer, so a few larger
+    matmuls replace many small ones (the same result)."""
+    by_shape: dict[torch.Size, list[torch.Tensor]] = {}
+    for matrix in matrices:
+        by_shape.setdefault(matrix.shape, []).append(matrix)
+    batches = []
+    for shape, same in by_shape.items():
+        per_batch = max(1, BATCH_NUMBERS // shape.numel())
+        batches += [same[start : start + per_batch] for start in range(0, len(same), per_batch)]
+    return batches
+
+
 class Muon(torch.optim.Optimizer):
     def __init__(
         self,
@@ -137,24 +151,17 @@ class Muon(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, momentum = group["lr"], group["momentum"]
-            # A layer stack holds each weight shape once per layer: matrices of one shape are
-            # orthogonalised together, as a batch (the same result, a few larger matmuls).
-            by_shape: dict[torch.Size, list[torch.Tensor]] = {}
-            for p in group["params"]:
-                if p.grad is not None:
-                    by_shape.setdefault(p.shape, []).append(p)
-            for shape, same_shape in by_shape.items():
+            params = [p for p in group["params"] if p.grad is not None]
+            for batch in same_shape_batches(params):
+                updates = torch.stack([self.nesterov_update(p, momentum) for p in batch])
+                directions = orthogonalise(
+                    updates, group["ns_steps"], self.ns_dtype, self.ns_coefficients
+                )
                 # sqrt(rows / cols) for tall matrices keeps the update's per-entry size the same
                 # for every shape (the orthogonalised matrix's entries shrink as rows grow).
-                shape_scale = math.sqrt(max(1.0, shape[0] / shape[1]))
-                per_batch = max(1, BATCH_NUMBERS // shape.numel())
-                for start in range(0, len(same_shape), per_batch):
-                    params = same_shape[start : start + per_batch]
-                    updates = torch.stack([self.nesterov_update(p, momentum) for p in params])
-                    directions = orthogonalise(
-                        updates, group["ns_steps"], self.ns_dtype, self.ns_coefficients
-                    )
-                    for p, direction in zip(params, directions, strict=True):
-                        p.mul_(1.0 - lr * group["weight_decay"])
-                        p.add_(direction, alpha=-lr * shape_scale)
+                rows, cols = batch[0].shape
+                shape_scale = math.sqrt(max(1.0, rows / cols))
+                for p, direction in zip(batch, directions, strict=True):
+                    p.mul_(1.0 - lr * group["weight_decay"])
+                    p.add_(direction, alpha=-lr * shape_scale)
         return loss
