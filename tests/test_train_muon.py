@@ -241,7 +241,66 @@ def test_the_muon_settings_reach_the_optimizer(tiny_config):
     defaults = build_optimizer(GPT(tiny_config), TrainConfig(optimizer="muon"), torch.device("cpu"))
     assert defaults.muon.param_groups[0]["ns_steps"] == 5
     assert defaults.muon.ns_coefficients == "quintic"
+    assert not defaults.muon.neuron_norm
+    normuon = TrainConfig(optimizer="muon", muon_neuron_norm=True)
+    assert build_optimizer(GPT(tiny_config), normuon, torch.device("cpu")).muon.neuron_norm
     with pytest.raises(GptlabError, match="train.muon_coefficients must be one of"):
         build_run_config(overrides=["train.muon_coefficients=cubic"])
     with pytest.raises(GptlabError, match="train.muon_ns_steps"):
         build_run_config(overrides=["train.muon_ns_steps=0"])
+
+
+def reference_normuon_steps(start, grads, lr, weight_decay, neuron_norm=True):
+    """Muon written out one neuron at a time from NorMuon's formulas (arXiv:2510.05491): the
+    reference for the vectorised optimizer. The orthogonalisation is gptlab's own, checked
+    against the SVD above."""
+    param, buffer = start.clone(), torch.zeros_like(start)
+    rows, cols = start.shape
+    tall = rows >= cols
+    neurons = rows if tall else cols
+    mean_square = [0.0] * neurons
+    for grad in grads:
+        buffer = 0.95 * buffer + grad
+        direction = orthogonalise(grad + 0.95 * buffer)
+        if neuron_norm:
+            size = direction.norm()
+            evened = direction.clone()
+            for i in range(neurons):
+                share = direction[i] if tall else direction[:, i]
+                mean_square[i] = 0.95 * mean_square[i] + 0.05 * share.square().mean().item()
+                if tall:
+                    evened[i] = share / mean_square[i] ** 0.5
+                else:
+                    evened[:, i] = share / mean_square[i] ** 0.5
+            direction = evened * size / evened.norm()
+        param = param * (1 - lr * weight_decay) - lr * max(1.0, rows / cols) ** 0.5 * direction
+    return param
+
+
+@pytest.mark.parametrize("shape", [(12, 4), (4, 12), (6, 6)])
+def test_normuon_matches_its_formulas_written_out(shape):
+    torch.manual_seed(0)
+    start = torch.randn(*shape)
+    grads = [torch.randn(*shape) for _ in range(3)]
+    param = torch.nn.Parameter(start.clone())
+    optimizer = Muon([param], lr=0.05, weight_decay=0.5, neuron_norm=True)
+    for grad in grads:
+        param.grad = grad.clone()
+        optimizer.step()
+    expected = reference_normuon_steps(start, grads, 0.05, 0.5)
+    torch.testing.assert_close(param.detach(), expected, atol=1e-5, rtol=1e-5)
+    plain = reference_normuon_steps(start, grads, 0.05, 0.5, neuron_norm=False)
+    assert not torch.allclose(expected, plain, atol=1e-3)  # evening the neurons changed the steps
+
+
+def test_normuon_keeps_the_size_of_each_orthogonalised_update():
+    torch.manual_seed(0)
+    param = torch.nn.Parameter(torch.randn(16, 8))
+    before = param.detach().clone()
+    optimizer = Muon([param], lr=0.1, neuron_norm=True)
+    param.grad = torch.randn(16, 8)
+    optimizer.step()
+    step = (before - param.detach()) / (0.1 * 2**0.5)
+    plain = orthogonalise(param.grad * 1.95)  # the first Nesterov update is (1 + momentum) G
+    torch.testing.assert_close(step.norm(), plain.norm(), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(step, plain, atol=1e-3)

@@ -23,6 +23,7 @@ TINY = dict(vocab_size=40, block_size=24, n_layer=2, n_head=4, n_embd=32)
 VARIANTS = {
     "pos=rope": dict(pos="rope"),
     "pos=none": dict(pos="none"),
+    "rope_truncated": dict(pos="rope", rope_truncated=True),
     "norm=rmsnorm": dict(norm="rmsnorm"),
     "norm_placement=post": dict(norm_placement="post"),
     "mlp=swiglu": dict(mlp="swiglu"),
@@ -30,6 +31,7 @@ VARIANTS = {
     "n_kv_head=2": dict(n_kv_head=2),
     "n_kv_head=1": dict(n_kv_head=1),
     "qk_norm": dict(qk_norm=True),
+    "attn_scale=0.7": dict(attn_scale=0.7),
     "bias=false": dict(bias=False),
     "tie_weights=false": dict(tie_weights=False),
     "logit_softcap=5": dict(logit_softcap=5.0),
@@ -39,11 +41,13 @@ VARIANTS = {
     "smear": dict(smear=True),
     "all": dict(
         pos="rope",
+        rope_truncated=True,
         norm="rmsnorm",
         norm_placement="post",
         mlp="swiglu",
         n_kv_head=2,
         qk_norm=True,
+        attn_scale=0.7,
         bias=False,
         tie_weights=False,
         logit_softcap=8.0,
@@ -122,6 +126,18 @@ def test_rope_is_a_rotation_of_each_feature_pair():
     torch.testing.assert_close(out, expected)
 
 
+def test_truncated_rope_turns_half_the_pairs_over_the_same_frequency_range():
+    # Hand computation for head_dim 8: 4 pairs, of which 2 turn, at base^0 and base^(-1/2);
+    # the other two stay put at every position.
+    pos = torch.tensor([[0, 1, 5]])
+    cos, sin = rope_angles(pos, head_dim=8, truncated=True)
+    angles = pos[0, :, None].float() * torch.tensor([1.0, 10000.0**-0.5, 0.0, 0.0])
+    torch.testing.assert_close(cos[0, 0], angles.cos())
+    torch.testing.assert_close(sin[0, 0], angles.sin())
+    full_cos, _ = rope_angles(pos, head_dim=8)
+    assert not torch.allclose(full_cos[0, 0, :, 2:], torch.ones(3, 2))  # untruncated: all turn
+
+
 def test_rmsnorm_matches_hand_computation():
     norm = RMSNorm(4, eps=1e-5)
     with torch.no_grad():
@@ -142,6 +158,30 @@ def test_logit_softcap_bounds_logits():
     assert raw.abs().max() > 2.0  # the cap has something to do
     assert logits.abs().max() < 2.0
     torch.testing.assert_close(logits, 2.0 * torch.tanh(raw / 2.0))
+
+
+def test_attn_scale_equals_queries_scaled_by_hand():
+    """softmax(q.k * s) is softmax((s * sqrt(head_dim) * q).k / sqrt(head_dim)): a model with
+    attn_scale = s equals a GPT-2 model whose query weights and biases are multiplied by
+    s * sqrt(head_dim), on the fused kernel and on the explicit path (which hooks take)."""
+    scale, head_dim, C = 0.7, 8, 32
+    scaled = spiky_model(variant_config(dict(attn_scale=scale)))
+    plain = GPT(variant_config({})).eval()
+    state = scaled.state_dict()
+    for i in range(2):
+        for name in ("weight", "bias"):
+            tensor = state[f"blocks.{i}.attn.c_attn.{name}"].clone()
+            tensor[:C] *= scale * head_dim**0.5  # the query rows
+            state[f"blocks.{i}.attn.c_attn.{name}"] = tensor
+    plain.load_state_dict(state)
+    idx = torch.randint(0, 40, (2, 10))
+    with torch.no_grad():
+        expected = plain(idx)[0]
+        torch.testing.assert_close(scaled(idx)[0], expected, atol=1e-5, rtol=1e-5)
+        hooked, _ = scaled.run_with_cache(idx)  # hooks on the pattern: the explicit path
+        torch.testing.assert_close(hooked, expected, atol=1e-5, rtol=1e-5)
+        default = spiky_model(variant_config({}))
+        assert not torch.allclose(default(idx)[0], expected, atol=1e-3)  # the scale mattered
 
 
 def test_gqa_matches_plain_attention_with_repeated_kv_heads():
@@ -209,7 +249,15 @@ def test_variant_models_have_no_unused_modules():
         (dict(qk_norm="yes"), "model.qk_norm must be true or false"),
         (dict(tie_weights=1), "model.tie_weights must be true or false"),
         (dict(logit_softcap=-1.0), "model.logit_softcap must be null or a number > 0"),
+        (
+            dict(attn_scale=0.0),
+            r"model.attn_scale must be null \(1/sqrt\(head_dim\)\) or a number > 0",
+        ),
         (dict(pos="rope", n_embd=36, n_head=4), "rope needs an even head_dim"),
+        (
+            dict(rope_truncated=True),
+            "model.rope_truncated changes rotary positions, but model.pos = learned",
+        ),
     ],
 )
 def test_invalid_variants_are_refused(changes, message):

@@ -3,7 +3,7 @@
     q, k, v = split(c_attn(x))                  one matmul; k and v may have fewer heads (GQA)
     v += value embedding                        (value_embed layers only; see embeddings.py)
     q, k = qk_norm(q), qk_norm(k); rotate by position (rope)
-    y = softmax(q k^T / sqrt(head_dim) + causal mask) v, per head
+    y = softmax(q k^T * scale + causal mask) v, per head   scale: 1/sqrt(head_dim) or attn_scale
     out = c_proj(heads side by side)
 
 Keys and values are appended to a KV cache when one is given, so a decode step attends over every
@@ -12,7 +12,6 @@ earlier position while computing only its own.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -93,6 +92,8 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_kv_head = config.kv_heads
         self.head_dim = config.head_dim
+        self.scale = config.attention_scale
+        self.sdpa_scale = config.attn_scale  # None: the fused kernel's own 1/sqrt(head_dim)
         self.dropout = config.dropout
         self.use_sdpa = config.attention == "sdpa"
         # One matmul computes queries (n_head heads), keys and values (n_kv_head heads each).
@@ -144,7 +145,13 @@ class CausalSelfAttention(nn.Module):
         single_query = T == 1 and not self.training
         if self.use_sdpa and not hooked and (SINGLE_QUERY_SDPA or not single_query):
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=inputs.mask, dropout_p=dropout_p, is_causal=inputs.is_causal
+                q,
+                k,
+                v,
+                attn_mask=inputs.mask,
+                dropout_p=dropout_p,
+                is_causal=inputs.is_causal,
+                scale=self.sdpa_scale,
             )
         else:
             y = self.attention_weights(q, k, inputs.mask, inputs.is_causal) @ v
@@ -155,8 +162,8 @@ class CausalSelfAttention(nn.Module):
     def attention_weights(
         self, q: torch.Tensor, k: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool
     ) -> torch.Tensor:
-        """softmax(q k^T / sqrt(head_dim)) with masking: (B, n_head, T_q, T_k), rows sum to 1."""
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
+        """softmax(q k^T * scale) with masking: (B, n_head, T_q, T_k), rows sum to 1."""
+        scores = (q @ k.transpose(-2, -1)) * self.scale
         if is_causal:
             T_q, T_k = scores.shape[-2:]
             attn_mask = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).tril(

@@ -8,6 +8,7 @@ tensor is allocated.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,12 +45,19 @@ class ModelConfig:
     attention: Attention = "sdpa"
     # Architecture variants (see gptlab.model.*). The defaults are exactly GPT-2.
     pos: PositionEncoding = "learned"  # learned embedding, rope (rotary), none (causal mask only)
+    # with pos = rope: half of each head's feature pairs do not rotate (see positions.py)
+    rope_truncated: bool = False
     norm: Norm = "layernorm"
     norm_placement: NormPlacement = "pre"  # "pre": x + f(norm(x)); "post": norm(x + f(x)), 2017
     mlp: Mlp = "gelu"
     # Key/value heads; fewer than n_head is grouped-query attention.
     n_kv_head: int | None = setting(None, ge=1, says="a positive integer or null (= n_head)")
     qk_norm: bool = False  # normalise each head's queries and keys before the dot product
+    # What q.k is multiplied by before the softmax; none is GPT-2's 1/sqrt(head_dim). With qk_norm
+    # a logit is at most sqrt(head_dim) x the norms' gains (5.7 for heads of 32), so small heads
+    # attend softly until their gains grow; a larger scale sharpens them from the first step
+    # (modded-nanogpt uses 0.12 for heads of 128, 1.36 / sqrt(128)).
+    attn_scale: float | None = setting(None, gt=0, says="null (1/sqrt(head_dim)) or a number > 0")
     tie_weights: bool = True  # lm_head shares the token embedding's matrix
     # logits = cap * tanh(logits / cap) when set
     logit_softcap: float | None = setting(None, gt=0, says="null or a number > 0")
@@ -94,6 +102,11 @@ class ModelConfig:
                 "change n_embd or n_head"
             )
 
+        if self.rope_truncated and self.pos != "rope":
+            raise GptlabError(
+                f"model.rope_truncated changes rotary positions, but model.pos = {self.pos}: "
+                "set model.pos=rope as well, or model.rope_truncated=false"
+            )
         if self.bigram_buckets is not None and not self.bigram_embed:
             raise GptlabError(
                 f"model.bigram_buckets={self.bigram_buckets} sizes the bigram table, which is off: "
@@ -147,6 +160,11 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def attention_scale(self) -> float:
+        """The attention logits' multiplier: attn_scale, or 1/sqrt(head_dim) when it is not set."""
+        return 1.0 / math.sqrt(self.head_dim) if self.attn_scale is None else self.attn_scale
 
     @property
     def kv_heads(self) -> int:
@@ -207,10 +225,12 @@ class ModelConfig:
 VARIANT_FIELDS = (
     "bias",
     "pos",
+    "rope_truncated",
     "norm",
     "norm_placement",
     "mlp",
     "qk_norm",
+    "attn_scale",
     "tie_weights",
     "logit_softcap",
     "bigram_embed",

@@ -201,7 +201,9 @@ class GPT(nn.Module):
         key_len = kv_cache.key_len(T) if kv_cache is not None else T  # a static cache: max_len
         mask, is_causal = causal_mask(T, past, attention_mask, idx.device, key_len)
         rope = (
-            rope_angles(position_ids, self.config.head_dim) if self.config.pos == "rope" else None
+            rope_angles(position_ids, self.config.head_dim, truncated=self.config.rope_truncated)
+            if self.config.pos == "rope"
+            else None
         )
         # back[d - 1]: (ids, present) of the token d places back, for bigram_embed and smear (d = 1)
         # and the trigram table (d = 2)

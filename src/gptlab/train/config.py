@@ -112,6 +112,9 @@ class TrainConfig:
     # per-iteration coefficients, which reach singular values near 1 in fewer iterations.
     muon_ns_steps: int = setting(5, ge=1, le=20)
     muon_coefficients: Literal["quintic", "polar_express"] = "quintic"
+    # NorMuon (Li et al. 2025): each neuron's share of the orthogonalised update is divided by a
+    # running RMS of its own, then the update is rescaled to its Frobenius norm before.
+    muon_neuron_norm: bool = False
 
     # Weight averaging: the final evaluation, the final checkpoint and the final sample use an
     # average of the last weights (train/weight_average.py). ema: an exponential moving average

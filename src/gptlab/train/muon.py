@@ -22,6 +22,13 @@ coefficients (train.muon_coefficients):
   narrow the band around 1. Its input is scaled by 1 / (1.02 ||U||_F), the 2% margin the
   coefficients were derived for. Past the fifth step the fifth polynomial repeats.
 
+NorMuon (Li, Chen, Lin et al., "NorMuon", 2025, arXiv:2510.05491; neuron_norm=True) evens out
+what orthogonalisation leaves uneven: the rows (or, for a wide matrix, the columns) of
+orthogonalise(U) can differ a lot in size, so each neuron's share is divided by the square root of
+an exponential average (beta NEURON_NORM_BETA) of its own mean square, as Adam does per entry, and
+the result is rescaled to the Frobenius norm orthogonalise(U) had, so the learning rate keeps its
+meaning.
+
 Muon is only for the 2-D hidden matrices (attention and MLP weights). Embeddings, the output head,
 norm gains and biases stay on AdamW: `gptlab.train.optim` builds both and steps them together.
 
@@ -54,6 +61,7 @@ POLAR_EXPRESS_MARGIN = 1.02  # the input is divided by 1.02 x its Frobenius norm
 # every layer at once, while a large one's temporaries stay a few matrices' worth.
 BATCH_NUMBERS = 2**24
 COEFFICIENTS = ("quintic", "polar_express")
+NEURON_NORM_BETA = 0.95  # NorMuon's average of each neuron's mean square (the paper's beta2)
 
 
 def step_coefficients(kind: str, steps: int) -> list[tuple[float, float, float]]:
@@ -122,11 +130,13 @@ class Muon(torch.optim.Optimizer):
         ns_steps: int = 5,
         ns_dtype: torch.dtype | None = None,
         ns_coefficients: str = "quintic",
+        neuron_norm: bool = False,
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps)
         super().__init__(params, defaults)
         step_coefficients(ns_coefficients, 1)  # an unknown name fails here, not at the first step
         self.ns_dtype, self.ns_coefficients = ns_dtype, ns_coefficients
+        self.neuron_norm = neuron_norm
         for group in self.param_groups:
             for p in group["params"]:
                 if p.dim() != 2:
@@ -143,6 +153,28 @@ class Muon(torch.optim.Optimizer):
         buffer.mul_(momentum).add_(p.grad)
         return p.grad.add(buffer, alpha=momentum)
 
+    def neuron_normalised(
+        self, batch: list[torch.Tensor], directions: torch.Tensor
+    ) -> torch.Tensor:
+        """NorMuon on a stack of same-shape directions (n, rows, cols): each neuron's share
+        divided by its running RMS, then each matrix scaled back to its Frobenius norm. A neuron
+        is a row of a tall (or square) matrix and a column of a wide one: the longer side, whose
+        units orthogonalisation sizes unevenly (the shorter side's come out at norms near 1)."""
+        rows, cols = batch[0].shape
+        over = -1 if rows >= cols else -2  # average over the other side's entries
+        mean_square = directions.square().mean(dim=over, keepdim=True)
+        averages = []
+        for p, fresh in zip(batch, mean_square, strict=True):
+            state = self.state[p]
+            if "neuron_mean_square" not in state:  # (rows, 1) or (1, cols)
+                state["neuron_mean_square"] = torch.zeros_like(fresh)
+            averages.append(state["neuron_mean_square"])
+        # one call for the whole stack: on a CPU the per-matrix calls would cost more than the math
+        torch._foreach_lerp_(averages, list(mean_square.unbind(0)), 1.0 - NEURON_NORM_BETA)
+        evened = directions * torch.stack(averages).clamp(min=1e-20).rsqrt()
+        size = directions.norm(dim=(-2, -1), keepdim=True)
+        return evened * (size / evened.norm(dim=(-2, -1), keepdim=True).clamp(min=1e-20))
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -157,6 +189,8 @@ class Muon(torch.optim.Optimizer):
                 directions = orthogonalise(
                     updates, group["ns_steps"], self.ns_dtype, self.ns_coefficients
                 )
+                if self.neuron_norm:
+                    directions = self.neuron_normalised(batch, directions)
                 # sqrt(rows / cols) for tall matrices keeps the update's per-entry size the same
                 # for every shape (the orthogonalised matrix's entries shrink as rows grow).
                 rows, cols = batch[0].shape

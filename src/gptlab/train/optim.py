@@ -192,6 +192,7 @@ def build_optimizer(
         weight_decay=config.weight_decay,
         ns_steps=config.muon_ns_steps,
         ns_coefficients=config.muon_coefficients,
+        neuron_norm=config.muon_neuron_norm,
     )
     return OptimizerPair(adamw, muon)
 
