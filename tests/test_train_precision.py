@@ -10,8 +10,17 @@ import pytest
 import torch
 from test_train import read_metrics, tiny_config
 
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
 from gptlab.train import precision, train
-from gptlab.train.precision import cpu_has_bf16_units, fall_back_from_emulated_bf16
+from gptlab.train.config import TrainConfig
+from gptlab.train.muon import orthogonalise
+from gptlab.train.optim import build_optimizer
+from gptlab.train.precision import (
+    cpu_has_bf16_units,
+    fall_back_from_emulated_bf16,
+    newton_schulz_dtype,
+)
 
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 SKYLAKE = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
@@ -88,3 +97,31 @@ def test_a_cpu_run_in_bf16_tracks_fp32_and_falls_back_to_it_exactly(
     fallen_back = losses("fallback", "train.dtype=bf16")
     assert "no bf16 matrix units" in capsys.readouterr().out
     assert fallen_back == fp32
+
+
+def test_muon_ns_dtype_picks_the_newton_schulz_dtype_and_falls_back_like_train_dtype(cpuinfo):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    cpuinfo(ZEN4)
+    assert newton_schulz_dtype("bf16", cpu) is torch.bfloat16
+    assert newton_schulz_dtype("fp32", cpu) is torch.float32
+    assert newton_schulz_dtype("auto", cpu) is None  # Muon's own choice
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=32))
+    config = TrainConfig(optimizer="muon", muon_ns_dtype="bf16")
+    assert build_optimizer(model, config, cpu).muon.ns_dtype is torch.bfloat16
+    for text in (SKYLAKE, None):  # emulated bf16 would be the slow choice: float32
+        cpuinfo(text)
+        assert newton_schulz_dtype("bf16", cpu) is torch.float32
+        assert newton_schulz_dtype("bf16", cuda) is torch.bfloat16
+
+
+def test_newton_schulz_in_bf16_lands_near_the_float32_result():
+    # the stack shapes of the prose-cpu preset's matrices; bf16's 8-bit mantissa leaves ~1%
+    generator = torch.Generator().manual_seed(0)
+    for shape in [(4, 384, 128), (4, 128, 128), (4, 128, 512)]:
+        update = torch.randn(shape, generator=generator)
+        exact, fast = (
+            orthogonalise(update, 5, torch.float32),
+            orthogonalise(update, 5, torch.bfloat16),
+        )
+        assert fast.dtype == torch.float32
+        assert ((fast - exact).norm() / exact.norm()).item() < 0.03

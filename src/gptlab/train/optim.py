@@ -39,6 +39,7 @@ import torch
 
 from gptlab.train.config import TrainConfig
 from gptlab.train.muon import Muon
+from gptlab.train.precision import newton_schulz_dtype
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -191,6 +192,7 @@ def build_optimizer(
         momentum=config.muon_momentum,
         weight_decay=config.weight_decay,
         ns_steps=config.muon_ns_steps,
+        ns_dtype=newton_schulz_dtype(config.muon_ns_dtype, device),
         ns_coefficients=config.muon_coefficients,
         neuron_norm=config.muon_neuron_norm,
     )

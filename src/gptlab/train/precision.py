@@ -74,6 +74,14 @@ def fall_back_from_emulated_bf16(
     return torch.float32, f"dtype: {why}; training in fp32 (train.dtype=fp32 skips this check)"
 
 
+def newton_schulz_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """train.muon_ns_dtype as a torch dtype, None for auto (Muon's own choice: bf16 on a GPU,
+    float32 elsewhere); bf16 on a CPU without bf16 units is float32 (emulated, the slow choice)."""
+    if setting == "auto":
+        return None
+    return fall_back_from_emulated_bf16(torch_dtype(setting), device)[0]
+
+
 def autocast_context(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return contextlib.nullcontext()
